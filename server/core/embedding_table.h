@@ -1,0 +1,199 @@
+// EmbeddingTable: one torch.nn.Embedding weight matrix (this server's shard
+// of it) with its optimizer state, serving lookups and sparse pushes.
+//
+//   absl::StatusOr<std::unique_ptr<EmbeddingTable>> table =
+//       EmbeddingTable::Create(spec, /*initial_weights=*/{});
+//   std::vector<float> out(indices.size() * dim);
+//   absl::Status s = (*table)->Lookup(indices, DType::kFloat32, out.data());
+//   (*table)->PushGradients(indices, grad, PushOptions{});
+//
+// Thread-safe: any number of lookups and pushes may run at once. Rows are
+// guarded by striped reader-writer locks (row r by stripe r % kLockStripes):
+// a lookup copies each row under its stripe's reader lock, so it never sees a
+// torn row; a push updates each touched row once under the writer lock, so
+// concurrent pushes to one row never lose each other's update. Every request
+// is validated completely before any row is touched: a rejected request
+// changes nothing.
+#ifndef SERVER_CORE_EMBEDDING_TABLE_H_
+#define SERVER_CORE_EMBEDDING_TABLE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "server/core/bag.h"
+#include "server/core/dtype.h"
+#include "server/core/exactly_once.h"
+#include "server/core/mutex.h"
+#include "server/core/table_spec.h"
+
+namespace embedding {
+
+struct PushOptions {
+  // Replaces the table's learning rate for this push.
+  std::optional<float> learning_rate;
+  // Exactly-once: a (client_id, sequence) already applied is not applied
+  // again. Empty client_id disables the check.
+  std::string client_id;
+  uint64_t sequence = 0;
+};
+
+struct PushResult {
+  int64_t rows_updated = 0;  // Distinct rows the optimizer stepped.
+  int64_t version = 0;       // Table version after the push.
+  bool duplicate = false;    // Already applied earlier; nothing changed now.
+};
+
+// A consistent-enough snapshot for GetTable/ListTables.
+struct TableStats {
+  TableSpec spec;
+  int64_t local_rows = 0;
+  int64_t memory_bytes = 0;
+  int64_t version = 0;
+  int64_t step = 0;
+};
+
+class EmbeddingTable {
+ public:
+  // Creates a table from a validated spec. `initial_weights` is empty (use
+  // the initializer) or the global table's [num_embeddings, dim] floats; the
+  // padding row starts as zeros either way. INVALID_ARGUMENT if the spec or
+  // the weights (size, non-finite values) are bad.
+  static absl::StatusOr<std::unique_ptr<EmbeddingTable>> Create(
+      TableSpec spec, absl::Span<const float> initial_weights);
+
+  // Bytes the weights and optimizer state of `spec` take on this server.
+  // INVALID_ARGUMENT when the size overflows 64 bits.
+  static absl::StatusOr<int64_t> MemoryBytes(const TableSpec& spec);
+
+  EmbeddingTable(const EmbeddingTable&) = delete;
+  EmbeddingTable& operator=(const EmbeddingTable&) = delete;
+
+  const std::string& name() const { return name_; }
+  int64_t dim() const { return dim_; }
+  int64_t local_rows() const { return local_rows_; }
+  TableStats Stats() const;
+
+  // Writes the rows of `indices` (global ids) to `out` as `dtype`, row after
+  // row (indices.size() * dim elements). With max_norm, rows over the norm
+  // are renormalised in place first, as torch does. INVALID_ARGUMENT names
+  // the first index out of range (or held by another shard) and its position.
+  absl::Status Lookup(absl::Span<const int64_t> indices, DType dtype,
+                      void* out);
+
+  // F.embedding_bag: writes [bags, dim] pooled rows to `out` as `dtype`. In
+  // MAX mode, `max_indices` (bags * dim) receives the winning row per element
+  // (-1 for empty bags); it may be null otherwise. INVALID_ARGUMENT for a bad
+  // batch (see ValidateBagBatch) or index.
+  absl::Status LookupBag(const BagBatch& batch, DType dtype, void* out,
+                         int64_t* max_indices);
+
+  // Backward of Lookup plus one optimizer step. `grad` is
+  // [indices.size(), dim] float32. INVALID_ARGUMENT for a bad index, a size
+  // mismatch or a non-finite gradient; FAILED_PRECONDITION for a sequence
+  // too old to tell whether it was applied.
+  absl::StatusOr<PushResult> PushGradients(absl::Span<const int64_t> indices,
+                                           absl::Span<const float> grad,
+                                           const PushOptions& options);
+
+  // Backward of LookupBag plus one optimizer step. `grad` is [bags, dim];
+  // in MAX mode `max_indices` is what LookupBag returned.
+  absl::StatusOr<PushResult> PushBagGradients(
+      const BagBatch& batch, absl::Span<const float> grad,
+      absl::Span<const int64_t> max_indices, const PushOptions& options);
+
+  // Overwrites rows: `values` is [indices.size(), dim]. Each index may appear
+  // once. Returns the new version.
+  absl::StatusOr<int64_t> WriteRows(absl::Span<const int64_t> indices,
+                                    absl::Span<const float> values);
+
+  // Overwrites the rows of the global range [start_row, start_row + rows)
+  // that this shard holds, from `values` = [rows, dim] for the whole range.
+  absl::StatusOr<int64_t> WriteRowRange(int64_t start_row,
+                                        absl::Span<const float> values);
+
+  // Global ids of the rows this shard holds in [start_row, end_row).
+  // INVALID_ARGUMENT when the range is not within [0, num_embeddings].
+  absl::StatusOr<std::vector<int64_t>> HeldRows(int64_t start_row,
+                                                int64_t end_row) const;
+
+  // Replaces the optimizer's hyper-parameters. FAILED_PRECONDITION when
+  // `spec` is of another kind than the table's (its state would not fit).
+  absl::Status SetOptimizer(const OptimizerSpec& spec);
+
+ private:
+  static constexpr int64_t kLockStripes = 1024;
+
+  struct alignas(64) Stripe {
+    SharedMutex mu;
+  };
+
+  EmbeddingTable(TableSpec spec, int64_t local_rows, int64_t state_width);
+
+  // INVALID_ARGUMENT naming the first index not held by this shard.
+  absl::Status ValidateIndices(absl::Span<const int64_t> indices,
+                               const char* what) const;
+  int64_t LocalRow(int64_t global_row) const {
+    return shard_count_ == 1 ? global_row : global_row / shard_count_;
+  }
+  int64_t GlobalRow(int64_t local_row) const {
+    return local_row * shard_count_ + shard_index_;
+  }
+  bool IsPadding(int64_t global_row) const {
+    return global_row == padding_global_row_;
+  }
+  SharedMutex& StripeOf(int64_t local_row) const {
+    return stripes_[local_row & (kLockStripes - 1)].mu;
+  }
+  float* RowData(int64_t local_row) const {
+    return weights_.get() + local_row * dim_;
+  }
+  float* StateData(int64_t local_row) const {
+    return state_.get() + local_row * state_width_;
+  }
+
+  // Calls `use(row)` with the row's floats under its reader lock, after
+  // renormalising it under the writer lock when max_norm requires.
+  template <typename Use>
+  void ReadRow(int64_t local_row, Use&& use);
+
+  // Coalesced gradient -> one optimizer step per row.
+  class GradientAccumulator;
+  absl::StatusOr<PushResult> ApplyPush(GradientAccumulator& gradient,
+                                       const PushOptions& options);
+
+  const std::string name_;
+  const int64_t num_embeddings_;
+  const int64_t dim_;
+  const int64_t local_rows_;
+  const int64_t state_width_;
+  const int32_t shard_index_;
+  const int32_t shard_count_;
+  const int64_t padding_global_row_;  // -1 when the table has none.
+  const std::optional<float> max_norm_;
+  const float norm_type_;
+  const bool scale_grad_by_freq_;
+
+  // Row data: row r and its state are guarded by StripeOf(r). Raw arrays
+  // (not vectors) so the memory is not zero-filled twice at creation.
+  const std::unique_ptr<float[]> weights_;
+  const std::unique_ptr<float[]> state_;
+  const std::unique_ptr<Stripe[]> stripes_;
+
+  mutable SharedMutex spec_mu_;
+  TableSpec spec_ ABSL_GUARDED_BY(spec_mu_);  // The optimizer may change.
+
+  std::atomic<int64_t> version_{0};
+  std::atomic<int64_t> step_{0};
+  ExactlyOnceTracker exactly_once_;
+};
+
+}  // namespace embedding
+
+#endif  // SERVER_CORE_EMBEDDING_TABLE_H_

@@ -1,0 +1,54 @@
+#include "server/core/initializer.h"
+
+#include <cmath>
+#include <numbers>
+
+namespace embedding {
+namespace {
+
+// SplitMix64's finaliser: a bijective mix with full avalanche.
+uint64_t Mix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// Two independent uniform doubles in (0, 1] for one (seed, row, column).
+void UniformPair(uint64_t seed, int64_t row, int64_t column, double* u1,
+                 double* u2) {
+  const uint64_t key =
+      Mix(Mix(seed) ^ Mix(static_cast<uint64_t>(row)) * 0x2545f4914f6cdd1dull ^
+          static_cast<uint64_t>(column));
+  const uint64_t second = Mix(key ^ 0xda942042e4dd58b5ull);
+  constexpr double kScale = 0x1p-53;
+  *u1 = (static_cast<double>(key >> 11) + 1.0) * kScale;
+  *u2 = (static_cast<double>(second >> 11) + 1.0) * kScale;
+}
+
+}  // namespace
+
+void FillRow(const InitializerSpec& init, uint64_t seed, int64_t global_row,
+             int64_t dim, float* out) {
+  for (int64_t column = 0; column < dim; ++column) {
+    double u1, u2;
+    switch (init.kind) {
+      case InitializerSpec::Kind::kConstant:
+        out[column] = init.a;
+        break;
+      case InitializerSpec::Kind::kUniform:
+        UniformPair(seed, global_row, column, &u1, &u2);
+        out[column] = static_cast<float>(init.a + (init.b - init.a) * (1.0 - u1));
+        break;
+      case InitializerSpec::Kind::kNormal:
+        UniformPair(seed, global_row, column, &u1, &u2);
+        // Box-Muller.
+        out[column] = static_cast<float>(
+            init.a + init.b * std::sqrt(-2.0 * std::log(u1)) *
+                         std::cos(2.0 * std::numbers::pi * u2));
+        break;
+    }
+  }
+}
+
+}  // namespace embedding
