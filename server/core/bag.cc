@@ -21,16 +21,16 @@ absl::StatusOr<int64_t> ValidateBagBatch(const BagBatch& batch) {
   }
   for (int64_t i = 1; i < num_offsets; ++i) {
     if (batch.offsets[i] < batch.offsets[i - 1]) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "offsets must be non-decreasing: offsets[", i, "] = ",
-          batch.offsets[i], " < offsets[", i - 1, "] = ", batch.offsets[i - 1]));
+      return absl::InvalidArgumentError(
+          absl::StrCat("offsets must be non-decreasing: offsets[", i,
+                       "] = ", batch.offsets[i], " < offsets[", i - 1,
+                       "] = ", batch.offsets[i - 1]));
     }
   }
   if (batch.offsets[num_offsets - 1] > num_indices) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("offsets[", num_offsets - 1, "] = ",
-                     batch.offsets[num_offsets - 1],
-                     " is past the end of indices (", num_indices, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "offsets[", num_offsets - 1, "] = ", batch.offsets[num_offsets - 1],
+        " is past the end of indices (", num_indices, ")"));
   }
   if (!batch.per_sample_weights.empty()) {
     if (batch.mode != BagMode::kSum) {

@@ -2,7 +2,8 @@
 //
 //   BagBatch batch{indices, offsets, BagMode::kMean};
 //   absl::StatusOr<int64_t> bags = ValidateBagBatch(batch);
-//   for (int64_t b = 0; b < *bags; ++b) { auto [begin, end] = BagBounds(batch, b); }
+//   for (int64_t b = 0; b < *bags; ++b) { auto [begin, end] = BagBounds(batch,
+//   b); }
 #ifndef SERVER_CORE_BAG_H_
 #define SERVER_CORE_BAG_H_
 

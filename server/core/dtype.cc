@@ -26,7 +26,8 @@ uint16_t FloatToHalf(float value) {
   const uint32_t sign = (bits >> 16) & 0x8000u;
   const uint32_t abs = bits & 0x7fffffffu;
   if (abs >= 0x7f800000u) {  // Inf or NaN (NaN stays quiet NaN).
-    return static_cast<uint16_t>(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0));
+    return static_cast<uint16_t>(sign | 0x7c00u |
+                                 (abs > 0x7f800000u ? 0x200u : 0));
   }
   if (abs >= 0x477ff000u) {  // Rounds to >= 65520: overflow to Inf.
     return static_cast<uint16_t>(sign | 0x7c00u);
@@ -34,8 +35,8 @@ uint16_t FloatToHalf(float value) {
   if (abs < 0x38800000u) {  // Below the smallest normal half: subnormal.
     // Adding 0.5 makes the FPU round the mantissa at the subnormal position.
     const float shifted = std::bit_cast<float>(abs) + 0.5f;
-    return static_cast<uint16_t>(sign |
-                                 (std::bit_cast<uint32_t>(shifted) - 0x3f000000u));
+    return static_cast<uint16_t>(
+        sign | (std::bit_cast<uint32_t>(shifted) - 0x3f000000u));
   }
   // Normal: rebias the exponent and round the 13 dropped bits to nearest even.
   const uint32_t odd = (abs >> 13) & 1u;
@@ -54,7 +55,8 @@ float HalfToFloat(uint16_t half) {
   if (exponent == 0x1f) {
     return std::bit_cast<float>(sign | 0x7f800000u | (mantissa << 13));
   }
-  return std::bit_cast<float>(sign | ((exponent + 112) << 23) | (mantissa << 13));
+  return std::bit_cast<float>(sign | ((exponent + 112) << 23) |
+                              (mantissa << 13));
 }
 
 uint16_t FloatToBFloat16(float value) {

@@ -87,6 +87,11 @@ class EmbeddingTable {
   absl::Status Lookup(absl::Span<const int64_t> indices, DType dtype,
                       void* out);
 
+  // Writes the rows of `indices` to `out` as stored: float32, no max_norm
+  // renormalisation (an export, not a forward pass). INVALID_ARGUMENT as
+  // Lookup.
+  absl::Status ReadRows(absl::Span<const int64_t> indices, float* out);
+
   // F.embedding_bag: writes [bags, dim] pooled rows to `out` as `dtype`. In
   // MAX mode, `max_indices` (bags * dim) receives the winning row per element
   // (-1 for empty bags); it may be null otherwise. INVALID_ARGUMENT for a bad
@@ -123,6 +128,12 @@ class EmbeddingTable {
   absl::StatusOr<std::vector<int64_t>> HeldRows(int64_t start_row,
                                                 int64_t end_row) const;
 
+  // INVALID_ARGUMENT naming the first index outside [0, num_embeddings) or
+  // held by another shard, and its position.
+  absl::Status CheckIndices(absl::Span<const int64_t> indices) const {
+    return ValidateIndices(indices, "index");
+  }
+
   // Replaces the optimizer's hyper-parameters. FAILED_PRECONDITION when
   // `spec` is of another kind than the table's (its state would not fit).
   absl::Status SetOptimizer(const OptimizerSpec& spec);
@@ -158,10 +169,15 @@ class EmbeddingTable {
     return state_.get() + local_row * state_width_;
   }
 
-  // Calls `use(row)` with the row's floats under its reader lock, after
-  // renormalising it under the writer lock when max_norm requires.
+  // Calls `use(row)` with the row's floats under its reader lock; with
+  // `renorm`, first renormalises it under the writer lock if max_norm
+  // requires.
   template <typename Use>
-  void ReadRow(int64_t local_row, Use&& use);
+  void ReadRow(int64_t local_row, bool renorm, Use&& use);
+
+  // Lookup and ReadRows: rows of `indices` to `out` as `dtype`.
+  absl::Status Gather(absl::Span<const int64_t> indices, DType dtype,
+                      bool renorm, void* out);
 
   // Coalesced gradient -> one optimizer step per row.
   class GradientAccumulator;

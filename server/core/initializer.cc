@@ -38,7 +38,8 @@ void FillRow(const InitializerSpec& init, uint64_t seed, int64_t global_row,
         break;
       case InitializerSpec::Kind::kUniform:
         UniformPair(seed, global_row, column, &u1, &u2);
-        out[column] = static_cast<float>(init.a + (init.b - init.a) * (1.0 - u1));
+        out[column] =
+            static_cast<float>(init.a + (init.b - init.a) * (1.0 - u1));
         break;
       case InitializerSpec::Kind::kNormal:
         UniformPair(seed, global_row, column, &u1, &u2);

@@ -36,8 +36,8 @@ StepParams MakeStepParams(const OptimizerSpec& spec, int64_t step,
     const double t = static_cast<double>(step);
     const double bias_correction1 = 1.0 - std::pow(double{spec.beta1}, t);
     const double bias_correction2 = 1.0 - std::pow(double{spec.beta2}, t);
-    params.step_size = static_cast<float>(lr * std::sqrt(bias_correction2) /
-                                          bias_correction1);
+    params.step_size =
+        static_cast<float>(lr * std::sqrt(bias_correction2) / bias_correction1);
   }
   return params;
 }

@@ -9,11 +9,11 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#define EMBEDDING_RETURN_IF_ERROR(expr)          \
-  do {                                           \
+#define EMBEDDING_RETURN_IF_ERROR(expr)                 \
+  do {                                                  \
     if (absl::Status _status = (expr); !_status.ok()) { \
-      return _status;                            \
-    }                                            \
+      return _status;                                   \
+    }                                                   \
   } while (0)
 
 #define EMBEDDING_STATUS_CONCAT_INNER(a, b) a##b

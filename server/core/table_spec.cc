@@ -22,9 +22,9 @@ absl::Status ValidateName(const std::string& name) {
   }
   for (char c : name) {
     if (!IsNameCharacter(c)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("table name \"", name,
-                       "\" may only contain letters, digits, '_', '-' and '.'"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "table name \"", name,
+          "\" may only contain letters, digits, '_', '-' and '.'"));
     }
   }
   return absl::OkStatus();
@@ -114,8 +114,8 @@ absl::Status ValidateTableSpec(TableSpec& spec) {
     return status;
   }
   if (spec.num_embeddings <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "num_embeddings must be > 0, got ", spec.num_embeddings));
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_embeddings must be > 0, got ", spec.num_embeddings));
   }
   if (spec.embedding_dim <= 0) {
     return absl::InvalidArgumentError(

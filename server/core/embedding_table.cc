@@ -1,0 +1,507 @@
+#include "server/core/embedding_table.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <new>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
+#include "server/core/initializer.h"
+#include "server/core/optimizer.h"
+#include "server/core/status_macros.h"
+
+namespace embedding {
+namespace {
+
+// The norm_type-norm of a row, in double as torch's embedding_renorm_ reads it.
+double RowNorm(const float* row, int64_t dim, float norm_type) {
+  double result = 0;
+  if (std::isinf(norm_type)) {
+    for (int64_t d = 0; d < dim; ++d) {
+      result = std::max(result, std::fabs(double{row[d]}));
+    }
+    return result;
+  }
+  if (norm_type == 1.0f) {
+    for (int64_t d = 0; d < dim; ++d) result += std::fabs(double{row[d]});
+    return result;
+  }
+  if (norm_type == 2.0f) {
+    for (int64_t d = 0; d < dim; ++d) result += double{row[d]} * row[d];
+    return std::sqrt(result);
+  }
+  for (int64_t d = 0; d < dim; ++d) {
+    result += std::pow(std::fabs(double{row[d]}), double{norm_type});
+  }
+  return std::pow(result, 1.0 / norm_type);
+}
+
+absl::Status CheckFinite(absl::Span<const float> values, int64_t dim,
+                         const char* what) {
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (!std::isfinite(values[i])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " has a non-finite value (", values[i],
+                       ") at row ", i / dim, ", column ", i % dim));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckRowsShape(absl::Span<const float> values, int64_t rows,
+                            int64_t dim, const char* what) {
+  if (static_cast<int64_t>(values.size()) != rows * dim) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " has ", values.size(), " elements, expected [",
+                     rows, ", ", dim, "] = ", rows * dim));
+  }
+  return CheckFinite(values, dim, what);
+}
+
+// Multiplies a, b (both >= 0); false on int64 overflow.
+bool CheckedMultiply(int64_t a, int64_t b, int64_t* out) {
+  return !__builtin_mul_overflow(a, b, out);
+}
+
+}  // namespace
+
+// The fused coalesce step of a push: sums the gradient of each distinct row
+// once (the padding row never enters), counts occurrences for
+// scale_grad_by_freq, then hands each row to the optimizer exactly once.
+// Thread-compatible; one per push.
+class EmbeddingTable::GradientAccumulator {
+ public:
+  GradientAccumulator(int64_t dim, size_t expected_rows) : dim_(dim) {
+    slots_.reserve(expected_rows);
+    rows_.reserve(expected_rows);
+  }
+
+  // Adds scale * grad[0..dim) to the row's sum.
+  void Add(int64_t local_row, const float* grad, float scale) {
+    float* sum = Sum(local_row);
+    for (int64_t d = 0; d < dim_; ++d) sum[d] += scale * grad[d];
+  }
+  // Adds value to one column of the row's sum.
+  void AddElement(int64_t local_row, int64_t column, float value) {
+    Sum(local_row)[column] += value;
+  }
+  // Counts one occurrence of the row in the batch's indices.
+  void Count(int64_t local_row) {
+    auto it = slots_.find(local_row);
+    if (it != slots_.end()) ++counts_[it->second];
+  }
+  // Divides each row's sum by its count, as scale_grad_by_freq does.
+  void ScaleByFrequency() {
+    for (size_t slot = 0; slot < rows_.size(); ++slot) {
+      const float count = static_cast<float>(counts_[slot]);
+      float* sum = &sums_[slot * dim_];
+      for (int64_t d = 0; d < dim_; ++d) sum[d] /= count;
+    }
+  }
+
+  size_t size() const { return rows_.size(); }
+  int64_t row(size_t slot) const { return rows_[slot]; }
+  int64_t count(size_t slot) const { return counts_[slot]; }
+  const float* sum(size_t slot) const { return &sums_[slot * dim_]; }
+
+ private:
+  float* Sum(int64_t local_row) {
+    auto [it, inserted] = slots_.try_emplace(local_row, rows_.size());
+    if (inserted) {
+      rows_.push_back(local_row);
+      counts_.push_back(0);
+      sums_.resize(sums_.size() + dim_, 0.0f);
+    }
+    return &sums_[it->second * dim_];
+  }
+
+  const int64_t dim_;
+  absl::flat_hash_map<int64_t, size_t> slots_;
+  std::vector<int64_t> rows_;
+  std::vector<int64_t> counts_;
+  std::vector<float> sums_;
+};
+
+absl::StatusOr<int64_t> EmbeddingTable::MemoryBytes(const TableSpec& spec) {
+  const int64_t rows =
+      LocalRowCount(spec.num_embeddings, spec.shard_index, spec.shard_count);
+  const int64_t floats_per_row =
+      spec.embedding_dim +
+      OptimizerStateWidth(spec.optimizer.kind, spec.embedding_dim);
+  int64_t floats, bytes;
+  if (floats_per_row < spec.embedding_dim ||
+      !CheckedMultiply(rows, floats_per_row, &floats) ||
+      !CheckedMultiply(floats, int64_t{sizeof(float)}, &bytes)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "table of ", spec.num_embeddings, " x ", spec.embedding_dim, " with ",
+        OptimizerName(spec.optimizer.kind),
+        " state overflows 64-bit size arithmetic"));
+  }
+  return bytes;
+}
+
+absl::StatusOr<std::unique_ptr<EmbeddingTable>> EmbeddingTable::Create(
+    TableSpec spec, absl::Span<const float> initial_weights) {
+  EMBEDDING_RETURN_IF_ERROR(ValidateTableSpec(spec));
+  EMBEDDING_RETURN_IF_ERROR(MemoryBytes(spec).status());
+  const int64_t dim = spec.embedding_dim;
+  if (!initial_weights.empty()) {
+    EMBEDDING_RETURN_IF_ERROR(CheckRowsShape(
+        initial_weights, spec.num_embeddings, dim, "initial_weights"));
+  }
+  const int64_t local_rows =
+      LocalRowCount(spec.num_embeddings, spec.shard_index, spec.shard_count);
+  const int64_t state_width = OptimizerStateWidth(spec.optimizer.kind, dim);
+  std::unique_ptr<EmbeddingTable> table(
+      new (std::nothrow) EmbeddingTable(spec, local_rows, state_width));
+  if (table == nullptr || table->weights_ == nullptr ||
+      (state_width > 0 && table->state_ == nullptr)) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cannot allocate table \"", spec.name, "\" of ",
+                     local_rows, " x ", dim, " rows"));
+  }
+  for (int64_t local = 0; local < local_rows; ++local) {
+    const int64_t global = table->GlobalRow(local);
+    float* row = table->RowData(local);
+    if (table->IsPadding(global)) {
+      std::fill_n(row, dim, 0.0f);
+    } else if (!initial_weights.empty()) {
+      std::copy_n(&initial_weights[global * dim], dim, row);
+    } else {
+      FillRow(spec.initializer, spec.seed, global, dim, row);
+    }
+  }
+  std::fill_n(table->state_.get(), local_rows * state_width,
+              InitialOptimizerState(spec.optimizer));
+  return table;
+}
+
+EmbeddingTable::EmbeddingTable(TableSpec spec, int64_t local_rows,
+                               int64_t state_width)
+    : name_(spec.name),
+      num_embeddings_(spec.num_embeddings),
+      dim_(spec.embedding_dim),
+      local_rows_(local_rows),
+      state_width_(state_width),
+      shard_index_(spec.shard_index),
+      shard_count_(spec.shard_count),
+      padding_global_row_(spec.padding_idx.value_or(-1)),
+      max_norm_(spec.max_norm),
+      norm_type_(spec.norm_type),
+      scale_grad_by_freq_(spec.scale_grad_by_freq),
+      weights_(new (std::nothrow) float[local_rows * spec.embedding_dim]),
+      state_(state_width > 0
+                 ? new (std::nothrow) float[local_rows * state_width]
+                 : nullptr),
+      stripes_(new Stripe[kLockStripes]),
+      spec_(std::move(spec)) {}
+
+TableStats EmbeddingTable::Stats() const {
+  TableStats stats;
+  {
+    ReaderLock lock(&spec_mu_);
+    stats.spec = spec_;
+  }
+  stats.local_rows = local_rows_;
+  stats.memory_bytes = *MemoryBytes(stats.spec);
+  stats.version = version_.load(std::memory_order_relaxed);
+  stats.step = step_.load(std::memory_order_relaxed);
+  return stats;
+}
+
+absl::Status EmbeddingTable::ValidateIndices(absl::Span<const int64_t> indices,
+                                             const char* what) const {
+  for (size_t i = 0; i < indices.size(); ++i) {
+    const int64_t index = indices[i];
+    if (index < 0 || index >= num_embeddings_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " ", index, " at position ", i, " is outside [0, ",
+                       num_embeddings_, ")"));
+    }
+    if (shard_count_ > 1 && index % shard_count_ != shard_index_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, " ", index, " at position ", i, " belongs to shard ",
+          index % shard_count_, "; this server is shard ", shard_index_, " of ",
+          shard_count_));
+    }
+  }
+  return absl::OkStatus();
+}
+
+template <typename Use>
+void EmbeddingTable::ReadRow(int64_t local_row, bool renorm, Use&& use) {
+  SharedMutex& mu = StripeOf(local_row);
+  const float* row = RowData(local_row);
+  {
+    ReaderLock lock(&mu);
+    if (!renorm || !max_norm_.has_value() ||
+        RowNorm(row, dim_, norm_type_) <= *max_norm_) {
+      use(row);
+      return;
+    }
+  }
+  // torch's embedding_renorm_: scale = max_norm / (norm + 1e-7). Re-check
+  // under the writer lock: another lookup may have renormed it meanwhile.
+  WriterLock lock(&mu);
+  const double norm = RowNorm(row, dim_, norm_type_);
+  if (norm > *max_norm_) {
+    const float scale = static_cast<float>(*max_norm_ / (norm + 1e-7));
+    float* mutable_row = RowData(local_row);
+    for (int64_t d = 0; d < dim_; ++d) mutable_row[d] *= scale;
+  }
+  use(row);
+}
+
+absl::Status EmbeddingTable::Lookup(absl::Span<const int64_t> indices,
+                                    DType dtype, void* out) {
+  return Gather(indices, dtype, /*renorm=*/true, out);
+}
+
+absl::Status EmbeddingTable::ReadRows(absl::Span<const int64_t> indices,
+                                      float* out) {
+  return Gather(indices, DType::kFloat32, /*renorm=*/false, out);
+}
+
+absl::Status EmbeddingTable::Gather(absl::Span<const int64_t> indices,
+                                    DType dtype, bool renorm, void* out) {
+  EMBEDDING_RETURN_IF_ERROR(ValidateIndices(indices, "index"));
+  const size_t row_bytes = dim_ * ElementSize(dtype);
+  char* dst = static_cast<char*>(out);
+  for (int64_t index : indices) {
+    ReadRow(LocalRow(index), renorm,
+            [&](const float* row) { ConvertFloats(row, dim_, dtype, dst); });
+    dst += row_bytes;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EmbeddingTable::LookupBag(const BagBatch& batch, DType dtype,
+                                       void* out, int64_t* max_indices) {
+  EMBEDDING_ASSIGN_OR_RETURN(const int64_t bags, ValidateBagBatch(batch));
+  EMBEDDING_RETURN_IF_ERROR(ValidateIndices(batch.indices, "index"));
+  const size_t row_bytes = dim_ * ElementSize(dtype);
+  const bool is_max = batch.mode == BagMode::kMax;
+  std::vector<float> pooled(dim_);
+  for (int64_t bag = 0; bag < bags; ++bag) {
+    std::fill(pooled.begin(), pooled.end(), 0.0f);
+    int64_t* bag_max_indices = is_max ? max_indices + bag * dim_ : nullptr;
+    if (is_max) std::fill_n(bag_max_indices, dim_, int64_t{-1});
+    int64_t count = 0;
+    const auto [begin, end] = BagBounds(batch, bag);
+    for (int64_t position = begin; position < end; ++position) {
+      const int64_t index = batch.indices[position];
+      if (IsPadding(index)) continue;
+      const float weight = batch.per_sample_weights.empty()
+                               ? 1.0f
+                               : batch.per_sample_weights[position];
+      ReadRow(LocalRow(index), /*renorm=*/true, [&](const float* row) {
+        if (is_max) {
+          for (int64_t d = 0; d < dim_; ++d) {
+            if (count == 0 || row[d] > pooled[d]) {
+              pooled[d] = row[d];
+              bag_max_indices[d] = index;
+            }
+          }
+        } else {
+          for (int64_t d = 0; d < dim_; ++d) pooled[d] += weight * row[d];
+        }
+      });
+      ++count;
+    }
+    if (batch.mode == BagMode::kMean && count > 0) {
+      for (float& value : pooled) value /= static_cast<float>(count);
+    }
+    ConvertFloats(pooled.data(), dim_, dtype,
+                  static_cast<char*>(out) + bag * row_bytes);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PushResult> EmbeddingTable::PushGradients(
+    absl::Span<const int64_t> indices, absl::Span<const float> grad,
+    const PushOptions& options) {
+  EMBEDDING_RETURN_IF_ERROR(ValidateIndices(indices, "index"));
+  EMBEDDING_RETURN_IF_ERROR(
+      CheckRowsShape(grad, static_cast<int64_t>(indices.size()), dim_, "grad"));
+  GradientAccumulator gradient(dim_, indices.size());
+  for (size_t position = 0; position < indices.size(); ++position) {
+    if (IsPadding(indices[position])) continue;
+    gradient.Add(LocalRow(indices[position]), &grad[position * dim_], 1.0f);
+  }
+  for (int64_t index : indices) gradient.Count(LocalRow(index));
+  return ApplyPush(gradient, options);
+}
+
+absl::StatusOr<PushResult> EmbeddingTable::PushBagGradients(
+    const BagBatch& batch, absl::Span<const float> grad,
+    absl::Span<const int64_t> max_indices, const PushOptions& options) {
+  EMBEDDING_ASSIGN_OR_RETURN(const int64_t bags, ValidateBagBatch(batch));
+  EMBEDDING_RETURN_IF_ERROR(ValidateIndices(batch.indices, "index"));
+  EMBEDDING_RETURN_IF_ERROR(CheckRowsShape(grad, bags, dim_, "grad"));
+  GradientAccumulator gradient(dim_, batch.indices.size());
+  if (batch.mode == BagMode::kMax) {
+    if (static_cast<int64_t>(max_indices.size()) != bags * dim_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("max_indices has ", max_indices.size(),
+                       " entries, expected bags x "
+                       "embedding_dim = ",
+                       bags * dim_, " (as LookupBag returned them)"));
+    }
+    // Each element's gradient goes to the row that won the max, as torch.
+    absl::flat_hash_set<int64_t> in_batch(batch.indices.begin(),
+                                          batch.indices.end());
+    for (size_t i = 0; i < max_indices.size(); ++i) {
+      const int64_t index = max_indices[i];
+      if (index == -1 || IsPadding(index)) continue;
+      if (!in_batch.contains(index)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("max_indices[", i, "] = ", index,
+                         " is not one of the batch's indices"));
+      }
+      gradient.AddElement(LocalRow(index), i % dim_, grad[i]);
+    }
+  } else {
+    for (int64_t bag = 0; bag < bags; ++bag) {
+      const auto [begin, end] = BagBounds(batch, bag);
+      int64_t count = 0;
+      for (int64_t position = begin; position < end; ++position) {
+        count += IsPadding(batch.indices[position]) ? 0 : 1;
+      }
+      for (int64_t position = begin; position < end; ++position) {
+        const int64_t index = batch.indices[position];
+        if (IsPadding(index)) continue;
+        float scale = 1.0f;
+        if (batch.mode == BagMode::kMean) {
+          scale = 1.0f / static_cast<float>(count);
+        } else if (!batch.per_sample_weights.empty()) {
+          scale = batch.per_sample_weights[position];
+        }
+        gradient.Add(LocalRow(index), &grad[bag * dim_], scale);
+      }
+    }
+  }
+  for (int64_t index : batch.indices) gradient.Count(LocalRow(index));
+  return ApplyPush(gradient, options);
+}
+
+absl::StatusOr<PushResult> EmbeddingTable::ApplyPush(
+    GradientAccumulator& gradient, const PushOptions& options) {
+  if (options.learning_rate.has_value() &&
+      !(*options.learning_rate > 0 && std::isfinite(*options.learning_rate))) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("learning_rate must be a finite number > 0, got ",
+                     *options.learning_rate));
+  }
+  if (!options.client_id.empty()) {
+    EMBEDDING_ASSIGN_OR_RETURN(
+        const bool fresh,
+        exactly_once_.Claim(options.client_id, options.sequence));
+    if (!fresh) {
+      return PushResult{.rows_updated = 0,
+                        .version = version_.load(std::memory_order_relaxed),
+                        .duplicate = true};
+    }
+  }
+  if (scale_grad_by_freq_) gradient.ScaleByFrequency();
+  OptimizerSpec optimizer;
+  {
+    ReaderLock lock(&spec_mu_);
+    optimizer = spec_.optimizer;
+  }
+  const int64_t step = step_.fetch_add(1, std::memory_order_relaxed) + 1;
+  const StepParams params =
+      MakeStepParams(optimizer, step, options.learning_rate);
+  for (size_t slot = 0; slot < gradient.size(); ++slot) {
+    const int64_t row = gradient.row(slot);
+    WriterLock lock(&StripeOf(row));
+    ApplyOptimizerRow(optimizer, params, dim_, gradient.sum(slot), RowData(row),
+                      StateData(row));
+  }
+  return PushResult{
+      .rows_updated = static_cast<int64_t>(gradient.size()),
+      .version = version_.fetch_add(1, std::memory_order_relaxed) + 1,
+      .duplicate = false};
+}
+
+absl::StatusOr<int64_t> EmbeddingTable::WriteRows(
+    absl::Span<const int64_t> indices, absl::Span<const float> values) {
+  EMBEDDING_RETURN_IF_ERROR(ValidateIndices(indices, "index"));
+  EMBEDDING_RETURN_IF_ERROR(CheckRowsShape(
+      values, static_cast<int64_t>(indices.size()), dim_, "values"));
+  absl::flat_hash_set<int64_t> seen;
+  seen.reserve(indices.size());
+  for (size_t i = 0; i < indices.size(); ++i) {
+    if (!seen.insert(indices[i]).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("index ", indices[i], " at position ", i,
+                       " is written twice in one request"));
+    }
+  }
+  for (size_t i = 0; i < indices.size(); ++i) {
+    const int64_t row = LocalRow(indices[i]);
+    WriterLock lock(&StripeOf(row));
+    std::copy_n(&values[i * dim_], dim_, RowData(row));
+  }
+  return version_.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
+absl::StatusOr<int64_t> EmbeddingTable::WriteRowRange(
+    int64_t start_row, absl::Span<const float> values) {
+  const int64_t rows = static_cast<int64_t>(values.size()) / dim_;
+  if (values.empty() || static_cast<int64_t>(values.size()) % dim_ != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("values has ", values.size(),
+                     " elements, expected a positive multiple of "
+                     "embedding_dim ",
+                     dim_));
+  }
+  if (start_row < 0 || start_row > num_embeddings_ - rows) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rows [", start_row, ", ", start_row + rows,
+                     ") are not within [0, ", num_embeddings_, ")"));
+  }
+  EMBEDDING_RETURN_IF_ERROR(CheckFinite(values, dim_, "values"));
+  EMBEDDING_ASSIGN_OR_RETURN(std::vector<int64_t> held,
+                             HeldRows(start_row, start_row + rows));
+  for (int64_t global : held) {
+    const int64_t row = LocalRow(global);
+    WriterLock lock(&StripeOf(row));
+    std::copy_n(&values[(global - start_row) * dim_], dim_, RowData(row));
+  }
+  return version_.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
+absl::StatusOr<std::vector<int64_t>> EmbeddingTable::HeldRows(
+    int64_t start_row, int64_t end_row) const {
+  if (start_row < 0 || end_row < start_row || end_row > num_embeddings_) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("row range [", start_row, ", ", end_row,
+                     ") is not within [0, ", num_embeddings_, "]"));
+  }
+  std::vector<int64_t> rows;
+  int64_t first =
+      start_row +
+      (shard_index_ - start_row % shard_count_ + shard_count_) % shard_count_;
+  rows.reserve((end_row - first + shard_count_ - 1) / shard_count_ + 1);
+  for (int64_t global = first; global < end_row; global += shard_count_) {
+    rows.push_back(global);
+  }
+  return rows;
+}
+
+absl::Status EmbeddingTable::SetOptimizer(const OptimizerSpec& optimizer) {
+  EMBEDDING_RETURN_IF_ERROR(ValidateOptimizerSpec(optimizer));
+  WriterLock lock(&spec_mu_);
+  if (optimizer.kind != spec_.optimizer.kind) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "table \"", name_, "\" uses ", OptimizerName(spec_.optimizer.kind),
+        "; its optimizer cannot change to ", OptimizerName(optimizer.kind)));
+  }
+  spec_.optimizer = optimizer;
+  return absl::OkStatus();
+}
+
+}  // namespace embedding

@@ -1,0 +1,73 @@
+// TableRegistry: the named tables of one server, under a memory budget.
+//
+//   TableRegistry registry({.memory_budget_bytes = 8 << 30});
+//   absl::StatusOr<TableStats> created = registry.Create(spec, {});
+//   absl::StatusOr<std::shared_ptr<EmbeddingTable>> table = registry.Get("t");
+//
+// Thread-safe. A table handed out by Get stays valid for its holder even if
+// it is deleted meanwhile (shared ownership); its memory is released when the
+// last holder lets go.
+#ifndef SERVER_CORE_TABLE_REGISTRY_H_
+#define SERVER_CORE_TABLE_REGISTRY_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/types/span.h"
+#include "server/core/embedding_table.h"
+#include "server/core/mutex.h"
+#include "server/core/table_spec.h"
+
+namespace embedding {
+
+struct RegistryOptions {
+  // Bytes all tables (weights + optimizer state) may take together.
+  // Default: unlimited (0).
+  int64_t memory_budget_bytes = 0;
+  // This server's place among the servers holding each table.
+  // REQUIRES: 0 <= shard_index < shard_count.
+  int32_t shard_index = 0;
+  int32_t shard_count = 1;
+};
+
+class TableRegistry {
+ public:
+  explicit TableRegistry(const RegistryOptions& options);
+
+  // Creates a table; the spec's shard fields are set from the options.
+  // INVALID_ARGUMENT for a bad spec or weights, ALREADY_EXISTS for a taken
+  // name, RESOURCE_EXHAUSTED when it does not fit the memory budget.
+  absl::StatusOr<TableStats> Create(TableSpec spec,
+                                    absl::Span<const float> initial_weights);
+
+  // NOT_FOUND for an unknown name.
+  absl::StatusOr<std::shared_ptr<EmbeddingTable>> Get(
+      absl::string_view name) const;
+
+  // Every table, sorted by name.
+  std::vector<TableStats> List() const;
+
+  // NOT_FOUND for an unknown name.
+  absl::Status Delete(absl::string_view name);
+
+  int64_t memory_used_bytes() const;
+
+ private:
+  const RegistryOptions options_;
+  mutable SharedMutex mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<EmbeddingTable>> tables_
+      ABSL_GUARDED_BY(mu_);
+  // Names being created: reserved so a concurrent duplicate fails at once.
+  absl::flat_hash_map<std::string, int64_t> pending_ ABSL_GUARDED_BY(mu_);
+  int64_t memory_used_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace embedding
+
+#endif  // SERVER_CORE_TABLE_REGISTRY_H_

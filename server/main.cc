@@ -1,0 +1,141 @@
+// embedding_server: flags -> ServerOptions -> Server, until SIGINT/SIGTERM.
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "server/service/server.h"
+#include "spdlog/sinks/stdout_color_sinks.h"
+#include "spdlog/spdlog.h"
+
+ABSL_FLAG(std::string, listen_address, "127.0.0.1:50051",
+          "host:port to listen on (port 0 picks a free one). Loopback by "
+          "default; use 0.0.0.0:50051 to serve other machines.");
+ABSL_FLAG(std::string, port_file, "",
+          "If set, the bound port is written to this file once serving.");
+ABSL_FLAG(int, worker_threads, 0,
+          "Most threads for handling RPCs; 0 lets gRPC decide.");
+ABSL_FLAG(std::string, log_level, "info",
+          "trace, debug, info, warn, error or off.");
+ABSL_FLAG(int64_t, max_indices_per_request, int64_t{1} << 22,
+          "Most indices one request may carry.");
+ABSL_FLAG(int64_t, memory_budget_bytes, 0,
+          "Bytes all tables (weights + optimizer state) may take; 0 means 3/4 "
+          "of physical memory.");
+ABSL_FLAG(int64_t, max_message_bytes, int64_t{64} << 20,
+          "Largest gRPC message received or sent.");
+ABSL_FLAG(int, shard_index, 0, "This server's shard (0-based).");
+ABSL_FLAG(int, shard_count, 1, "Servers that hold each table.");
+ABSL_FLAG(double, shutdown_grace_seconds, 10,
+          "On SIGTERM, how long in-flight calls may take to finish.");
+
+namespace {
+
+int64_t DefaultMemoryBudget() {
+  const int64_t pages = sysconf(_SC_PHYS_PAGES);
+  const int64_t page_size = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page_size > 0 ? pages / 4 * 3 * page_size : 0;
+}
+
+// Written to a temporary name and renamed, so a reader never sees a
+// partial port.
+bool WritePortFile(const std::string& path, int port) {
+  const std::string temp = path + ".tmp";
+  {
+    std::ofstream out(temp);
+    out << port << "\n";
+    if (!out) return false;
+  }
+  std::error_code error;
+  std::filesystem::rename(temp, path, error);
+  return !error;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Serves torch.nn.Embedding tables over gRPC.\n"
+      "usage: embedding_server [--listen_address=127.0.0.1:50051] [flags]");
+  absl::ParseCommandLine(argc, argv);
+
+  auto logger = spdlog::stderr_color_mt("embedding_server");
+  spdlog::set_default_logger(logger);
+  const spdlog::level::level_enum level =
+      spdlog::level::from_str(absl::GetFlag(FLAGS_log_level));
+  if (level == spdlog::level::off && absl::GetFlag(FLAGS_log_level) != "off") {
+    spdlog::error("unknown --log_level \"{}\"", absl::GetFlag(FLAGS_log_level));
+    return 2;
+  }
+  spdlog::set_level(level);
+
+  // Block the shutdown signals in every thread (gRPC's threads inherit the
+  // mask); the main thread waits for them below.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  embedding::ServerOptions options;
+  options.listen_address = absl::GetFlag(FLAGS_listen_address);
+  options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
+  options.registry.memory_budget_bytes =
+      absl::GetFlag(FLAGS_memory_budget_bytes);
+  if (options.registry.memory_budget_bytes == 0) {
+    options.registry.memory_budget_bytes = DefaultMemoryBudget();
+  }
+  options.registry.shard_index = absl::GetFlag(FLAGS_shard_index);
+  options.registry.shard_count = absl::GetFlag(FLAGS_shard_count);
+  options.service.max_indices_per_request =
+      absl::GetFlag(FLAGS_max_indices_per_request);
+  options.service.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  if (options.registry.shard_count < 1 || options.registry.shard_index < 0 ||
+      options.registry.shard_index >= options.registry.shard_count) {
+    spdlog::error("--shard_index must be in [0, --shard_count)");
+    return 2;
+  }
+  if (options.service.max_indices_per_request <= 0 ||
+      options.service.max_message_bytes < (int64_t{1} << 20) ||
+      options.service.max_message_bytes > INT32_MAX) {
+    spdlog::error(
+        "--max_indices_per_request must be > 0 and --max_message_bytes in "
+        "[1 MiB, 2 GiB)");
+    return 2;
+  }
+
+  absl::StatusOr<std::unique_ptr<embedding::Server>> server =
+      embedding::Server::Start(options);
+  if (!server.ok()) {
+    spdlog::error("{}", server.status().ToString());
+    return 1;
+  }
+  spdlog::info(
+      "serving on port {} (listen address {}, shard {} of {}, memory budget "
+      "{} bytes)",
+      (*server)->port(), options.listen_address, options.registry.shard_index,
+      options.registry.shard_count, options.registry.memory_budget_bytes);
+  const std::string port_file = absl::GetFlag(FLAGS_port_file);
+  if (!port_file.empty() && !WritePortFile(port_file, (*server)->port())) {
+    spdlog::error("cannot write --port_file {}", port_file);
+    return 1;
+  }
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  spdlog::info("received {}, shutting down", strsignal(signal_number));
+  (*server)->Shutdown(
+      absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));
+  (*server)->Wait();
+  spdlog::info("stopped");
+  return 0;
+}

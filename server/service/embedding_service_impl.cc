@@ -1,0 +1,440 @@
+#include "server/service/embedding_service_impl.h"
+
+#include <algorithm>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "server/core/status_macros.h"
+#include "server/service/proto_convert.h"
+#include "server/service/status_util.h"
+#include "spdlog/spdlog.h"
+
+namespace embedding {
+namespace {
+
+// Room left in a message for everything but row data.
+constexpr int64_t kMessageOverheadBytes = 64 << 10;
+// Streamed ReadRows chunks aim at this size unless the request says.
+constexpr int64_t kReadChunkBytes = 4 << 20;
+
+// Finishes a unary call with `status`, logging failures at debug level (never
+// the payload).
+grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
+                                const char* method,
+                                const absl::Status& status) {
+  if (!status.ok()) {
+    spdlog::debug("{} failed: {}", method, status.ToString());
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+template <typename T>
+absl::Span<const T> View(const google::protobuf::RepeatedField<T>& field) {
+  return absl::MakeConstSpan(field.data(), field.size());
+}
+
+PushOptions PushOptionsOf(const auto& request) {
+  PushOptions options;
+  if (request.has_learning_rate()) {
+    options.learning_rate = request.learning_rate();
+  }
+  options.client_id = request.client_id();
+  options.sequence = request.sequence();
+  return options;
+}
+
+absl::StatusOr<BagBatch> BagBatchOf(const auto& request) {
+  EMBEDDING_ASSIGN_OR_RETURN(const BagMode mode, FromProto(request.mode()));
+  return BagBatch{.indices = View(request.indices()),
+                  .offsets = View(request.offsets()),
+                  .mode = mode,
+                  .per_sample_weights = View(request.per_sample_weights()),
+                  .include_last_offset = request.include_last_offset()};
+}
+
+void SetPushResponse(const PushResult& result,
+                     v1::PushGradientsResponse* response) {
+  response->set_rows_updated(result.rows_updated);
+  response->set_version(result.version);
+  response->set_duplicate(result.duplicate);
+}
+
+// Shape of the lookup output: the index shape (default [n]) plus [dim].
+absl::Status SetLookupShape(const v1::LookupRequest& request, int64_t dim,
+                            v1::Tensor* out) {
+  const int64_t count = request.indices_size();
+  if (request.shape_size() == 0) {
+    out->add_shape(count);
+  } else {
+    int64_t product = 1;
+    for (int64_t dimension : request.shape()) {
+      if (dimension < 0 ||
+          __builtin_mul_overflow(product, dimension, &product)) {
+        product = -1;
+        break;
+      }
+    }
+    if (product != count) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("shape [", absl::StrJoin(request.shape(), ", "),
+                       "] does not hold the ", count, " indices given"));
+    }
+    out->mutable_shape()->CopyFrom(request.shape());
+  }
+  out->add_shape(dim);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+EmbeddingServiceImpl::EmbeddingServiceImpl(TableRegistry* registry,
+                                           const ServiceOptions& options)
+    : registry_(registry), options_(options) {}
+
+absl::Status EmbeddingServiceImpl::CheckIndexCount(int64_t count,
+                                                   bool allow_empty) const {
+  if (count == 0 && !allow_empty) {
+    return absl::InvalidArgumentError("indices is empty");
+  }
+  if (count > options_.max_indices_per_request) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "request has ", count, " indices; the limit is ",
+        options_.max_indices_per_request, " (--max_indices_per_request)"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EmbeddingServiceImpl::CheckResponseBytes(int64_t rows,
+                                                      int64_t row_bytes) const {
+  const int64_t limit = options_.max_message_bytes - kMessageOverheadBytes;
+  if (rows > limit / row_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("response of ", rows, " rows x ", row_bytes,
+                     " bytes would exceed the message limit of ",
+                     options_.max_message_bytes, " bytes; split the batch"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EmbeddingServiceImpl::DoCreateTable(
+    const v1::CreateTableRequest& request, v1::TableInfo* response) {
+  EMBEDDING_ASSIGN_OR_RETURN(TableSpec spec, FromProto(request.spec()));
+  absl::Span<const float> weights;
+  if (request.has_initial_weights()) {
+    EMBEDDING_ASSIGN_OR_RETURN(
+        weights, RowsView(request.initial_weights(), spec.num_embeddings,
+                          spec.embedding_dim, "initial_weights"));
+  }
+  EMBEDDING_ASSIGN_OR_RETURN(const TableStats stats,
+                             registry_->Create(std::move(spec), weights));
+  spdlog::info("created table \"{}\" ({} x {}, {} bytes)", stats.spec.name,
+               stats.spec.num_embeddings, stats.spec.embedding_dim,
+               stats.memory_bytes);
+  ToProto(stats, response);
+  return absl::OkStatus();
+}
+
+absl::Status EmbeddingServiceImpl::DoLookup(const v1::LookupRequest& request,
+                                            v1::LookupResponse* response) {
+  EMBEDDING_RETURN_IF_ERROR(
+      CheckIndexCount(request.indices_size(), /*allow_empty=*/false));
+  EMBEDDING_ASSIGN_OR_RETURN(const DType dtype, FromProto(request.dtype()));
+  EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<EmbeddingTable> table,
+                             registry_->Get(request.table()));
+  const int64_t row_bytes = table->dim() * ElementSize(dtype);
+  EMBEDDING_RETURN_IF_ERROR(
+      CheckResponseBytes(request.indices_size(), row_bytes));
+  v1::Tensor* out = response->mutable_embeddings();
+  EMBEDDING_RETURN_IF_ERROR(SetLookupShape(request, table->dim(), out));
+  out->set_dtype(ToProto(dtype));
+  // Rows are gathered straight into the response's bytes.
+  std::string* data = out->mutable_data();
+  data->resize(request.indices_size() * row_bytes);
+  return table->Lookup(View(request.indices()), dtype, data->data());
+}
+
+absl::Status EmbeddingServiceImpl::DoLookupBag(
+    const v1::LookupBagRequest& request, v1::LookupBagResponse* response) {
+  EMBEDDING_RETURN_IF_ERROR(
+      CheckIndexCount(request.indices_size(), /*allow_empty=*/true));
+  EMBEDDING_ASSIGN_OR_RETURN(const DType dtype, FromProto(request.dtype()));
+  EMBEDDING_ASSIGN_OR_RETURN(const BagBatch batch, BagBatchOf(request));
+  EMBEDDING_ASSIGN_OR_RETURN(const int64_t bags, ValidateBagBatch(batch));
+  EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<EmbeddingTable> table,
+                             registry_->Get(request.table()));
+  const int64_t dim = table->dim();
+  const bool is_max = batch.mode == BagMode::kMax;
+  // MAX also returns one int64 per element.
+  const int64_t row_bytes =
+      dim * ElementSize(dtype) + (is_max ? dim * int64_t{10} : 0);
+  EMBEDDING_RETURN_IF_ERROR(CheckResponseBytes(bags, row_bytes));
+  v1::Tensor* out = response->mutable_embeddings();
+  out->set_dtype(ToProto(dtype));
+  out->add_shape(bags);
+  out->add_shape(dim);
+  std::string* data = out->mutable_data();
+  data->resize(bags * dim * ElementSize(dtype));
+  int64_t* max_indices = nullptr;
+  if (is_max) {
+    response->mutable_max_indices()->Resize(bags * dim, -1);
+    max_indices = response->mutable_max_indices()->mutable_data();
+  }
+  absl::Status status =
+      table->LookupBag(batch, dtype, data->data(), max_indices);
+  if (!status.ok()) response->Clear();
+  return status;
+}
+
+absl::Status EmbeddingServiceImpl::DoPushGradients(
+    const v1::PushGradientsRequest& request,
+    v1::PushGradientsResponse* response) {
+  EMBEDDING_RETURN_IF_ERROR(
+      CheckIndexCount(request.indices_size(), /*allow_empty=*/false));
+  EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<EmbeddingTable> table,
+                             registry_->Get(request.table()));
+  EMBEDDING_ASSIGN_OR_RETURN(
+      absl::Span<const float> grad,
+      RowsView(request.grad(), request.indices_size(), table->dim(), "grad"));
+  EMBEDDING_ASSIGN_OR_RETURN(const PushResult result,
+                             table->PushGradients(View(request.indices()), grad,
+                                                  PushOptionsOf(request)));
+  SetPushResponse(result, response);
+  return absl::OkStatus();
+}
+
+absl::Status EmbeddingServiceImpl::DoPushBagGradients(
+    const v1::PushBagGradientsRequest& request,
+    v1::PushGradientsResponse* response) {
+  EMBEDDING_RETURN_IF_ERROR(
+      CheckIndexCount(request.indices_size(), /*allow_empty=*/true));
+  EMBEDDING_ASSIGN_OR_RETURN(const BagBatch batch, BagBatchOf(request));
+  EMBEDDING_ASSIGN_OR_RETURN(const int64_t bags, ValidateBagBatch(batch));
+  EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<EmbeddingTable> table,
+                             registry_->Get(request.table()));
+  EMBEDDING_ASSIGN_OR_RETURN(
+      absl::Span<const float> grad,
+      RowsView(request.grad(), bags, table->dim(), "grad"));
+  EMBEDDING_ASSIGN_OR_RETURN(
+      const PushResult result,
+      table->PushBagGradients(batch, grad, View(request.max_indices()),
+                              PushOptionsOf(request)));
+  SetPushResponse(result, response);
+  return absl::OkStatus();
+}
+
+absl::Status EmbeddingServiceImpl::DoWriteRows(
+    const v1::WriteRowsRequest& request, v1::WriteRowsResponse* response) {
+  EMBEDDING_RETURN_IF_ERROR(
+      CheckIndexCount(request.indices_size(), /*allow_empty=*/true));
+  EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<EmbeddingTable> table,
+                             registry_->Get(request.table()));
+  int64_t rows = request.indices_size();
+  if (rows == 0) {
+    // A range write: the values' leading dimension says how many rows.
+    const auto& shape = request.values().shape();
+    rows = shape.size() == 2 ? shape[0] : -1;
+    if (rows <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("values must have shape [rows > 0, ", table->dim(),
+                       "], got [", absl::StrJoin(shape, ", "), "]"));
+    }
+  }
+  EMBEDDING_ASSIGN_OR_RETURN(
+      absl::Span<const float> values,
+      RowsView(request.values(), rows, table->dim(), "values"));
+  absl::StatusOr<int64_t> version =
+      request.indices_size() > 0
+          ? table->WriteRows(View(request.indices()), values)
+          : table->WriteRowRange(request.start_row(), values);
+  EMBEDDING_RETURN_IF_ERROR(version.status());
+  response->set_rows_written(rows);
+  response->set_version(*version);
+  return absl::OkStatus();
+}
+
+absl::Status EmbeddingServiceImpl::DoSetOptimizer(
+    const v1::SetOptimizerRequest& request, v1::TableInfo* response) {
+  EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<EmbeddingTable> table,
+                             registry_->Get(request.table()));
+  EMBEDDING_RETURN_IF_ERROR(
+      table->SetOptimizer(FromProto(request.optimizer())));
+  ToProto(table->Stats(), response);
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* EmbeddingServiceImpl::CreateTable(
+    grpc::CallbackServerContext* context, const v1::CreateTableRequest* request,
+    v1::TableInfo* response) {
+  return Reply(context, "CreateTable", DoCreateTable(*request, response));
+}
+
+grpc::ServerUnaryReactor* EmbeddingServiceImpl::GetTable(
+    grpc::CallbackServerContext* context, const v1::GetTableRequest* request,
+    v1::TableInfo* response) {
+  absl::StatusOr<std::shared_ptr<EmbeddingTable>> table =
+      registry_->Get(request->name());
+  if (table.ok()) ToProto((*table)->Stats(), response);
+  return Reply(context, "GetTable", table.status());
+}
+
+grpc::ServerUnaryReactor* EmbeddingServiceImpl::ListTables(
+    grpc::CallbackServerContext* context, const v1::ListTablesRequest* request,
+    v1::ListTablesResponse* response) {
+  for (const TableStats& stats : registry_->List()) {
+    ToProto(stats, response->add_tables());
+  }
+  return Reply(context, "ListTables", absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* EmbeddingServiceImpl::DeleteTable(
+    grpc::CallbackServerContext* context, const v1::DeleteTableRequest* request,
+    v1::DeleteTableResponse* response) {
+  absl::Status status = registry_->Delete(request->name());
+  if (status.ok()) spdlog::info("deleted table \"{}\"", request->name());
+  return Reply(context, "DeleteTable", status);
+}
+
+grpc::ServerUnaryReactor* EmbeddingServiceImpl::Lookup(
+    grpc::CallbackServerContext* context, const v1::LookupRequest* request,
+    v1::LookupResponse* response) {
+  return Reply(context, "Lookup", DoLookup(*request, response));
+}
+
+grpc::ServerUnaryReactor* EmbeddingServiceImpl::LookupBag(
+    grpc::CallbackServerContext* context, const v1::LookupBagRequest* request,
+    v1::LookupBagResponse* response) {
+  return Reply(context, "LookupBag", DoLookupBag(*request, response));
+}
+
+grpc::ServerUnaryReactor* EmbeddingServiceImpl::PushGradients(
+    grpc::CallbackServerContext* context,
+    const v1::PushGradientsRequest* request,
+    v1::PushGradientsResponse* response) {
+  return Reply(context, "PushGradients", DoPushGradients(*request, response));
+}
+
+grpc::ServerUnaryReactor* EmbeddingServiceImpl::PushBagGradients(
+    grpc::CallbackServerContext* context,
+    const v1::PushBagGradientsRequest* request,
+    v1::PushGradientsResponse* response) {
+  return Reply(context, "PushBagGradients",
+               DoPushBagGradients(*request, response));
+}
+
+grpc::ServerUnaryReactor* EmbeddingServiceImpl::WriteRows(
+    grpc::CallbackServerContext* context, const v1::WriteRowsRequest* request,
+    v1::WriteRowsResponse* response) {
+  return Reply(context, "WriteRows", DoWriteRows(*request, response));
+}
+
+grpc::ServerUnaryReactor* EmbeddingServiceImpl::SetOptimizer(
+    grpc::CallbackServerContext* context,
+    const v1::SetOptimizerRequest* request, v1::TableInfo* response) {
+  return Reply(context, "SetOptimizer", DoSetOptimizer(*request, response));
+}
+
+// Streams rows in chunks, one chunk in flight at a time; the table is kept
+// alive by shared ownership even if it is deleted meanwhile.
+class EmbeddingServiceImpl::ReadRowsReactor
+    : public grpc::ServerWriteReactor<v1::ReadRowsResponse> {
+ public:
+  ReadRowsReactor(std::shared_ptr<EmbeddingTable> table,
+                  std::vector<int64_t> rows, int64_t rows_per_message)
+      : table_(std::move(table)),
+        rows_(std::move(rows)),
+        rows_per_message_(rows_per_message) {
+    WriteNext();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream cancelled"));
+      return;
+    }
+    WriteNext();
+  }
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    if (next_ >= rows_.size()) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    const size_t count =
+        std::min(rows_.size() - next_, static_cast<size_t>(rows_per_message_));
+    const absl::Span<const int64_t> chunk(&rows_[next_], count);
+    next_ += count;
+    response_.Clear();
+    response_.mutable_indices()->Add(chunk.begin(), chunk.end());
+    v1::Tensor* values = response_.mutable_values();
+    values->set_dtype(v1::DTYPE_FLOAT32);
+    values->add_shape(static_cast<int64_t>(count));
+    values->add_shape(table_->dim());
+    values->mutable_data()->resize(count * table_->dim() * sizeof(float));
+    // Indices were validated when the stream started.
+    (void)table_->ReadRows(
+        chunk, reinterpret_cast<float*>(values->mutable_data()->data()));
+    StartWrite(&response_);
+  }
+
+  const std::shared_ptr<EmbeddingTable> table_;
+  const std::vector<int64_t> rows_;
+  const int64_t rows_per_message_;
+  size_t next_ = 0;
+  v1::ReadRowsResponse response_;
+};
+
+// A reactor that fails at once, for requests rejected before streaming.
+class FailedWriteReactor
+    : public grpc::ServerWriteReactor<v1::ReadRowsResponse> {
+ public:
+  explicit FailedWriteReactor(const absl::Status& status) {
+    spdlog::debug("ReadRows failed: {}", status.ToString());
+    Finish(ToGrpcStatus(status));
+  }
+  void OnDone() override { delete this; }
+};
+
+grpc::ServerWriteReactor<v1::ReadRowsResponse>* EmbeddingServiceImpl::ReadRows(
+    grpc::CallbackServerContext* context, const v1::ReadRowsRequest* request) {
+  absl::Status status =
+      CheckIndexCount(request->indices_size(), /*allow_empty=*/true);
+  absl::StatusOr<std::shared_ptr<EmbeddingTable>> table =
+      registry_->Get(request->table());
+  if (status.ok()) status = table.status();
+  std::vector<int64_t> rows;
+  if (status.ok()) {
+    if (request->indices_size() > 0) {
+      rows.assign(request->indices().begin(), request->indices().end());
+      // Every index is checked before the first row goes out.
+      status = (*table)->CheckIndices(rows);
+    } else {
+      const int64_t end = request->end_row() == 0
+                              ? (*table)->Stats().spec.num_embeddings
+                              : request->end_row();
+      absl::StatusOr<std::vector<int64_t>> held =
+          (*table)->HeldRows(request->start_row(), end);
+      status = held.status();
+      if (held.ok()) rows = *std::move(held);
+    }
+  }
+  if (!status.ok()) return new FailedWriteReactor(status);
+  const int64_t row_bytes = (*table)->dim() * sizeof(float) + 10;
+  int64_t rows_per_message = request->rows_per_message();
+  const int64_t max_rows = std::max<int64_t>(
+      1, (options_.max_message_bytes - kMessageOverheadBytes) / row_bytes);
+  if (rows_per_message <= 0) {
+    rows_per_message = std::max<int64_t>(1, kReadChunkBytes / row_bytes);
+  }
+  return new ReadRowsReactor(*std::move(table), std::move(rows),
+                             std::min(rows_per_message, max_rows));
+}
+
+}  // namespace embedding

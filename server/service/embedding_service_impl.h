@@ -1,0 +1,105 @@
+// EmbeddingServiceImpl: the gRPC adapter over a TableRegistry. It validates
+// requests that only the wire can get wrong (sizes, dtypes, shapes), converts
+// protos to engine calls, and maps statuses once (status_util.h). It holds no
+// row data itself.
+//
+//   TableRegistry registry(registry_options);
+//   EmbeddingServiceImpl service(&registry, ServiceOptions{});
+//   builder.RegisterService(&service);
+//
+// Thread-safe; handlers use the callback API and never block on I/O.
+#ifndef SERVER_SERVICE_EMBEDDING_SERVICE_IMPL_H_
+#define SERVER_SERVICE_EMBEDDING_SERVICE_IMPL_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "embedding/v1/embedding_service.grpc.pb.h"
+#include "server/core/table_registry.h"
+
+namespace embedding {
+
+struct ServiceOptions {
+  // Most indices one request may carry (RESOURCE_EXHAUSTED beyond).
+  // Default: 4M.
+  int64_t max_indices_per_request = int64_t{1} << 22;
+  // Largest message sent or received (RESOURCE_EXHAUSTED for a response
+  // that would not fit). Default: 64 MiB.
+  int64_t max_message_bytes = int64_t{64} << 20;
+};
+
+class EmbeddingServiceImpl final
+    : public v1::EmbeddingService::CallbackService {
+ public:
+  // `registry` must outlive the service.
+  EmbeddingServiceImpl(TableRegistry* registry, const ServiceOptions& options);
+
+  grpc::ServerUnaryReactor* CreateTable(grpc::CallbackServerContext* context,
+                                        const v1::CreateTableRequest* request,
+                                        v1::TableInfo* response) override;
+  grpc::ServerUnaryReactor* GetTable(grpc::CallbackServerContext* context,
+                                     const v1::GetTableRequest* request,
+                                     v1::TableInfo* response) override;
+  grpc::ServerUnaryReactor* ListTables(
+      grpc::CallbackServerContext* context,
+      const v1::ListTablesRequest* request,
+      v1::ListTablesResponse* response) override;
+  grpc::ServerUnaryReactor* DeleteTable(
+      grpc::CallbackServerContext* context,
+      const v1::DeleteTableRequest* request,
+      v1::DeleteTableResponse* response) override;
+  grpc::ServerUnaryReactor* Lookup(grpc::CallbackServerContext* context,
+                                   const v1::LookupRequest* request,
+                                   v1::LookupResponse* response) override;
+  grpc::ServerUnaryReactor* LookupBag(grpc::CallbackServerContext* context,
+                                      const v1::LookupBagRequest* request,
+                                      v1::LookupBagResponse* response) override;
+  grpc::ServerUnaryReactor* PushGradients(
+      grpc::CallbackServerContext* context,
+      const v1::PushGradientsRequest* request,
+      v1::PushGradientsResponse* response) override;
+  grpc::ServerUnaryReactor* PushBagGradients(
+      grpc::CallbackServerContext* context,
+      const v1::PushBagGradientsRequest* request,
+      v1::PushGradientsResponse* response) override;
+  grpc::ServerUnaryReactor* WriteRows(grpc::CallbackServerContext* context,
+                                      const v1::WriteRowsRequest* request,
+                                      v1::WriteRowsResponse* response) override;
+  grpc::ServerWriteReactor<v1::ReadRowsResponse>* ReadRows(
+      grpc::CallbackServerContext* context,
+      const v1::ReadRowsRequest* request) override;
+  grpc::ServerUnaryReactor* SetOptimizer(grpc::CallbackServerContext* context,
+                                         const v1::SetOptimizerRequest* request,
+                                         v1::TableInfo* response) override;
+
+ private:
+  class ReadRowsReactor;
+
+  absl::Status DoCreateTable(const v1::CreateTableRequest& request,
+                             v1::TableInfo* response);
+  absl::Status DoLookup(const v1::LookupRequest& request,
+                        v1::LookupResponse* response);
+  absl::Status DoLookupBag(const v1::LookupBagRequest& request,
+                           v1::LookupBagResponse* response);
+  absl::Status DoPushGradients(const v1::PushGradientsRequest& request,
+                               v1::PushGradientsResponse* response);
+  absl::Status DoPushBagGradients(const v1::PushBagGradientsRequest& request,
+                                  v1::PushGradientsResponse* response);
+  absl::Status DoWriteRows(const v1::WriteRowsRequest& request,
+                           v1::WriteRowsResponse* response);
+  absl::Status DoSetOptimizer(const v1::SetOptimizerRequest& request,
+                              v1::TableInfo* response);
+
+  // RESOURCE_EXHAUSTED past max_indices_per_request; INVALID_ARGUMENT if
+  // `count` is zero and `allow_empty` is false.
+  absl::Status CheckIndexCount(int64_t count, bool allow_empty) const;
+  // RESOURCE_EXHAUSTED when a response of `bytes` would pass the limit.
+  absl::Status CheckResponseBytes(int64_t rows, int64_t row_bytes) const;
+
+  TableRegistry* const registry_;
+  const ServiceOptions options_;
+};
+
+}  // namespace embedding
+
+#endif  // SERVER_SERVICE_EMBEDDING_SERVICE_IMPL_H_

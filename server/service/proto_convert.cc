@@ -1,0 +1,236 @@
+#include "server/service/proto_convert.h"
+
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace embedding {
+namespace {
+
+float OrDefault(float value, float fallback) {
+  return value == 0.0f ? fallback : value;
+}
+
+}  // namespace
+
+OptimizerSpec FromProto(const v1::Optimizer& proto) {
+  switch (proto.kind_case()) {
+    case v1::Optimizer::kAdagrad: {
+      OptimizerSpec spec = DefaultOptimizerSpec(OptimizerSpec::Kind::kAdagrad);
+      const v1::AdagradOptions& options = proto.adagrad();
+      spec.lr = OrDefault(options.lr(), spec.lr);
+      spec.lr_decay = options.lr_decay();
+      spec.initial_accumulator_value = options.initial_accumulator_value();
+      if (options.has_eps()) spec.eps = options.eps();
+      return spec;
+    }
+    case v1::Optimizer::kSparseAdam: {
+      OptimizerSpec spec =
+          DefaultOptimizerSpec(OptimizerSpec::Kind::kSparseAdam);
+      const v1::SparseAdamOptions& options = proto.sparse_adam();
+      spec.lr = OrDefault(options.lr(), spec.lr);
+      if (options.has_beta1()) spec.beta1 = options.beta1();
+      if (options.has_beta2()) spec.beta2 = options.beta2();
+      if (options.has_eps()) spec.eps = options.eps();
+      return spec;
+    }
+    case v1::Optimizer::kRowwiseAdagrad: {
+      OptimizerSpec spec =
+          DefaultOptimizerSpec(OptimizerSpec::Kind::kRowwiseAdagrad);
+      const v1::RowwiseAdagradOptions& options = proto.rowwise_adagrad();
+      spec.lr = OrDefault(options.lr(), spec.lr);
+      if (options.has_eps()) spec.eps = options.eps();
+      return spec;
+    }
+    case v1::Optimizer::kSgd:
+    case v1::Optimizer::KIND_NOT_SET: {
+      OptimizerSpec spec = DefaultOptimizerSpec(OptimizerSpec::Kind::kSgd);
+      spec.lr = OrDefault(proto.sgd().lr(), spec.lr);
+      return spec;
+    }
+  }
+  return DefaultOptimizerSpec(OptimizerSpec::Kind::kSgd);
+}
+
+absl::StatusOr<TableSpec> FromProto(const v1::TableSpec& proto) {
+  TableSpec spec;
+  spec.name = proto.name();
+  spec.num_embeddings = proto.num_embeddings();
+  spec.embedding_dim = proto.embedding_dim();
+  if (proto.has_padding_idx()) spec.padding_idx = proto.padding_idx();
+  if (proto.has_max_norm()) spec.max_norm = proto.max_norm();
+  if (proto.has_norm_type()) spec.norm_type = proto.norm_type();
+  spec.scale_grad_by_freq = proto.scale_grad_by_freq();
+  spec.seed = proto.seed();
+  const v1::Initializer& init = proto.initializer();
+  switch (init.kind_case()) {
+    case v1::Initializer::kUniform:
+      spec.initializer = {InitializerSpec::Kind::kUniform, init.uniform().low(),
+                          init.uniform().high()};
+      break;
+    case v1::Initializer::kConstant:
+      spec.initializer = {InitializerSpec::Kind::kConstant,
+                          init.constant().value(), 0.0f};
+      break;
+    case v1::Initializer::kNormal:
+      spec.initializer = {InitializerSpec::Kind::kNormal, init.normal().mean(),
+                          init.normal().has_std() ? init.normal().std() : 1.0f};
+      break;
+    case v1::Initializer::KIND_NOT_SET:
+      break;
+  }
+  spec.optimizer = FromProto(proto.optimizer());
+  return spec;
+}
+
+void ToProto(const TableStats& stats, v1::TableInfo* info) {
+  const TableSpec& spec = stats.spec;
+  v1::TableSpec* out = info->mutable_spec();
+  out->set_name(spec.name);
+  out->set_num_embeddings(spec.num_embeddings);
+  out->set_embedding_dim(spec.embedding_dim);
+  if (spec.padding_idx.has_value()) out->set_padding_idx(*spec.padding_idx);
+  if (spec.max_norm.has_value()) out->set_max_norm(*spec.max_norm);
+  out->set_norm_type(spec.norm_type);
+  out->set_scale_grad_by_freq(spec.scale_grad_by_freq);
+  out->set_seed(spec.seed);
+  out->set_shard_index(spec.shard_index);
+  out->set_shard_count(spec.shard_count);
+  const InitializerSpec& init = spec.initializer;
+  switch (init.kind) {
+    case InitializerSpec::Kind::kNormal:
+      out->mutable_initializer()->mutable_normal()->set_mean(init.a);
+      out->mutable_initializer()->mutable_normal()->set_std(init.b);
+      break;
+    case InitializerSpec::Kind::kUniform:
+      out->mutable_initializer()->mutable_uniform()->set_low(init.a);
+      out->mutable_initializer()->mutable_uniform()->set_high(init.b);
+      break;
+    case InitializerSpec::Kind::kConstant:
+      out->mutable_initializer()->mutable_constant()->set_value(init.a);
+      break;
+  }
+  const OptimizerSpec& opt = spec.optimizer;
+  v1::Optimizer* optimizer = out->mutable_optimizer();
+  switch (opt.kind) {
+    case OptimizerSpec::Kind::kSgd:
+      optimizer->mutable_sgd()->set_lr(opt.lr);
+      break;
+    case OptimizerSpec::Kind::kAdagrad: {
+      v1::AdagradOptions* adagrad = optimizer->mutable_adagrad();
+      adagrad->set_lr(opt.lr);
+      adagrad->set_lr_decay(opt.lr_decay);
+      adagrad->set_initial_accumulator_value(opt.initial_accumulator_value);
+      adagrad->set_eps(opt.eps);
+      break;
+    }
+    case OptimizerSpec::Kind::kSparseAdam: {
+      v1::SparseAdamOptions* adam = optimizer->mutable_sparse_adam();
+      adam->set_lr(opt.lr);
+      adam->set_beta1(opt.beta1);
+      adam->set_beta2(opt.beta2);
+      adam->set_eps(opt.eps);
+      break;
+    }
+    case OptimizerSpec::Kind::kRowwiseAdagrad:
+      optimizer->mutable_rowwise_adagrad()->set_lr(opt.lr);
+      optimizer->mutable_rowwise_adagrad()->set_eps(opt.eps);
+      break;
+  }
+  info->set_local_rows(stats.local_rows);
+  info->set_memory_bytes(stats.memory_bytes);
+  info->set_version(stats.version);
+  info->set_step(stats.step);
+}
+
+absl::StatusOr<DType> FromProto(v1::DType dtype) {
+  switch (dtype) {
+    case v1::DTYPE_UNSPECIFIED:
+    case v1::DTYPE_FLOAT32:
+      return DType::kFloat32;
+    case v1::DTYPE_FLOAT16:
+      return DType::kFloat16;
+    case v1::DTYPE_BFLOAT16:
+      return DType::kBFloat16;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown dtype ", static_cast<int>(dtype)));
+  }
+}
+
+v1::DType ToProto(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32:
+      return v1::DTYPE_FLOAT32;
+    case DType::kFloat16:
+      return v1::DTYPE_FLOAT16;
+    case DType::kBFloat16:
+      return v1::DTYPE_BFLOAT16;
+  }
+  return v1::DTYPE_UNSPECIFIED;
+}
+
+absl::StatusOr<BagMode> FromProto(v1::BagMode mode) {
+  switch (mode) {
+    case v1::BAG_MODE_SUM:
+      return BagMode::kSum;
+    case v1::BAG_MODE_MEAN:
+      return BagMode::kMean;
+    case v1::BAG_MODE_MAX:
+      return BagMode::kMax;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("unknown bag mode ", static_cast<int>(mode)));
+  }
+}
+
+absl::StatusOr<absl::Span<const float>> FloatView(const v1::Tensor& tensor,
+                                                  const char* what) {
+  if (tensor.dtype() != v1::DTYPE_FLOAT32 &&
+      tensor.dtype() != v1::DTYPE_UNSPECIFIED) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " must be float32, got ", v1::DType_Name(tensor.dtype())));
+  }
+  int64_t elements = 1;
+  for (int64_t dimension : tensor.shape()) {
+    if (dimension < 0 ||
+        __builtin_mul_overflow(elements, dimension, &elements)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(what, " has an invalid shape [",
+                       absl::StrJoin(tensor.shape(), ", "), "]"));
+    }
+  }
+  const size_t bytes = tensor.data().size();
+  if (bytes % sizeof(float) != 0 ||
+      static_cast<int64_t>(bytes / sizeof(float)) != elements) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " has shape [", absl::StrJoin(tensor.shape(), ", "), "] (",
+        elements, " elements) but ", bytes, " bytes of float32 data"));
+  }
+  // Little-endian hosts only (x86-64, aarch64): the bytes are the floats.
+  return absl::MakeConstSpan(
+      reinterpret_cast<const float*>(tensor.data().data()),
+      bytes / sizeof(float));
+}
+
+absl::StatusOr<absl::Span<const float>> RowsView(const v1::Tensor& tensor,
+                                                 int64_t rows, int64_t dim,
+                                                 const char* what) {
+  absl::StatusOr<absl::Span<const float>> view = FloatView(tensor, what);
+  if (!view.ok()) return view.status();
+  const auto& shape = tensor.shape();
+  // FloatView checked the whole product fits in 64 bits, so the leading
+  // product does too once the last dimension is known to be dim (> 0).
+  const bool last_is_dim = shape.size() >= 2 && shape[shape.size() - 1] == dim;
+  int64_t leading = 1;
+  for (int i = 0; last_is_dim && i + 1 < shape.size(); ++i) leading *= shape[i];
+  if (!last_is_dim || leading != rows) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " has shape [", absl::StrJoin(shape, ", "),
+                     "], expected [", rows, ", ", dim, "]"));
+  }
+  return view;
+}
+
+}  // namespace embedding
