@@ -1,0 +1,47 @@
+"""Python client of the Embedding Service: remote torch.nn.Embedding tables.
+
+    from embedding_client import EmbeddingClient, SGD, RemoteEmbedding
+
+    client = EmbeddingClient("127.0.0.1:50051")
+    client.create_table("items", 1000, 32, optimizer=SGD(lr=0.1))
+    rows = client.lookup("items", [[1, 2], [3, 4]])   # numpy (2, 2, 32)
+    items = RemoteEmbedding(client, "items")           # a torch module
+
+Modules:
+- client:  EmbeddingClient, numpy in and out, one method per RPC;
+- options: optimizer / initializer dataclasses, TableInfo, PushResult;
+- errors:  EmbeddingError and one subclass per gRPC code;
+- nn:      RemoteEmbedding, RemoteEmbeddingBag and upload/download helpers
+           (imports torch, so it is loaded on first use).
+"""
+
+from embedding_client.client import EmbeddingClient
+from embedding_client.errors import (AlreadyExistsError,
+                                     DeadlineExceededError, EmbeddingError,
+                                     FailedPreconditionError, InternalError,
+                                     InvalidArgumentError, NotFoundError,
+                                     ResourceExhaustedError, UnavailableError)
+from embedding_client.options import (SGD, Adagrad, Constant, Normal,
+                                      PushResult, RowwiseAdagrad, SparseAdam,
+                                      TableInfo, Uniform)
+
+__version__ = "0.1.0"
+
+_TORCH_NAMES = ("RemoteEmbedding", "RemoteEmbeddingBag", "upload_embedding",
+                "download_embedding")
+
+
+def __getattr__(name):
+    # The torch modules load lazily: a numpy-only user never imports torch.
+    if name in _TORCH_NAMES:
+        from embedding_client import nn
+        return getattr(nn, name)
+    raise AttributeError(f"module 'embedding_client' has no attribute {name!r}")
+
+
+__all__ = ["EmbeddingClient", "EmbeddingError", "InvalidArgumentError",
+           "NotFoundError", "AlreadyExistsError", "ResourceExhaustedError",
+           "FailedPreconditionError", "UnavailableError",
+           "DeadlineExceededError", "InternalError", "SGD", "Adagrad",
+           "SparseAdam", "RowwiseAdagrad", "Normal", "Uniform", "Constant",
+           "TableInfo", "PushResult", *_TORCH_NAMES]

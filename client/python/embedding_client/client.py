@@ -1,0 +1,417 @@
+"""EmbeddingClient: numpy in, numpy out, one method per RPC.
+
+    from embedding_client import EmbeddingClient, Adagrad
+
+    with EmbeddingClient("127.0.0.1:50051") as client:
+        client.create_table("items", 10_000, 64, optimizer=Adagrad(lr=0.1))
+        rows = client.lookup("items", [[1, 2], [3, 4]])      # (2, 2, 64)
+        client.push_gradients("items", [[1, 2], [3, 4]], grad_of_rows)
+
+Every failure raises an `EmbeddingError` subclass (see errors.py). Bulk
+transfers (`write_rows`, `read_rows`, `create_table(weights=...)`) are split
+into messages below `max_message_bytes`, which should equal (or be below) the
+server's --max_message_bytes.
+
+An EmbeddingClient is thread-safe; share one per process.
+"""
+
+import itertools
+import time
+import uuid
+
+import grpc
+import numpy as np
+
+from embedding_client import tensors
+from embedding_client._stubs import pb, pb_grpc
+from embedding_client.errors import InvalidArgumentError, from_rpc_error
+from embedding_client.options import (Constant, PushResult, TableInfo,
+                                      initializer_to_proto,
+                                      optimizer_to_proto)
+
+DEFAULT_MAX_MESSAGE_BYTES = 64 << 20  # The server's default.
+# Room left in each bulk message for the table name and framing.
+_MESSAGE_HEADROOM = 16 << 10
+# Bytes an index can take on the wire (a 10-byte varint plus slack).
+_INDEX_BYTES = 11
+
+_BAG_MODES = {"sum": pb.BAG_MODE_SUM, "mean": pb.BAG_MODE_MEAN,
+              "max": pb.BAG_MODE_MAX}
+
+
+def bag_mode(mode):
+    """Returns the BagMode enum for "sum", "mean" or "max"."""
+    try:
+        return _BAG_MODES[mode]
+    except KeyError:
+        raise InvalidArgumentError(
+            f"mode must be one of {sorted(_BAG_MODES)}, got {mode!r}"
+        ) from None
+
+
+def _bag_inputs(indices, offsets):
+    """Returns flat indices and offsets as nn.EmbeddingBag takes them.
+
+    A 2-D `indices` (bags, n) without offsets is bags of equal size n.
+    """
+    indices = tensors.as_indices(indices)
+    if indices.ndim == 2 and offsets is None:
+        bags, size = indices.shape
+        offsets = np.arange(0, bags * size, size, dtype=np.int64)
+    elif indices.ndim != 1 or offsets is None:
+        raise InvalidArgumentError(
+            "lookup_bag takes 1-D indices with offsets, or 2-D indices "
+            f"without offsets; got shape {indices.shape} and "
+            f"{'no ' if offsets is None else ''}offsets")
+    return indices.ravel(), tensors.as_indices(offsets).ravel()
+
+
+class EmbeddingClient:
+    """A connection to one embedding_server.
+
+    address: "host:port". timeout: default deadline of each call in seconds
+    (None: no deadline). metadata: (key, value) pairs sent with every call.
+    credentials: grpc.ChannelCredentials for TLS (default: plaintext).
+    max_message_bytes: the largest message sent or accepted; bulk transfers
+    are chunked below it. max_retries: retries of reads and of pushes (safe:
+    each push carries this client's id and a sequence number, so the server
+    applies it once) when the server is UNAVAILABLE.
+    """
+
+    def __init__(self, address, *, timeout=60.0, metadata=(),
+                 credentials=None,
+                 max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES,
+                 max_retries=3, client_id=None, channel_options=()):
+        options = [("grpc.max_send_message_length", max_message_bytes),
+                   ("grpc.max_receive_message_length", max_message_bytes),
+                   *channel_options]
+        if credentials is None:
+            self._channel = grpc.insecure_channel(address, options)
+        else:
+            self._channel = grpc.secure_channel(address, credentials, options)
+        self._stub = pb_grpc.EmbeddingServiceStub(self._channel)
+        self.address = address
+        self.timeout = timeout
+        self.metadata = tuple(metadata)
+        self.max_message_bytes = max_message_bytes
+        self.max_retries = max_retries
+        self.client_id = client_id or uuid.uuid4().hex
+        self._sequences = itertools.count(1)  # next() is atomic under the GIL.
+
+    def close(self):
+        """Closes the channel; the client is unusable afterwards."""
+        self._channel.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        return f"EmbeddingClient({self.address!r})"
+
+    # ---- plumbing ---------------------------------------------------------
+
+    def _call(self, method, request, timeout=None, retry=False):
+        """Calls a unary RPC; raises EmbeddingError on failure."""
+        attempts = 1 + (self.max_retries if retry else 0)
+        for attempt in range(attempts):
+            try:
+                return method(request, timeout=self._timeout(timeout),
+                              metadata=self.metadata)
+            except grpc.RpcError as error:
+                if (attempt + 1 < attempts and
+                        error.code() == grpc.StatusCode.UNAVAILABLE):
+                    time.sleep(0.05 * 2 ** attempt)
+                    continue
+                raise from_rpc_error(error) from None
+
+    def _timeout(self, timeout):
+        return self.timeout if timeout is None else timeout
+
+    def _rows_per_message(self, dim, with_indices=True):
+        """Rows of `dim` floats that fit one bulk message."""
+        budget = max(self.max_message_bytes - _MESSAGE_HEADROOM,
+                     self.max_message_bytes // 2)
+        row_bytes = 4 * dim + (_INDEX_BYTES if with_indices else 0)
+        return max(1, budget // row_bytes)
+
+    def _next_sequence(self, sequence):
+        return next(self._sequences) if sequence is None else sequence
+
+    # ---- tables -----------------------------------------------------------
+
+    def create_table(self, name, num_embeddings, embedding_dim,
+                     padding_idx=None, max_norm=None, norm_type=2.0,
+                     scale_grad_by_freq=False, *, optimizer=None,
+                     initializer=None, seed=0, weights=None, timeout=None):
+        """Creates a table; the arguments mirror nn.Embedding.
+
+        optimizer: SGD (default, lr 0.01), Adagrad, SparseAdam or
+        RowwiseAdagrad. initializer: Normal (default), Uniform or Constant,
+        drawn from `seed`. weights: optional float32 [num_embeddings,
+        embedding_dim] starting rows (the padding row is zeroed); uploads
+        larger than one message are written in chunks after the table is
+        created, and the table is deleted again if that fails.
+        Raises AlreadyExistsError, InvalidArgumentError,
+        ResourceExhaustedError.
+        """
+        spec = pb.TableSpec(name=name, num_embeddings=num_embeddings,
+                            embedding_dim=embedding_dim,
+                            norm_type=norm_type,
+                            scale_grad_by_freq=scale_grad_by_freq, seed=seed)
+        if padding_idx is not None:
+            spec.padding_idx = padding_idx
+        if max_norm is not None:
+            spec.max_norm = max_norm
+        if optimizer is not None:
+            spec.optimizer.CopyFrom(optimizer_to_proto(optimizer))
+        if initializer is not None:
+            spec.initializer.CopyFrom(initializer_to_proto(initializer))
+        request = pb.CreateTableRequest(spec=spec)  # Copies spec.
+        if weights is None:
+            return TableInfo.from_proto(
+                self._call(self._stub.CreateTable, request, timeout))
+
+        weights = tensors.as_float32(weights)
+        if weights.shape != (num_embeddings, embedding_dim):
+            raise InvalidArgumentError(
+                f"weights have shape {list(weights.shape)}, expected "
+                f"[{num_embeddings}, {embedding_dim}]")
+        if num_embeddings <= self._rows_per_message(embedding_dim, False):
+            tensors.to_tensor(weights, request.initial_weights)
+            return TableInfo.from_proto(
+                self._call(self._stub.CreateTable, request, timeout))
+
+        # Too big for one message: create it zeroed, then write the rows.
+        request.spec.initializer.CopyFrom(Constant(0.0).to_proto())
+        self._call(self._stub.CreateTable, request, timeout)
+        try:
+            if padding_idx is not None:
+                weights = weights.copy()
+                weights[padding_idx] = 0.0
+            self.write_rows(name, weights, timeout=timeout)
+        except BaseException:
+            try:
+                self.delete_table(name)
+            except Exception:  # Report the upload's failure, not this one.
+                pass
+            raise
+        return self.get_table(name, timeout=timeout)
+
+    def get_table(self, name, *, timeout=None):
+        """Returns the TableInfo of `name`. Raises NotFoundError."""
+        return TableInfo.from_proto(self._call(
+            self._stub.GetTable, pb.GetTableRequest(name=name), timeout,
+            retry=True))
+
+    def list_tables(self, *, timeout=None):
+        """Returns a TableInfo for every table on the server."""
+        response = self._call(self._stub.ListTables, pb.ListTablesRequest(),
+                              timeout, retry=True)
+        return [TableInfo.from_proto(info) for info in response.tables]
+
+    def delete_table(self, name, *, timeout=None):
+        """Deletes a table and its optimizer state. Raises NotFoundError."""
+        self._call(self._stub.DeleteTable, pb.DeleteTableRequest(name=name),
+                   timeout)
+
+    def set_optimizer(self, table, optimizer, *, timeout=None):
+        """Replaces the hyper-parameters of the table's optimizer.
+
+        The kind must stay the same (its state is kept); returns TableInfo.
+        Raises NotFoundError, InvalidArgumentError.
+        """
+        request = pb.SetOptimizerRequest(
+            table=table, optimizer=optimizer_to_proto(optimizer))
+        return TableInfo.from_proto(
+            self._call(self._stub.SetOptimizer, request, timeout))
+
+    # ---- lookups ----------------------------------------------------------
+
+    def lookup(self, table, indices, *, dtype="float32", timeout=None):
+        """Returns the rows at `indices` (any shape) as `shape + (dim,)`.
+
+        dtype: wire format, "float32", "float16" (returned as np.float16) or
+        "bfloat16" (returned widened to float32). Tables with max_norm renorm
+        the rows they return, as F.embedding. Raises NotFoundError,
+        InvalidArgumentError (an index out of range), ResourceExhaustedError.
+        """
+        indices = tensors.as_indices(indices)
+        request = pb.LookupRequest(table=table,
+                                   dtype=tensors.wire_dtype(dtype))
+        tensors.fill_indices(request.indices, indices)
+        if indices.ndim > 1:
+            request.shape.extend(indices.shape)
+        response = self._call(self._stub.Lookup, request, timeout, retry=True)
+        rows = tensors.from_tensor(response.embeddings)
+        return rows.reshape(indices.shape + rows.shape[-1:])
+
+    def lookup_bag(self, table, indices, offsets=None, *, mode="mean",
+                   per_sample_weights=None, include_last_offset=False,
+                   dtype="float32", return_max_indices=False, timeout=None):
+        """Returns pooled rows [bags, dim], as F.embedding_bag.
+
+        indices: 1-D with `offsets` (start of each bag), or 2-D (bags, n)
+        without. mode: "sum", "mean" or "max". per_sample_weights: one per
+        index, "sum" only. With return_max_indices, returns (rows,
+        max_indices) where max_indices [bags, dim] is what push_bag_gradients
+        needs in "max" mode. Raises NotFoundError, InvalidArgumentError.
+        """
+        indices, offsets = _bag_inputs(indices, offsets)
+        request = pb.LookupBagRequest(
+            table=table, mode=bag_mode(mode),
+            include_last_offset=include_last_offset,
+            dtype=tensors.wire_dtype(dtype))
+        self._fill_bag(request, indices, offsets, per_sample_weights)
+        response = self._call(self._stub.LookupBag, request, timeout,
+                              retry=True)
+        rows = tensors.from_tensor(response.embeddings)
+        if not return_max_indices:
+            return rows
+        return rows, tensors.indices_array(response.max_indices).reshape(
+            rows.shape)
+
+    @staticmethod
+    def _fill_bag(request, indices, offsets, per_sample_weights):
+        tensors.fill_indices(request.indices, indices)
+        tensors.fill_indices(request.offsets, offsets)
+        if per_sample_weights is not None:
+            request.per_sample_weights.extend(
+                tensors.as_float32(per_sample_weights).ravel().tolist())
+
+    # ---- training ---------------------------------------------------------
+
+    def push_gradients(self, table, indices, grad, *, learning_rate=None,
+                       sequence=None, timeout=None):
+        """Pushes the gradient of `lookup(table, indices)`: one optimizer step.
+
+        grad: float32 `indices.shape + (dim,)`. Rows repeated in `indices`
+        have their gradients summed. sequence: exactly-once id of this push
+        for this client (default: the next one). Returns PushResult.
+        Raises NotFoundError, InvalidArgumentError (shape, NaN/Inf),
+        FailedPreconditionError (a sequence too old to check).
+        """
+        indices = tensors.as_indices(indices)
+        grad = tensors.as_float32(grad)
+        if grad.ndim == indices.ndim + 1:
+            grad = grad.reshape(indices.size, grad.shape[-1])
+        request = pb.PushGradientsRequest(
+            table=table, client_id=self.client_id,
+            sequence=self._next_sequence(sequence))
+        tensors.fill_indices(request.indices, indices)
+        tensors.to_tensor(grad, request.grad)
+        if learning_rate is not None:
+            request.learning_rate = learning_rate
+        return self._push(self._stub.PushGradients, request, timeout)
+
+    def push_bag_gradients(self, table, indices, offsets, grad, *,
+                           mode="mean", per_sample_weights=None,
+                           include_last_offset=False, max_indices=None,
+                           learning_rate=None, sequence=None, timeout=None):
+        """Pushes the gradient [bags, dim] of a `lookup_bag`: one step.
+
+        Pass the lookup's arguments again, and in "max" mode the max_indices
+        it returned. Returns PushResult; raises as push_gradients.
+        """
+        indices, offsets = _bag_inputs(indices, offsets)
+        request = pb.PushBagGradientsRequest(
+            table=table, mode=bag_mode(mode),
+            include_last_offset=include_last_offset,
+            client_id=self.client_id,
+            sequence=self._next_sequence(sequence))
+        self._fill_bag(request, indices, offsets, per_sample_weights)
+        tensors.to_tensor(grad, request.grad)
+        if max_indices is not None:
+            tensors.fill_indices(request.max_indices,
+                                 tensors.as_indices(max_indices))
+        if learning_rate is not None:
+            request.learning_rate = learning_rate
+        return self._push(self._stub.PushBagGradients, request, timeout)
+
+    def _push(self, method, request, timeout):
+        response = self._call(method, request, timeout, retry=True)
+        return PushResult(rows_updated=response.rows_updated,
+                          version=response.version,
+                          duplicate=response.duplicate)
+
+    # ---- bulk rows ----------------------------------------------------------
+
+    def write_rows(self, table, values, indices=None, *, start_row=0,
+                   timeout=None):
+        """Overwrites rows: at `indices`, or rows [start_row, start_row + n).
+
+        values: float32 [n, dim]. Sent in as many messages as the size limit
+        needs; each message is applied atomically, the whole call is not.
+        Optimizer state is left as it is. Returns the rows written.
+        Raises NotFoundError, InvalidArgumentError.
+        """
+        values = tensors.as_float32(values)
+        if values.ndim != 2:
+            raise InvalidArgumentError(
+                f"values must be [rows, dim], got shape {list(values.shape)}")
+        if indices is not None:
+            indices = tensors.as_indices(indices).ravel()
+            if len(indices) != len(values):
+                raise InvalidArgumentError(
+                    f"{len(indices)} indices for {len(values)} rows")
+        step = self._rows_per_message(values.shape[1], indices is not None)
+        written = 0
+        for begin in range(0, len(values), step):
+            request = pb.WriteRowsRequest(table=table)
+            if indices is None:
+                request.start_row = start_row + begin
+            else:
+                tensors.fill_indices(request.indices,
+                                     indices[begin:begin + step])
+            tensors.to_tensor(values[begin:begin + step], request.values)
+            written += self._call(self._stub.WriteRows, request,
+                                  timeout).rows_written
+        return written
+
+    def read_rows(self, table, indices=None, *, start_row=0, end_row=None,
+                  return_indices=False, timeout=None):
+        """Returns rows float32 [n, dim]: at `indices`, or [start_row, end_row).
+
+        end_row None reads to the end of the table. Does not renorm (unlike
+        lookup). With return_indices, returns (global row ids, rows) — on a
+        sharded server a range yields only the rows it holds.
+        Raises NotFoundError, InvalidArgumentError.
+        """
+        dim = self.get_table(table, timeout=timeout).embedding_dim
+        rows_per_message = self._rows_per_message(dim)
+        if indices is None:
+            requests = [pb.ReadRowsRequest(
+                table=table, start_row=start_row, end_row=end_row or 0,
+                rows_per_message=rows_per_message)]
+        else:
+            # Requests carry indices only; their rows stream back in chunks.
+            indices = tensors.as_indices(indices).ravel()
+            per_request = self._rows_per_message(0)
+            requests = []
+            for begin in range(0, len(indices), per_request):
+                request = pb.ReadRowsRequest(
+                    table=table, rows_per_message=rows_per_message)
+                tensors.fill_indices(request.indices,
+                                     indices[begin:begin + per_request])
+                requests.append(request)
+        ids = [np.zeros(0, np.int64)]
+        rows = [np.zeros((0, dim), np.float32)]
+        for request in requests:
+            for response in self._stream(request, timeout):
+                ids.append(tensors.indices_array(response.indices))
+                rows.append(tensors.from_tensor(response.values))
+        values = np.concatenate(rows) if len(rows) > 2 else rows[-1]
+        if return_indices:
+            return np.concatenate(ids), values
+        return values
+
+    def _stream(self, request, timeout):
+        """Yields the responses of ReadRows; raises EmbeddingError."""
+        try:
+            yield from self._stub.ReadRows(request,
+                                           timeout=self._timeout(timeout),
+                                           metadata=self.metadata)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
