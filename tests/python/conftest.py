@@ -1,0 +1,49 @@
+"""Fixtures: a real embedding_server per test module, an EmbeddingClient to
+it, a table name unique to each test, and the training example as a module.
+
+Run with the build's stubs on the path, from the repository root:
+    PYTHONPATH=build/python:client/python:. /usr/bin/python3 -m pytest tests/python
+"""
+
+import importlib.util
+import itertools
+import pathlib
+import re
+
+import pytest
+
+from embedding_client import EmbeddingClient
+from tests.testing.server_process import ServerProcess
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+_names = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def server():
+    with ServerProcess() as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    with EmbeddingClient(server.address, timeout=30) as connection:
+        yield connection
+
+
+@pytest.fixture
+def table(request):
+    """A table name for this test ([A-Za-z0-9_.-], unique in the session)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)[:100]
+    return f"{name}.{next(_names)}"
+
+
+@pytest.fixture(scope="session")
+def example():
+    """examples/matrix_factorization.py, imported as a module."""
+    path = REPO / "examples" / "matrix_factorization.py"
+    spec = importlib.util.spec_from_file_location("matrix_factorization",
+                                                  path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
