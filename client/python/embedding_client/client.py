@@ -241,6 +241,10 @@ class EmbeddingClient:
         indices = tensors.as_indices(indices)
         request = pb.LookupRequest(table=table,
                                    dtype=tensors.wire_dtype(dtype))
+        if indices.size == 0:  # As F.embedding; the server wants indices.
+            dim = self.get_table(table, timeout=timeout).embedding_dim
+            return np.zeros(indices.shape + (dim,),
+                            np.float16 if dtype == "float16" else np.float32)
         tensors.fill_indices(request.indices, indices)
         if indices.ndim > 1:
             request.shape.extend(indices.shape)
@@ -257,7 +261,7 @@ class EmbeddingClient:
         without. mode: "sum", "mean" or "max". per_sample_weights: one per
         index, "sum" only. With return_max_indices, returns (rows,
         max_indices) where max_indices [bags, dim] is what push_bag_gradients
-        needs in "max" mode. Raises NotFoundError, InvalidArgumentError.
+        needs in "max" mode (None in the other modes). Raises NotFoundError, InvalidArgumentError.
         """
         indices, offsets = _bag_inputs(indices, offsets)
         request = pb.LookupBagRequest(
@@ -270,6 +274,8 @@ class EmbeddingClient:
         rows = tensors.from_tensor(response.embeddings)
         if not return_max_indices:
             return rows
+        if not response.max_indices:  # Not "max" mode.
+            return rows, None
         return rows, tensors.indices_array(response.max_indices).reshape(
             rows.shape)
 
@@ -295,7 +301,7 @@ class EmbeddingClient:
         """
         indices = tensors.as_indices(indices)
         grad = tensors.as_float32(grad)
-        if grad.ndim == indices.ndim + 1:
+        if grad.shape[:-1] == indices.shape:  # Else the server says why not.
             grad = grad.reshape(indices.size, grad.shape[-1])
         request = pb.PushGradientsRequest(
             table=table, client_id=self.client_id,
