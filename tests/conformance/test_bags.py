@@ -1,0 +1,72 @@
+"""LookupBag / PushBagGradients (issue 3) against F.embedding_bag and a
+torch optimizer step: random offsets with empty bags, include_last_offset,
+SUM / MEAN / MAX, per_sample_weights, padding_idx, max_norm and
+scale_grad_by_freq."""
+
+import numpy as np
+import pytest
+
+from .oracle import Opt, TorchTable, check_bag_step
+
+NUM, DIM, BAGS, STEPS = 30, 5, 7, 4
+
+# Table flags x request flags; torch refuses MAX with scale_grad_by_freq and
+# per_sample_weights with MEAN/MAX, so those pairs are not listed.
+CASES = [
+    (mode, variant)
+    for mode in ("sum", "mean", "max")
+    for variant in ("plain", "include_last_offset", "padding", "max_norm",
+                    "scale_grad_by_freq", "weighted", "weighted_padding")
+    if not (mode == "max" and variant == "scale_grad_by_freq")
+    and not (mode != "sum" and variant.startswith("weighted"))
+]
+
+TABLE_FLAGS = {
+    "padding": dict(padding_idx=-3),
+    "max_norm": dict(max_norm=1.5, norm_type=2.0, padding_idx=1),
+    "scale_grad_by_freq": dict(scale_grad_by_freq=True, padding_idx=0),
+    "weighted_padding": dict(padding_idx=2),
+}
+
+
+@pytest.mark.parametrize("mode,variant", CASES)
+def test_bag_lookup_and_sgd_push_match_torch(stub, table, mode, variant):
+    ref = TorchTable(NUM, DIM, optimizer=Opt("sgd", lr=0.5), seed=31,
+                     **TABLE_FLAGS.get(variant, {}))
+    ref.create_on(stub, table)
+    rng = np.random.default_rng(32)
+    for step in range(STEPS):
+        check_bag_step(stub, table, ref, rng, f"step {step}", bags=BAGS,
+                       mode=mode,
+                       include_last_offset=(variant == "include_last_offset"
+                                            or step % 2 == 1),
+                       weighted=variant.startswith("weighted"))
+
+
+OPTIMIZERS = {
+    "adagrad": Opt("adagrad", lr=0.3, lr_decay=0.1,
+                   initial_accumulator_value=0.1, eps=1e-6),
+    "sparse_adam": Opt("sparse_adam", lr=0.05, betas=(0.8, 0.95), eps=1e-6),
+    "rowwise_adagrad": Opt("rowwise_adagrad", lr=0.3, eps=1e-6),
+}
+
+
+# MAX with SparseAdam checks that only the winning rows move (torch's
+# reference gradient is built from them); MEAN with scale_grad_by_freq the
+# dense-to-sparse path.
+@pytest.mark.parametrize("mode,flags", [
+    ("sum", dict(padding_idx=3)),
+    ("mean", dict(scale_grad_by_freq=True)),
+    ("max", dict(padding_idx=-1, max_norm=2.0)),
+], ids=["sum", "mean_scale_grad_by_freq", "max"])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_bag_optimizer_steps_match_torch(stub, table, optimizer, mode, flags):
+    ref = TorchTable(NUM, DIM, optimizer=OPTIMIZERS[optimizer], seed=33,
+                     **flags)
+    ref.create_on(stub, table)
+    rng = np.random.default_rng(34)
+    for step in range(6):
+        check_bag_step(stub, table, ref, rng, f"step {step}", bags=BAGS,
+                       mode=mode, include_last_offset=step % 2 == 0,
+                       weighted=(mode == "sum" and step % 3 == 0),
+                       learning_rate=0.1 if step == 4 else None)
