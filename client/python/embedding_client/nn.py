@@ -114,11 +114,11 @@ class _RemoteTable(nn.Module):
 
     @classmethod
     def from_embedding(cls, client, table, embedding, *, optimizer=None,
-                       module_options=None, **table_options):
-        """Creates the table from a local nn.Embedding(Bag): its weights too."""
+                       seed=0, **module_options):
+        """Creates the table from a local nn.Embedding(Bag): spec, weights."""
         upload_embedding(client, table, embedding, optimizer=optimizer,
-                         **table_options)
-        return cls(client, table, **(module_options or {}))
+                         seed=seed)
+        return cls(client, table, **module_options)
 
     def info(self):
         """Returns the table's current TableInfo."""
@@ -159,6 +159,15 @@ class RemoteEmbeddingBag(_RemoteTable):
         super().__init__(client, table, **options)
         self.mode = mode
         self.include_last_offset = include_last_offset
+
+    @classmethod
+    def from_embedding(cls, client, table, embedding, **options):
+        """As RemoteEmbedding's; mode and include_last_offset default to
+        the local nn.EmbeddingBag's."""
+        for name in ("mode", "include_last_offset"):
+            if hasattr(embedding, name):
+                options.setdefault(name, getattr(embedding, name))
+        return super().from_embedding(client, table, embedding, **options)
 
     def forward(self, input, offsets=None, per_sample_weights=None):
         if per_sample_weights is not None and per_sample_weights.requires_grad:

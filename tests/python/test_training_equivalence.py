@@ -1,0 +1,47 @@
+"""Training with RemoteEmbedding equals training with local nn.Embedding.
+
+The example's matrix-factorisation model is trained for 4 epochs (316 steps)
+from the same initial weights on the same batches, once with local sparse
+tables and a torch optimizer, once with remote tables stepped by the server.
+Losses must agree step by step and the final tables to 1e-5. (They agree to
+float rounding, not bit for bit: torch's `add_(g, alpha=-lr)` rounds once,
+as a fused multiply-add, and the server may round twice.)
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from embedding_client.nn import download_embedding
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad"])
+def test_remote_training_matches_local(client, example, optimizer):
+    config = example.Config(optimizer=optimizer, epochs=4)
+    data = example.make_ratings(config)
+    local_losses, local_model = example.train_local(config, data)
+    remote_losses, remote_model = example.train_remote(
+        client, config, data, prefix=f"equivalence_{optimizer}")
+
+    assert len(remote_losses) == len(local_losses) == 316
+    np.testing.assert_allclose(remote_losses, local_losses, rtol=1e-5)
+    assert local_losses[-1] < 0.25 * local_losses[0]  # It did learn.
+    for name in ("users", "items"):
+        table = f"equivalence_{optimizer}_{name}"
+        torch.testing.assert_close(download_embedding(client, table).weight,
+                                   getattr(local_model, name).weight,
+                                   rtol=0, atol=1e-5)
+        assert client.get_table(table).step == 316  # One step per push.
+    torch.testing.assert_close(remote_model.bias, local_model.bias,
+                               rtol=0, atol=1e-5)
+
+
+def test_example_prints_both_losses_per_epoch(server, example, capsys):
+    assert example.main(["--server", server.address, "--epochs", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == ["epoch", "local", "loss", "remote", "loss"]
+    for epoch, line in enumerate(lines[2:4], 1):
+        number, local, remote = line.split()
+        assert int(number) == epoch
+        assert float(local) == pytest.approx(float(remote), rel=1e-5)
+    assert lines[4].startswith("largest difference of the trained item rows")
