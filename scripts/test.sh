@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs what is needed, builds, and runs the whole test suite: unit,
+# service, end-to-end, PyTorch conformance, Python client, benchmark smoke;
+# then the engine tests again under ThreadSanitizer (clang, separate build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install_deps.sh --bench
+scripts/build.sh
+(cd build && ctest --output-on-failure -j2)
+
+echo "== Engine tests under ThreadSanitizer =="
+cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_COMPILER=clang++-14 -DEMBEDDING_TSAN_CORE_ONLY=ON \
+  -DCMAKE_CXX_FLAGS="-fsanitize=thread" >/dev/null
+cmake --build build-tsan -j"$(nproc)"
+(cd build-tsan && TSAN_OPTIONS="halt_on_error=1" ctest --output-on-failure)

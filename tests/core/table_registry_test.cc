@@ -1,0 +1,63 @@
+#include "server/core/table_registry.h"
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace embedding {
+namespace {
+
+using ::testing::HasSubstr;
+
+TableSpec Spec(const std::string& name, int64_t rows, int64_t dim) {
+  TableSpec spec;
+  spec.name = name;
+  spec.num_embeddings = rows;
+  spec.embedding_dim = dim;
+  return spec;
+}
+
+TEST(TableRegistryTest, DuplicateNameIsAlreadyExists) {
+  TableRegistry registry({});
+  ASSERT_TRUE(registry.Create(Spec("a", 4, 2), {}).ok());
+  EXPECT_EQ(registry.Create(Spec("a", 4, 2), {}).status().code(),
+            absl::StatusCode::kAlreadyExists);
+}
+
+TEST(TableRegistryTest, UnknownNameIsNotFound) {
+  TableRegistry registry({});
+  EXPECT_EQ(registry.Get("nope").status().code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(registry.Delete("nope").code(), absl::StatusCode::kNotFound);
+}
+
+TEST(TableRegistryTest, MemoryBudgetRefusesAndDeleteFrees) {
+  TableRegistry registry({.memory_budget_bytes = 1000});
+  ASSERT_TRUE(registry.Create(Spec("a", 50, 4), {}).ok());  // 800 bytes.
+  absl::Status status = registry.Create(Spec("b", 50, 4), {}).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(status.message(), HasSubstr("needs 800 bytes"));
+  EXPECT_EQ(registry.memory_used_bytes(), 800);
+  ASSERT_TRUE(registry.Delete("a").ok());
+  EXPECT_EQ(registry.memory_used_bytes(), 0);
+  EXPECT_TRUE(registry.Create(Spec("b", 50, 4), {}).ok());
+}
+
+TEST(TableRegistryTest, FailedCreateReleasesNameAndBudget) {
+  TableRegistry registry({.memory_budget_bytes = 1000});
+  EXPECT_FALSE(registry.Create(Spec("a", 4, 2), {1.0f}).ok());
+  EXPECT_EQ(registry.memory_used_bytes(), 0);
+  EXPECT_TRUE(registry.Create(Spec("a", 4, 2), {}).ok());
+}
+
+TEST(TableRegistryTest, ListIsSortedAndCarriesShardFields) {
+  TableRegistry registry({.shard_index = 1, .shard_count = 2});
+  ASSERT_TRUE(registry.Create(Spec("b", 5, 2), {}).ok());
+  ASSERT_TRUE(registry.Create(Spec("a", 5, 2), {}).ok());
+  std::vector<TableStats> tables = registry.List();
+  ASSERT_EQ(tables.size(), 2u);
+  EXPECT_EQ(tables[0].spec.name, "a");
+  EXPECT_EQ(tables[0].spec.shard_index, 1);
+  EXPECT_EQ(tables[0].local_rows, 2);  // Rows 1 and 3 of 5.
+}
+
+}  // namespace
+}  // namespace embedding
