@@ -170,6 +170,20 @@ def _float(values):
     return torch.as_tensor(np.asarray(values), dtype=torch.float32)
 
 
+def _bag_inputs(indices, offsets, per_sample_weights, include_last_offset):
+    """Bag arguments as tensors. With include_last_offset, indices past the
+    last offset belong to no bag and are dropped: torch 1.13 on CPU
+    mishandles them (MEAN divides by a wrong count, MAX corrupts the heap,
+    the backward reads uninitialised memory), and would renorm their rows
+    with max_norm although no bag uses them."""
+    idx, off = _long(indices), _long(offsets)
+    psw = None if per_sample_weights is None else _float(per_sample_weights)
+    if include_last_offset:
+        idx = idx[:int(off[-1])]
+        psw = None if psw is None else psw[:len(idx)]
+    return idx, off, psw
+
+
 def sparse_rows(dense_grad, rows):
     """The sparse gradient holding `rows` of a dense one, as torch's
     sparse=True backward would build it (rows that got a gradient)."""
@@ -249,8 +263,8 @@ class TorchTable:
         """F.embedding_bag output, and for MAX the winning row per element
         as the server reports it (-1 for empty bags)."""
         weight = self.module.weight
-        idx, off = _long(indices), _long(offsets)
-        psw = None if per_sample_weights is None else _float(per_sample_weights)
+        idx, off, psw = _bag_inputs(indices, offsets, per_sample_weights,
+                                    include_last_offset)
         with torch.no_grad():
             out = F.embedding_bag(
                 idx, weight, off, max_norm=self.max_norm,
@@ -293,8 +307,8 @@ class TorchTable:
                  include_last_offset=False, learning_rate=None):
         """Backward of F.embedding_bag plus one optimizer step; returns the
         rows that got a gradient."""
-        idx, off = _long(indices), _long(offsets)
-        psw = None if per_sample_weights is None else _float(per_sample_weights)
+        idx, off, psw = _bag_inputs(indices, offsets, per_sample_weights,
+                                    include_last_offset)
         weight = self.module.weight
         weight.grad = None
         bag = dict(mode=mode, per_sample_weights=psw,
@@ -310,8 +324,7 @@ class TorchTable:
             winners = self._max_winners(idx, off, include_last_offset)
             rows = set(winners.flatten().tolist()) - {-1}
         else:
-            end = int(off[-1]) if include_last_offset else len(idx)
-            rows = set(idx[:end].tolist()) - {self.padding_idx}
+            rows = set(idx.tolist()) - {self.padding_idx}
         self._step(rows, learning_rate)
         return rows
 
@@ -368,9 +381,13 @@ def lookup(stub, table, indices, dtype=pb.DTYPE_FLOAT32):
     response = stub.Lookup(pb.LookupRequest(
         table=table, indices=indices.flatten().tolist(),
         shape=list(indices.shape), dtype=dtype))
-    got_dtype = response.embeddings.dtype or pb.DTYPE_FLOAT32
-    assert got_dtype == dtype, f"asked for dtype {dtype}, got {got_dtype}"
+    _check_dtype(response.embeddings, dtype)
     return from_proto(response.embeddings)
+
+
+def _check_dtype(tensor, dtype):
+    got = tensor.dtype or pb.DTYPE_FLOAT32
+    assert got == dtype, f"asked for dtype {dtype}, got {got}"
 
 
 def push(stub, table, indices, grad, learning_rate=None):
@@ -393,11 +410,13 @@ def _bag_fields(indices, offsets, mode, per_sample_weights,
 
 
 def lookup_bag(stub, table, indices, offsets, mode, per_sample_weights=None,
-               include_last_offset=False):
+               include_last_offset=False, dtype=pb.DTYPE_FLOAT32):
     """Returns (embeddings, max_indices as a [bags, dim] tensor or None)."""
     response = stub.LookupBag(pb.LookupBagRequest(
-        table=table, **_bag_fields(indices, offsets, mode, per_sample_weights,
-                                   include_last_offset)))
+        table=table, dtype=dtype,
+        **_bag_fields(indices, offsets, mode, per_sample_weights,
+                      include_last_offset)))
+    _check_dtype(response.embeddings, dtype)
     out = from_proto(response.embeddings)
     if mode != "max":
         assert not response.max_indices
@@ -488,14 +507,16 @@ def check_push(stub, table, ref, indices, grad, what, learning_rate=None):
     assert_table_matches(stub, table, ref, f"{what}: after push")
 
 
-def check_bag_step(stub, table, ref, rng, what, *, bags, mode,
-                   include_last_offset=False, weighted=False,
+def check_bag_step(stub, table, ref, rng, what, *, mode, bags=None,
+                   batch=None, include_last_offset=False, weighted=False,
                    learning_rate=None):
-    """LookupBag + PushBagGradients of random bags on both; compares the
-    pooled output, MAX's winners, rows_updated and the table after each."""
+    """LookupBag + PushBagGradients on both of `bags` random bags or of the
+    given (indices, offsets) `batch`; compares the pooled output, MAX's
+    winners, rows_updated and the table after each."""
     num, dim = ref.module.weight.shape
-    indices, offsets = random_bags(rng, num, bags, include_last_offset,
-                                   ref.padding_idx)
+    indices, offsets = batch or random_bags(rng, num, bags,
+                                            include_last_offset,
+                                            ref.padding_idx)
     weights = (rng.standard_normal(len(indices)).astype(np.float32)
                if weighted else None)
     bag = dict(per_sample_weights=weights,

@@ -5,8 +5,12 @@ scale_grad_by_freq."""
 
 import numpy as np
 import pytest
+import torch
 
-from .oracle import Opt, TorchTable, check_bag_step
+from embedding.v1 import embedding_service_pb2 as pb
+
+from .oracle import (Opt, TorchTable, assert_close, check_bag_step,
+                     lookup_bag, random_bags)
 
 NUM, DIM, BAGS, STEPS = 30, 5, 7, 4
 
@@ -70,3 +74,43 @@ def test_bag_optimizer_steps_match_torch(stub, table, optimizer, mode, flags):
                        mode=mode, include_last_offset=step % 2 == 0,
                        weighted=(mode == "sum" and step % 3 == 0),
                        learning_rate=0.1 if step == 4 else None)
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_bags_of_only_padding_are_zero_and_get_no_gradient(stub, table, mode):
+    ref = TorchTable(NUM, DIM, padding_idx=4, optimizer=Opt("sgd", lr=0.5),
+                     seed=35)
+    ref.create_on(stub, table)
+    batch = (np.array([4, 4, 1, 4, 4, 7, 7]), np.array([0, 2, 2, 4, 5]))
+    check_bag_step(stub, table, ref, np.random.default_rng(36), "step",
+                   mode=mode, batch=batch)
+
+
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_indices_past_the_last_offset_belong_to_no_bag(stub, table, mode):
+    ref = TorchTable(NUM, DIM, optimizer=Opt("sgd", lr=0.5), seed=37)
+    ref.create_on(stub, table)
+    batch = (np.array([3, 8, 8, 2, 11, 12, 3]), np.array([0, 1, 1, 4]))
+    check_bag_step(stub, table, ref, np.random.default_rng(38), "step",
+                   mode=mode, batch=batch, include_last_offset=True,
+                   weighted=mode == "sum")
+
+
+@pytest.mark.parametrize("dtype,convert", [
+    (pb.DTYPE_FLOAT16, torch.Tensor.half),
+    (pb.DTYPE_BFLOAT16, torch.Tensor.bfloat16),
+])
+@pytest.mark.parametrize("mode", ["sum", "mean", "max"])
+def test_reduced_precision_bag_lookup(stub, table, mode, dtype, convert):
+    ref = TorchTable(NUM, DIM, padding_idx=0, seed=39)
+    ref.create_on(stub, table)
+    indices, offsets = random_bags(np.random.default_rng(40), NUM, BAGS,
+                                   False, ref.padding_idx)
+    got, _ = lookup_bag(stub, table, indices, offsets, mode, dtype=dtype)
+    full, _ = lookup_bag(stub, table, indices, offsets, mode)
+    expected, _ = ref.lookup_bag(indices, offsets, mode)
+    # The rounding of the server's own float32 result, bit for bit ...
+    assert torch.equal(got.view(torch.int16),
+                       convert(full).view(torch.int16))
+    # ... which is torch's result to 1e-5 before rounding.
+    assert_close(full, expected, "float32 pooled output")
