@@ -335,8 +335,9 @@ class TorchTable:
         (pytorch/pytorch#190063: counts[indices_data[i]] with i the unique
         group number), so: F.embedding_bag over per-position copies of the
         rows gives the gradient of each position, and F.embedding's backward
-        (correct) scales and sums it by row.
+        (correct) scales and sums it by row. torch refuses MAX here.
         """
+        assert bag["mode"] != "max"
         n = len(idx)
         positions = torch.arange(n)
         padding = None

@@ -86,4 +86,3 @@ def test_set_optimizer_keeps_state_and_replaces_hyperparameters(
         table=table, optimizer=ref.opt.proto()))
     assert info.spec.optimizer.WhichOneof("kind") == optimizer
     _train(stub, table, ref, rng, steps=5)
-
