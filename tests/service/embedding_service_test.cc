@@ -1,0 +1,376 @@
+// Every bad input gets its exact gRPC code and a message saying what was
+// wrong, and leaves the table exactly as it was.
+#include <grpcpp/grpcpp.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "embedding/v1/embedding_service.grpc.pb.h"
+#include "gmock/gmock.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "gtest/gtest.h"
+#include "server/service/server.h"
+
+namespace embedding {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int64_t kRows = 20;
+constexpr int64_t kDim = 4;
+constexpr int64_t kMaxIndices = 1000;
+
+v1::Tensor FloatTensor(std::vector<int64_t> shape,
+                       const std::vector<float>& values) {
+  v1::Tensor tensor;
+  tensor.set_dtype(v1::DTYPE_FLOAT32);
+  for (int64_t d : shape) tensor.add_shape(d);
+  tensor.set_data(std::string(reinterpret_cast<const char*>(values.data()),
+                              values.size() * sizeof(float)));
+  return tensor;
+}
+
+// What a rejected request must not change.
+struct Snapshot {
+  std::string rows;
+  int64_t version = 0;
+  int64_t step = 0;
+  bool operator==(const Snapshot&) const = default;
+};
+
+class EmbeddingServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ServerOptions options;
+    options.listen_address = "127.0.0.1:0";
+    options.registry.memory_budget_bytes = 1 << 20;
+    options.service.max_indices_per_request = kMaxIndices;
+    options.service.max_message_bytes = 1 << 20;
+    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = *std::move(server);
+    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                   grpc::InsecureChannelCredentials());
+    stub_ = v1::EmbeddingService::NewStub(channel_);
+    v1::CreateTableRequest request;
+    request.mutable_spec()->set_name("t");
+    request.mutable_spec()->set_num_embeddings(kRows);
+    request.mutable_spec()->set_embedding_dim(kDim);
+    request.mutable_spec()->set_padding_idx(0);
+    ASSERT_TRUE(Call(&v1::EmbeddingService::Stub::CreateTable, request).ok());
+  }
+
+  template <typename Method, typename Request>
+  grpc::Status Call(Method method, const Request& request) {
+    grpc::ClientContext context;
+    typename std::remove_pointer_t<decltype(std::declval<Request>(),
+                                            (void*)nullptr)>* unused = nullptr;
+    (void)unused;
+    return CallWith(method, request, &context);
+  }
+
+  template <typename Response, typename Request>
+  grpc::Status CallWith(grpc::Status (v1::EmbeddingService::Stub::*method)(
+                            grpc::ClientContext*, const Request&, Response*),
+                        const Request& request, grpc::ClientContext* context) {
+    Response response;
+    return (stub_.get()->*method)(context, request, &response);
+  }
+
+  Snapshot Take(const std::string& table = "t") {
+    Snapshot snapshot;
+    grpc::ClientContext context;
+    v1::ReadRowsRequest request;
+    request.set_table(table);
+    auto reader = stub_->ReadRows(&context, request);
+    v1::ReadRowsResponse chunk;
+    while (reader->Read(&chunk)) snapshot.rows += chunk.values().data();
+    EXPECT_TRUE(reader->Finish().ok());
+    grpc::ClientContext info_context;
+    v1::GetTableRequest get;
+    get.set_name(table);
+    v1::TableInfo info;
+    EXPECT_TRUE(stub_->GetTable(&info_context, get, &info).ok());
+    snapshot.version = info.version();
+    snapshot.step = info.step();
+    return snapshot;
+  }
+
+  // Asserts `status` has `code` and a message containing `text`.
+  static void ExpectError(const grpc::Status& status, grpc::StatusCode code,
+                          const std::string& text) {
+    EXPECT_EQ(status.error_code(), code) << status.error_message();
+    EXPECT_THAT(status.error_message(), HasSubstr(text));
+  }
+
+  v1::PushGradientsRequest Push(std::vector<int64_t> indices) {
+    v1::PushGradientsRequest request;
+    request.set_table("t");
+    request.mutable_indices()->Add(indices.begin(), indices.end());
+    *request.mutable_grad() =
+        FloatTensor({static_cast<int64_t>(indices.size()), kDim},
+                    std::vector<float>(indices.size() * kDim, 0.5f));
+    return request;
+  }
+
+  v1::LookupRequest Lookup(std::vector<int64_t> indices) {
+    v1::LookupRequest request;
+    request.set_table("t");
+    request.mutable_indices()->Add(indices.begin(), indices.end());
+    return request;
+  }
+
+  v1::PushBagGradientsRequest BagPush(std::vector<int64_t> indices,
+                                      std::vector<int64_t> offsets,
+                                      v1::BagMode mode, int64_t bags) {
+    v1::PushBagGradientsRequest request;
+    request.set_table("t");
+    request.mutable_indices()->Add(indices.begin(), indices.end());
+    request.mutable_offsets()->Add(offsets.begin(), offsets.end());
+    request.set_mode(mode);
+    *request.mutable_grad() =
+        FloatTensor({bags, kDim}, std::vector<float>(bags * kDim, 1.0f));
+    return request;
+  }
+
+  grpc::Status DoPush(const v1::PushGradientsRequest& request) {
+    return Call(&v1::EmbeddingService::Stub::PushGradients, request);
+  }
+  grpc::Status DoBagPush(const v1::PushBagGradientsRequest& request) {
+    return Call(&v1::EmbeddingService::Stub::PushBagGradients, request);
+  }
+
+  std::unique_ptr<Server> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::EmbeddingService::Stub> stub_;
+};
+
+using Stub = v1::EmbeddingService::Stub;
+
+TEST_F(EmbeddingServiceTest, LookupReturnsIndexShapePlusDim) {
+  v1::LookupRequest request = Lookup({1, 2, 3, 4, 5, 6});
+  request.add_shape(2);
+  request.add_shape(3);
+  grpc::ClientContext context;
+  v1::LookupResponse response;
+  ASSERT_TRUE(stub_->Lookup(&context, request, &response).ok());
+  EXPECT_THAT(response.embeddings().shape(),
+              ::testing::ElementsAre(2, 3, kDim));
+  EXPECT_EQ(response.embeddings().data().size(), 6 * kDim * sizeof(float));
+}
+
+TEST_F(EmbeddingServiceTest, UnknownTableIsNotFound) {
+  const Snapshot before = Take();
+  v1::LookupRequest lookup = Lookup({1});
+  lookup.set_table("missing");
+  ExpectError(Call(&Stub::Lookup, lookup), grpc::StatusCode::NOT_FOUND,
+              "table \"missing\" not found");
+  v1::PushGradientsRequest push = Push({1});
+  push.set_table("missing");
+  ExpectError(DoPush(push), grpc::StatusCode::NOT_FOUND, "missing");
+  v1::GetTableRequest get;
+  get.set_name("missing");
+  ExpectError(Call(&Stub::GetTable, get), grpc::StatusCode::NOT_FOUND,
+              "missing");
+  v1::DeleteTableRequest remove;
+  remove.set_name("missing");
+  ExpectError(Call(&Stub::DeleteTable, remove), grpc::StatusCode::NOT_FOUND,
+              "missing");
+  EXPECT_EQ(Take(), before);
+}
+
+TEST_F(EmbeddingServiceTest, DuplicateCreateIsAlreadyExistsAndKeepsTable) {
+  const Snapshot before = Take();
+  v1::CreateTableRequest request;
+  request.mutable_spec()->set_name("t");
+  request.mutable_spec()->set_num_embeddings(3);
+  request.mutable_spec()->set_embedding_dim(2);
+  ExpectError(Call(&Stub::CreateTable, request),
+              grpc::StatusCode::ALREADY_EXISTS, "table \"t\" already exists");
+  EXPECT_EQ(Take(), before);
+}
+
+TEST_F(EmbeddingServiceTest, OutOfRangeIndexNamesIndexAndPosition) {
+  const Snapshot before = Take();
+  ExpectError(Call(&Stub::Lookup, Lookup({3, kRows})),
+              grpc::StatusCode::INVALID_ARGUMENT,
+              absl::StrCat("index ", kRows, " at position 1"));
+  ExpectError(DoPush(Push({5, 6, -3})), grpc::StatusCode::INVALID_ARGUMENT,
+              "index -3 at position 2");
+  EXPECT_EQ(Take(), before);
+}
+
+TEST_F(EmbeddingServiceTest, BadGradientsAreInvalidArgumentAndChangeNothing) {
+  const Snapshot before = Take();
+  v1::PushGradientsRequest wrong_shape = Push({1, 2});
+  *wrong_shape.mutable_grad() =
+      FloatTensor({2, kDim + 1}, std::vector<float>(2 * (kDim + 1), 1.0f));
+  ExpectError(DoPush(wrong_shape), grpc::StatusCode::INVALID_ARGUMENT,
+              "expected [2, 4]");
+
+  v1::PushGradientsRequest short_data = Push({1, 2});
+  short_data.mutable_grad()->mutable_data()->resize(7);
+  ExpectError(DoPush(short_data), grpc::StatusCode::INVALID_ARGUMENT,
+              "7 bytes");
+
+  v1::PushGradientsRequest half = Push({1, 2});
+  half.mutable_grad()->set_dtype(v1::DTYPE_FLOAT16);
+  ExpectError(DoPush(half), grpc::StatusCode::INVALID_ARGUMENT,
+              "must be float32, got DTYPE_FLOAT16");
+
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(),
+                    std::numeric_limits<float>::infinity()}) {
+    std::vector<float> values(2 * kDim, 1.0f);
+    values[kDim + 3] = bad;
+    v1::PushGradientsRequest request = Push({1, 2});
+    *request.mutable_grad() = FloatTensor({2, kDim}, values);
+    ExpectError(DoPush(request), grpc::StatusCode::INVALID_ARGUMENT,
+                "non-finite value");
+  }
+
+  v1::PushGradientsRequest bad_lr = Push({1});
+  bad_lr.set_learning_rate(-0.1f);
+  ExpectError(DoPush(bad_lr), grpc::StatusCode::INVALID_ARGUMENT,
+              "learning_rate must be");
+  EXPECT_EQ(Take(), before);
+}
+
+TEST_F(EmbeddingServiceTest, EmptyAndOversizedRequestsAreRejected) {
+  const Snapshot before = Take();
+  ExpectError(Call(&Stub::Lookup, Lookup({})),
+              grpc::StatusCode::INVALID_ARGUMENT, "indices is empty");
+  ExpectError(DoPush(Push({})), grpc::StatusCode::INVALID_ARGUMENT,
+              "indices is empty");
+  std::vector<int64_t> many(kMaxIndices + 1, 1);
+  ExpectError(Call(&Stub::Lookup, Lookup(many)),
+              grpc::StatusCode::RESOURCE_EXHAUSTED, "limit is 1000");
+  ExpectError(DoPush(Push(many)), grpc::StatusCode::RESOURCE_EXHAUSTED,
+              "limit is 1000");
+  EXPECT_EQ(Take(), before);
+}
+
+TEST_F(EmbeddingServiceTest, LookupShapeMustHoldTheIndices) {
+  v1::LookupRequest request = Lookup({1, 2, 3});
+  request.add_shape(2);
+  request.add_shape(2);
+  ExpectError(Call(&Stub::Lookup, request), grpc::StatusCode::INVALID_ARGUMENT,
+              "does not hold the 3 indices");
+  v1::LookupRequest bad_dtype = Lookup({1});
+  bad_dtype.set_dtype(static_cast<v1::DType>(42));
+  ExpectError(Call(&Stub::Lookup, bad_dtype),
+              grpc::StatusCode::INVALID_ARGUMENT, "unknown dtype 42");
+}
+
+TEST_F(EmbeddingServiceTest, BadTableSpecsAreRejected) {
+  auto create = [&](int64_t rows, int64_t dim) {
+    v1::CreateTableRequest request;
+    request.mutable_spec()->set_name("new");
+    request.mutable_spec()->set_num_embeddings(rows);
+    request.mutable_spec()->set_embedding_dim(dim);
+    return Call(&Stub::CreateTable, request);
+  };
+  ExpectError(create(0, 4), grpc::StatusCode::INVALID_ARGUMENT,
+              "num_embeddings must be > 0, got 0");
+  ExpectError(create(4, -2), grpc::StatusCode::INVALID_ARGUMENT,
+              "embedding_dim must be > 0, got -2");
+  ExpectError(create(int64_t{1} << 62, int64_t{1} << 20),
+              grpc::StatusCode::INVALID_ARGUMENT, "overflows 64-bit");
+  ExpectError(create(100000, 64), grpc::StatusCode::RESOURCE_EXHAUSTED,
+              "memory budget");
+  v1::CreateTableRequest bad_lr;
+  bad_lr.mutable_spec()->set_name("new");
+  bad_lr.mutable_spec()->set_num_embeddings(4);
+  bad_lr.mutable_spec()->set_embedding_dim(4);
+  bad_lr.mutable_spec()->mutable_optimizer()->mutable_adagrad()->set_lr(-1);
+  ExpectError(Call(&Stub::CreateTable, bad_lr),
+              grpc::StatusCode::INVALID_ARGUMENT, "adagrad lr must be");
+  v1::CreateTableRequest bad_beta = bad_lr;
+  bad_beta.mutable_spec()
+      ->mutable_optimizer()
+      ->mutable_sparse_adam()
+      ->set_beta2(1.5f);
+  ExpectError(Call(&Stub::CreateTable, bad_beta),
+              grpc::StatusCode::INVALID_ARGUMENT, "betas must be in [0, 1)");
+  v1::ListTablesRequest list;
+  grpc::ClientContext context;
+  v1::ListTablesResponse tables;
+  ASSERT_TRUE(stub_->ListTables(&context, list, &tables).ok());
+  EXPECT_EQ(tables.tables_size(), 1);
+}
+
+TEST_F(EmbeddingServiceTest, BadBagsAreInvalidArgumentAndChangeNothing) {
+  const Snapshot before = Take();
+  ExpectError(DoBagPush(BagPush({1, 2}, {1}, v1::BAG_MODE_SUM, 1)),
+              grpc::StatusCode::INVALID_ARGUMENT, "offsets[0] must be 0");
+  ExpectError(DoBagPush(BagPush({1, 2}, {0, 2, 1}, v1::BAG_MODE_SUM, 3)),
+              grpc::StatusCode::INVALID_ARGUMENT, "non-decreasing");
+  ExpectError(DoBagPush(BagPush({1, 2}, {0, 3}, v1::BAG_MODE_SUM, 2)),
+              grpc::StatusCode::INVALID_ARGUMENT, "past the end");
+  v1::PushBagGradientsRequest mean_weights =
+      BagPush({1, 2}, {0}, v1::BAG_MODE_MEAN, 1);
+  mean_weights.add_per_sample_weights(1);
+  mean_weights.add_per_sample_weights(2);
+  ExpectError(DoBagPush(mean_weights), grpc::StatusCode::INVALID_ARGUMENT,
+              "only supported with mode SUM");
+  v1::PushBagGradientsRequest short_weights =
+      BagPush({1, 2}, {0}, v1::BAG_MODE_SUM, 1);
+  short_weights.add_per_sample_weights(1);
+  ExpectError(DoBagPush(short_weights), grpc::StatusCode::INVALID_ARGUMENT,
+              "expected one per index (2)");
+  ExpectError(DoBagPush(BagPush({1, 2}, {0, 1}, v1::BAG_MODE_SUM, 3)),
+              grpc::StatusCode::INVALID_ARGUMENT, "expected [2, 4]");
+  ExpectError(DoBagPush(BagPush({1, 2}, {0, 1}, v1::BAG_MODE_MAX, 2)),
+              grpc::StatusCode::INVALID_ARGUMENT, "max_indices has 0 entries");
+  v1::PushBagGradientsRequest foreign_max =
+      BagPush({1, 2}, {0}, v1::BAG_MODE_MAX, 1);
+  for (int d = 0; d < kDim; ++d) foreign_max.add_max_indices(7);
+  ExpectError(DoBagPush(foreign_max), grpc::StatusCode::INVALID_ARGUMENT,
+              "not one of the batch's indices");
+  EXPECT_EQ(Take(), before);
+}
+
+TEST_F(EmbeddingServiceTest, SetOptimizerOfAnotherKindIsFailedPrecondition) {
+  v1::SetOptimizerRequest request;
+  request.set_table("t");
+  request.mutable_optimizer()->mutable_adagrad()->set_lr(0.1f);
+  ExpectError(Call(&Stub::SetOptimizer, request),
+              grpc::StatusCode::FAILED_PRECONDITION,
+              "cannot change to adagrad");
+}
+
+TEST_F(EmbeddingServiceTest, ResponseOverTheMessageLimitIsResourceExhausted) {
+  v1::CreateTableRequest request;
+  request.mutable_spec()->set_name("wide");
+  request.mutable_spec()->set_num_embeddings(4);
+  request.mutable_spec()->set_embedding_dim(1024);
+  ASSERT_TRUE(Call(&Stub::CreateTable, request).ok());
+  v1::LookupRequest lookup = Lookup(std::vector<int64_t>(900, 1));
+  lookup.set_table("wide");
+  ExpectError(Call(&Stub::Lookup, lookup), grpc::StatusCode::RESOURCE_EXHAUSTED,
+              "split the batch");
+}
+
+TEST_F(EmbeddingServiceTest, HealthGoesNotServingOnShutdown) {
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::health::v1::HealthCheckRequest request;
+  grpc::health::v1::HealthCheckResponse response;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(health->Check(&context, request, &response).ok());
+    EXPECT_EQ(response.status(),
+              grpc::health::v1::HealthCheckResponse::SERVING);
+  }
+  server_->Shutdown(absl::Seconds(1));
+  grpc::ClientContext context;
+  grpc::Status status = health->Check(&context, request, &response);
+  EXPECT_TRUE(!status.ok() ||
+              response.status() ==
+                  grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+}
+
+}  // namespace
+}  // namespace embedding
