@@ -72,23 +72,24 @@ def to_tensor(array, message=None):
     return message
 
 
-def from_tensor(message):
-    """Returns a Tensor message as a writable array.
+def from_tensor(message, writable=True):
+    """Returns a Tensor message as an array.
 
     float32 and bfloat16 come back as float32 (bfloat16 widened exactly),
-    float16 as numpy float16.
+    float16 as numpy float16. writable=False saves a copy of float32 and
+    float16 data: the array then views the message's (immutable) bytes.
     """
     shape = tuple(message.shape)
     dtype = message.dtype
+    data = message.data  # Each access of a bytes field copies it: once.
     expected = int(np.prod(shape, dtype=np.int64)) * _ELEMENT_BYTES[dtype]
-    if len(message.data) != expected:
+    if len(data) != expected:
         raise InvalidArgumentError(
-            f"tensor of shape {list(shape)} carries {len(message.data)} "
-            f"bytes, expected {expected}")
-    if dtype == pb.DTYPE_FLOAT16:
-        return np.frombuffer(message.data, dtype="<f2").reshape(shape).copy()
+            f"tensor of shape {list(shape)} carries {len(data)} bytes, "
+            f"expected {expected}")
     if dtype == pb.DTYPE_BFLOAT16:
-        upper = np.frombuffer(message.data, dtype="<u2").astype(np.uint32)
+        upper = np.frombuffer(data, dtype="<u2").astype(np.uint32)
         return (upper << 16).view(np.float32).reshape(shape)
-    return np.frombuffer(message.data, dtype="<f4").reshape(shape).astype(
-        np.float32)
+    wire = "<f2" if dtype == pb.DTYPE_FLOAT16 else "<f4"
+    array = np.frombuffer(data, dtype=wire).reshape(shape)
+    return array.copy() if writable else array
