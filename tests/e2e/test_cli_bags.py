@@ -19,7 +19,8 @@ def setup_table(cli):
 def lookup_bag(cli, *flags):
     out = cli.unless_unimplemented("lookup-bag", "bags", *flags)
     shape, rows = parse_rows(out)
-    assert [label for label, _ in rows] == [f"bag {i}" for i in range(shape[0])]
+    labels = [label for label, _ in rows]
+    assert labels == [f"bag {i}" for i in range(shape[0])]
     max_line = [l for l in out.splitlines() if l.startswith("max_indices: ")]
     max_indices = ([int(v) for v in max_line[0].split(": ")[1].split(",")]
                    if max_line else [])

@@ -39,7 +39,7 @@ def test_lookup_prints_one_row_per_index(cli):
     rows = lookup(cli, [1, 2, 1])
     assert rows[0] == rows[2]
     assert rows[0] != rows[1]
-    # Initialisation is a function of (seed, row, column): same seed, same rows.
+    # Initialisation is a function of (seed, row, column) only.
     create(cli, "twin")
     assert lookup(cli, [1, 2], table="twin") == rows[:2]
 
@@ -158,7 +158,8 @@ def test_bad_gradients_are_invalid_argument_and_change_nothing(cli):
     create(cli)
     before = lookup(cli, [1, 2])
     # [2, 3] is not [len(indices), embedding_dim] = [2, 4].
-    err = cli.fails("push", "t", "--indices=1,2", "--grad=" + floats([1.0] * 6))
+    err = cli.fails("push", "t", "--indices=1,2",
+                    "--grad=" + floats([1.0] * 6))
     assert err.startswith("error: INVALID_ARGUMENT: ")
     err = cli.fails("push", "t", "--indices=1,2",
                     "--grad=1,1,1,1,1,nan,1,1")

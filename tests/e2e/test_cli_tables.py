@@ -96,9 +96,11 @@ def test_bad_specs_are_invalid_argument(cli):
 
 
 def test_table_too_large_is_refused(cli):
-    err = cli.fails("create-table", "huge", "--num_embeddings=4611686018427387904",
+    err = cli.fails("create-table", "huge",
+                    "--num_embeddings=4611686018427387904",
                     "--embedding_dim=1024")
-    assert re.match(r"error: (INVALID_ARGUMENT|RESOURCE_EXHAUSTED): ", err), err
+    assert re.match(r"error: (INVALID_ARGUMENT|RESOURCE_EXHAUSTED): ",
+                    err), err
     assert cli.ok("list") == "no tables\n"
 
 
