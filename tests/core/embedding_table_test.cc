@@ -166,6 +166,23 @@ TEST(EmbeddingTableTest, MaxNormRenormsLookedUpRowsInPlace) {
             (std::vector<float>{3 * scale, 4 * scale, 0.3f, 0.4f}));
 }
 
+TEST(EmbeddingTableTest, MaxBagWithScaleGradByFreqIsInvalidArgument) {
+  TableSpec spec = Spec(4, 2);
+  spec.scale_grad_by_freq = true;
+  auto table = MakeTable(spec);
+  const std::vector<int64_t> indices = {1, 2}, offsets = {0};
+  BagBatch batch{indices, offsets, BagMode::kMax};
+  std::vector<float> out(2);
+  std::vector<int64_t> max_indices(2);
+  absl::Status status =
+      table->LookupBag(batch, DType::kFloat32, out.data(), max_indices.data());
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(status.message(), HasSubstr("scale_grad_by_freq"));
+  status = table->PushBagGradients(batch, {1, 1}, {1, 2}, {}).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(table->Stats().step, 0);
+}
+
 TEST(EmbeddingTableTest, RetriedPushIsAppliedOnce) {
   TableSpec spec = Spec(2, 1);
   spec.initializer = {InitializerSpec::Kind::kConstant, 0.0f, 0.0f};

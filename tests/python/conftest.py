@@ -6,36 +6,20 @@ Run with the build's stubs on the path, from the repository root:
 """
 
 import importlib.util
-import itertools
 import pathlib
-import re
 
 import pytest
 
 from embedding_client import EmbeddingClient
-from tests.testing.server_process import ServerProcess
+from tests.testing.fixtures import server, table  # noqa: F401
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-_names = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def server():
-    with ServerProcess() as process:
-        yield process
 
 
 @pytest.fixture(scope="module")
 def client(server):
     with EmbeddingClient(server.address, timeout=30) as connection:
         yield connection
-
-
-@pytest.fixture
-def table(request):
-    """A table name for this test ([A-Za-z0-9_.-], unique in the session)."""
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)[:100]
-    return f"{name}.{next(_names)}"
 
 
 @pytest.fixture(scope="session")

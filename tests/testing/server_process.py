@@ -8,6 +8,7 @@ The server binds port 0 and reports the port it got through --port_file, so
 parallel tests never race for a port.
 """
 
+import ctypes
 import os
 import pathlib
 import signal
@@ -17,6 +18,15 @@ import time
 
 _REPO = pathlib.Path(__file__).resolve().parents[2]
 _DEFAULT_BINARY = _REPO / "build" / "server" / "embedding_server"
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """Runs in the child: SIGTERM it when the test process dies, so a test
+    run that aborts (e.g. inside torch) leaves no server behind."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def server_binary():
@@ -51,7 +61,8 @@ class ServerProcess:
         self._process = subprocess.Popen(
             [str(server_binary()), "--listen_address=127.0.0.1:0",
              f"--port_file={port_file}", *self._flags],
-            stdout=self._log, stderr=subprocess.STDOUT)
+            stdout=self._log, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent)
         deadline = time.monotonic() + self._startup_timeout
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
@@ -71,12 +82,12 @@ class ServerProcess:
         self._log.seek(0)
         return self._log.read()
 
-    def stop(self, timeout=20.0):
-        """Sends SIGTERM and returns the exit code."""
+    def stop(self, timeout=20.0, sig=signal.SIGTERM):
+        """Sends `sig` (SIGTERM by default) and returns the exit code."""
         if self._process is None:
             return None
         if self._process.poll() is None:
-            self._process.send_signal(signal.SIGTERM)
+            self._process.send_signal(sig)
             try:
                 self._process.wait(timeout)
             except subprocess.TimeoutExpired:
