@@ -278,8 +278,17 @@ absl::Status EmbeddingTable::Gather(absl::Span<const int64_t> indices,
   return absl::OkStatus();
 }
 
+absl::Status EmbeddingTable::CheckBagMode(const BagBatch& batch) const {
+  if (batch.mode == BagMode::kMax && scale_grad_by_freq_) {
+    return absl::InvalidArgumentError(
+        "mode MAX does not support scale_grad_by_freq (torch refuses it too)");
+  }
+  return absl::OkStatus();
+}
+
 absl::Status EmbeddingTable::LookupBag(const BagBatch& batch, DType dtype,
                                        void* out, int64_t* max_indices) {
+  EMBEDDING_RETURN_IF_ERROR(CheckBagMode(batch));
   EMBEDDING_ASSIGN_OR_RETURN(const int64_t bags, ValidateBagBatch(batch));
   EMBEDDING_RETURN_IF_ERROR(ValidateIndices(batch.indices, "index"));
   const size_t row_bytes = dim_ * ElementSize(dtype);
@@ -338,6 +347,7 @@ absl::StatusOr<PushResult> EmbeddingTable::PushGradients(
 absl::StatusOr<PushResult> EmbeddingTable::PushBagGradients(
     const BagBatch& batch, absl::Span<const float> grad,
     absl::Span<const int64_t> max_indices, const PushOptions& options) {
+  EMBEDDING_RETURN_IF_ERROR(CheckBagMode(batch));
   EMBEDDING_ASSIGN_OR_RETURN(const int64_t bags, ValidateBagBatch(batch));
   EMBEDDING_RETURN_IF_ERROR(ValidateIndices(batch.indices, "index"));
   EMBEDDING_RETURN_IF_ERROR(CheckRowsShape(grad, bags, dim_, "grad"));

@@ -95,7 +95,7 @@ class EmbeddingTable {
   // F.embedding_bag: writes [bags, dim] pooled rows to `out` as `dtype`. In
   // MAX mode, `max_indices` (bags * dim) receives the winning row per element
   // (-1 for empty bags); it may be null otherwise. INVALID_ARGUMENT for a bad
-  // batch (see ValidateBagBatch) or index.
+  // batch (see ValidateBagBatch) or index, or MAX with scale_grad_by_freq.
   absl::Status LookupBag(const BagBatch& batch, DType dtype, void* out,
                          int64_t* max_indices);
 
@@ -146,6 +146,9 @@ class EmbeddingTable {
   };
 
   EmbeddingTable(TableSpec spec, int64_t local_rows, int64_t state_width);
+
+  // INVALID_ARGUMENT for MAX mode on a scale_grad_by_freq table, as torch.
+  absl::Status CheckBagMode(const BagBatch& batch) const;
 
   // INVALID_ARGUMENT naming the first index not held by this shard.
   absl::Status ValidateIndices(absl::Span<const int64_t> indices,
