@@ -74,9 +74,17 @@ bool CheckedMultiply(int64_t a, int64_t b, int64_t* out) {
 // Thread-compatible; one per push.
 class EmbeddingTable::GradientAccumulator {
  public:
-  GradientAccumulator(int64_t dim, size_t expected_rows) : dim_(dim) {
-    slots_.reserve(expected_rows);
-    rows_.reserve(expected_rows);
+  // This thread's accumulator, emptied. Its buffers stay allocated between
+  // pushes, so a steady stream of pushes allocates (and page-faults) nothing.
+  static GradientAccumulator& ForThisThread(int64_t dim, size_t expected_rows) {
+    thread_local GradientAccumulator accumulator;
+    accumulator.dim_ = dim;
+    accumulator.slots_.clear();
+    accumulator.slots_.reserve(expected_rows);
+    accumulator.rows_.clear();
+    accumulator.counts_.clear();
+    accumulator.sums_.clear();
+    return accumulator;
   }
 
   // Adds scale * grad[0..dim) to the row's sum.
@@ -118,7 +126,7 @@ class EmbeddingTable::GradientAccumulator {
     return &sums_[it->second * dim_];
   }
 
-  const int64_t dim_;
+  int64_t dim_ = 0;
   absl::flat_hash_map<int64_t, size_t> slots_;
   std::vector<int64_t> rows_;
   std::vector<int64_t> counts_;
@@ -231,6 +239,22 @@ absl::Status EmbeddingTable::ValidateIndices(absl::Span<const int64_t> indices,
   return absl::OkStatus();
 }
 
+void EmbeddingTable::PrefetchRow(int64_t local_row, bool state) const {
+  // Random rows miss the cache; the lock's atomic instruction keeps the CPU
+  // from overlapping those misses on its own, so ask for them early.
+  constexpr int64_t kFloatsPerLine = 64 / sizeof(float);
+  const float* row = RowData(local_row);
+  for (int64_t d = 0; d < dim_; d += kFloatsPerLine) {
+    __builtin_prefetch(row + d);
+  }
+  if (state) {
+    const float* row_state = StateData(local_row);
+    for (int64_t d = 0; d < state_width_; d += kFloatsPerLine) {
+      __builtin_prefetch(row_state + d, 1);
+    }
+  }
+}
+
 template <typename Use>
 void EmbeddingTable::ReadRow(int64_t local_row, bool renorm, Use&& use) {
   SharedMutex& mu = StripeOf(local_row);
@@ -270,8 +294,11 @@ absl::Status EmbeddingTable::Gather(absl::Span<const int64_t> indices,
   EMBEDDING_RETURN_IF_ERROR(ValidateIndices(indices, "index"));
   const size_t row_bytes = dim_ * ElementSize(dtype);
   char* dst = static_cast<char*>(out);
-  for (int64_t index : indices) {
-    ReadRow(LocalRow(index), renorm,
+  for (size_t i = 0; i < indices.size(); ++i) {
+    if (i + kPrefetchDistance < indices.size()) {
+      PrefetchRow(LocalRow(indices[i + kPrefetchDistance]), /*state=*/false);
+    }
+    ReadRow(LocalRow(indices[i]), renorm,
             [&](const float* row) { ConvertFloats(row, dim_, dtype, dst); });
     dst += row_bytes;
   }
@@ -335,7 +362,8 @@ absl::StatusOr<PushResult> EmbeddingTable::PushGradients(
   EMBEDDING_RETURN_IF_ERROR(ValidateIndices(indices, "index"));
   EMBEDDING_RETURN_IF_ERROR(
       CheckRowsShape(grad, static_cast<int64_t>(indices.size()), dim_, "grad"));
-  GradientAccumulator gradient(dim_, indices.size());
+  GradientAccumulator& gradient =
+      GradientAccumulator::ForThisThread(dim_, indices.size());
   for (size_t position = 0; position < indices.size(); ++position) {
     if (IsPadding(indices[position])) continue;
     gradient.Add(LocalRow(indices[position]), &grad[position * dim_], 1.0f);
@@ -351,7 +379,8 @@ absl::StatusOr<PushResult> EmbeddingTable::PushBagGradients(
   EMBEDDING_ASSIGN_OR_RETURN(const int64_t bags, ValidateBagBatch(batch));
   EMBEDDING_RETURN_IF_ERROR(ValidateIndices(batch.indices, "index"));
   EMBEDDING_RETURN_IF_ERROR(CheckRowsShape(grad, bags, dim_, "grad"));
-  GradientAccumulator gradient(dim_, batch.indices.size());
+  GradientAccumulator& gradient =
+      GradientAccumulator::ForThisThread(dim_, batch.indices.size());
   if (batch.mode == BagMode::kMax) {
     if (static_cast<int64_t>(max_indices.size()) != bags * dim_) {
       return absl::InvalidArgumentError(
@@ -425,6 +454,9 @@ absl::StatusOr<PushResult> EmbeddingTable::ApplyPush(
   const StepParams params =
       MakeStepParams(optimizer, step, options.learning_rate);
   for (size_t slot = 0; slot < gradient.size(); ++slot) {
+    if (slot + kPrefetchDistance < gradient.size()) {
+      PrefetchRow(gradient.row(slot + kPrefetchDistance), /*state=*/true);
+    }
     const int64_t row = gradient.row(slot);
     WriterLock lock(&StripeOf(row));
     ApplyOptimizerRow(optimizer, params, dim_, gradient.sum(slot), RowData(row),

@@ -140,6 +140,8 @@ class EmbeddingTable {
 
  private:
   static constexpr int64_t kLockStripes = 1024;
+  // Rows ahead that a gather or push prefetches.
+  static constexpr size_t kPrefetchDistance = 8;
 
   struct alignas(64) Stripe {
     SharedMutex mu;
@@ -171,6 +173,10 @@ class EmbeddingTable {
   float* StateData(int64_t local_row) const {
     return state_.get() + local_row * state_width_;
   }
+
+  // Asks the CPU to load a row (and with `state`, its optimizer state, for
+  // writing) into the cache.
+  void PrefetchRow(int64_t local_row, bool state) const;
 
   // Calls `use(row)` with the row's floats under its reader lock; with
   // `renorm`, first renormalises it under the writer lock if max_norm

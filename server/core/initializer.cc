@@ -1,5 +1,6 @@
 #include "server/core/initializer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numbers>
 
@@ -14,7 +15,7 @@ uint64_t Mix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-// Two independent uniform doubles in (0, 1] for one (seed, row, column).
+// Two independent uniform doubles in (0, 1] for one (seed, row, key).
 void UniformPair(uint64_t seed, int64_t row, int64_t column, double* u1,
                  double* u2) {
   const uint64_t key =
