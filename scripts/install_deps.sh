@@ -10,10 +10,8 @@ packages=(
   python3 python3-grpcio python3-protobuf python3-numpy python3-torch
   python3-pytest python3-setuptools python3-pip python3-venv
   clang-14 libclang-rt-14-dev
+  redis-server libhiredis-dev python3-matplotlib
 )
-if [[ "${1:-}" == "--bench" ]]; then
-  packages+=(redis-server libhiredis-dev python3-matplotlib)
-fi
 
 missing=()
 for package in "${packages[@]}"; do

@@ -4,7 +4,7 @@
 # then the engine tests again under ThreadSanitizer (clang, separate build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install_deps.sh --bench
+scripts/install_deps.sh
 scripts/build.sh
 (cd build && ctest --output-on-failure -j2)
 
