@@ -187,9 +187,9 @@ def main():
                             if p.startswith("threads:")), "1"))
         rows[(parts[0], int(parts[1]), threads)] = bm["items_per_second"]
     out.append("## Engine micro-benchmark (Google Benchmark, no network)\n")
-    out.append("Rows/s of `EmbeddingTable` on a 1M x 64 table, uniform "
-               "random ids, beside a plain memcpy gather of the same rows "
-               "from a float array.\n")
+    out.append("Rows/s of `EmbeddingTable` (table as in the settings above), "
+               "uniform random ids, beside a plain memcpy gather of the same "
+               "rows from a float array; medians of the repetitions.\n")
     out.append("| benchmark | batch | threads | rows/s | vs memcpy gather |")
     out.append("|---|---:|---:|---:|---:|")
     for (name, batch, threads), value in sorted(rows.items()):
@@ -262,6 +262,7 @@ def main():
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     styles = {"service": "o-", "bare": "s--", "redis": "^--", "local": "d:"}
@@ -279,8 +280,9 @@ def main():
     ax.set_yscale("log")
     ax.set_xlabel("batch size (ids per request)")
     ax.set_ylabel("rows / s")
-    ax.set_title("Embedding rows/s vs batch (dim 64 float32, %s)" %
-                 args.config.split(";")[0])
+    ax.set_title("Rows/s vs batch size: %s" % args.config.split(";")[0],
+                 fontsize=10)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
