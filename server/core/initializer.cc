@@ -31,25 +31,32 @@ void UniformPair(uint64_t seed, int64_t row, int64_t column, double* u1,
 
 void FillRow(const InitializerSpec& init, uint64_t seed, int64_t global_row,
              int64_t dim, float* out) {
-  for (int64_t column = 0; column < dim; ++column) {
-    double u1, u2;
-    switch (init.kind) {
-      case InitializerSpec::Kind::kConstant:
-        out[column] = init.a;
-        break;
-      case InitializerSpec::Kind::kUniform:
+  double u1, u2;
+  switch (init.kind) {
+    case InitializerSpec::Kind::kConstant:
+      std::fill_n(out, dim, init.a);
+      return;
+    case InitializerSpec::Kind::kUniform:
+      for (int64_t column = 0; column < dim; ++column) {
         UniformPair(seed, global_row, column, &u1, &u2);
         out[column] =
             static_cast<float>(init.a + (init.b - init.a) * (1.0 - u1));
-        break;
-      case InitializerSpec::Kind::kNormal:
-        UniformPair(seed, global_row, column, &u1, &u2);
-        // Box-Muller.
-        out[column] = static_cast<float>(
-            init.a + init.b * std::sqrt(-2.0 * std::log(u1)) *
-                         std::cos(2.0 * std::numbers::pi * u2));
-        break;
-    }
+      }
+      return;
+    case InitializerSpec::Kind::kNormal:
+      // Box-Muller gives two normals per uniform pair: columns 2k and 2k+1
+      // share pair k (cosine and sine), halving the log and sqrt work.
+      for (int64_t column = 0; column < dim; column += 2) {
+        UniformPair(seed, global_row, column / 2, &u1, &u2);
+        const double radius = init.b * std::sqrt(-2.0 * std::log(u1));
+        const double angle = 2.0 * std::numbers::pi * u2;
+        out[column] = static_cast<float>(init.a + radius * std::cos(angle));
+        if (column + 1 < dim) {
+          out[column + 1] =
+              static_cast<float>(init.a + radius * std::sin(angle));
+        }
+      }
+      return;
   }
 }
 
