@@ -21,17 +21,13 @@ constexpr int64_t kMessageOverheadBytes = 64 << 10;
 // Streamed ReadRows chunks aim at this size unless the request says.
 constexpr int64_t kReadChunkBytes = 4 << 20;
 
-// Finishes a unary call with `status`, logging failures at debug level (never
-// the payload).
-grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* context,
-                                const char* method,
-                                const absl::Status& status) {
+// The status a call ends with; failures are logged at debug level (never the
+// payload).
+grpc::Status Reply(const char* method, const absl::Status& status) {
   if (!status.ok()) {
     spdlog::debug("{} failed: {}", method, status.ToString());
   }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
+  return ToGrpcStatus(status);
 }
 
 template <typename T>
@@ -268,173 +264,128 @@ absl::Status EmbeddingServiceImpl::DoSetOptimizer(
   return absl::OkStatus();
 }
 
-grpc::ServerUnaryReactor* EmbeddingServiceImpl::CreateTable(
-    grpc::CallbackServerContext* context, const v1::CreateTableRequest* request,
+grpc::Status EmbeddingServiceImpl::CreateTable(
+    grpc::ServerContext* context, const v1::CreateTableRequest* request,
     v1::TableInfo* response) {
-  return Reply(context, "CreateTable", DoCreateTable(*request, response));
+  return Reply("CreateTable", DoCreateTable(*request, response));
 }
 
-grpc::ServerUnaryReactor* EmbeddingServiceImpl::GetTable(
-    grpc::CallbackServerContext* context, const v1::GetTableRequest* request,
-    v1::TableInfo* response) {
+grpc::Status EmbeddingServiceImpl::GetTable(grpc::ServerContext* context,
+                                            const v1::GetTableRequest* request,
+                                            v1::TableInfo* response) {
   absl::StatusOr<std::shared_ptr<EmbeddingTable>> table =
       registry_->Get(request->name());
   if (table.ok()) ToProto((*table)->Stats(), response);
-  return Reply(context, "GetTable", table.status());
+  return Reply("GetTable", table.status());
 }
 
-grpc::ServerUnaryReactor* EmbeddingServiceImpl::ListTables(
-    grpc::CallbackServerContext* context, const v1::ListTablesRequest* request,
+grpc::Status EmbeddingServiceImpl::ListTables(
+    grpc::ServerContext* context, const v1::ListTablesRequest* request,
     v1::ListTablesResponse* response) {
   for (const TableStats& stats : registry_->List()) {
     ToProto(stats, response->add_tables());
   }
-  return Reply(context, "ListTables", absl::OkStatus());
+  return Reply("ListTables", absl::OkStatus());
 }
 
-grpc::ServerUnaryReactor* EmbeddingServiceImpl::DeleteTable(
-    grpc::CallbackServerContext* context, const v1::DeleteTableRequest* request,
+grpc::Status EmbeddingServiceImpl::DeleteTable(
+    grpc::ServerContext* context, const v1::DeleteTableRequest* request,
     v1::DeleteTableResponse* response) {
   absl::Status status = registry_->Delete(request->name());
   if (status.ok()) spdlog::info("deleted table \"{}\"", request->name());
-  return Reply(context, "DeleteTable", status);
+  return Reply("DeleteTable", status);
 }
 
-grpc::ServerUnaryReactor* EmbeddingServiceImpl::Lookup(
-    grpc::CallbackServerContext* context, const v1::LookupRequest* request,
-    v1::LookupResponse* response) {
-  return Reply(context, "Lookup", DoLookup(*request, response));
+grpc::Status EmbeddingServiceImpl::Lookup(grpc::ServerContext* context,
+                                          const v1::LookupRequest* request,
+                                          v1::LookupResponse* response) {
+  return Reply("Lookup", DoLookup(*request, response));
 }
 
-grpc::ServerUnaryReactor* EmbeddingServiceImpl::LookupBag(
-    grpc::CallbackServerContext* context, const v1::LookupBagRequest* request,
+grpc::Status EmbeddingServiceImpl::LookupBag(
+    grpc::ServerContext* context, const v1::LookupBagRequest* request,
     v1::LookupBagResponse* response) {
-  return Reply(context, "LookupBag", DoLookupBag(*request, response));
+  return Reply("LookupBag", DoLookupBag(*request, response));
 }
 
-grpc::ServerUnaryReactor* EmbeddingServiceImpl::PushGradients(
-    grpc::CallbackServerContext* context,
-    const v1::PushGradientsRequest* request,
+grpc::Status EmbeddingServiceImpl::PushGradients(
+    grpc::ServerContext* context, const v1::PushGradientsRequest* request,
     v1::PushGradientsResponse* response) {
-  return Reply(context, "PushGradients", DoPushGradients(*request, response));
+  return Reply("PushGradients", DoPushGradients(*request, response));
 }
 
-grpc::ServerUnaryReactor* EmbeddingServiceImpl::PushBagGradients(
-    grpc::CallbackServerContext* context,
-    const v1::PushBagGradientsRequest* request,
+grpc::Status EmbeddingServiceImpl::PushBagGradients(
+    grpc::ServerContext* context, const v1::PushBagGradientsRequest* request,
     v1::PushGradientsResponse* response) {
-  return Reply(context, "PushBagGradients",
-               DoPushBagGradients(*request, response));
+  return Reply("PushBagGradients", DoPushBagGradients(*request, response));
 }
 
-grpc::ServerUnaryReactor* EmbeddingServiceImpl::WriteRows(
-    grpc::CallbackServerContext* context, const v1::WriteRowsRequest* request,
+grpc::Status EmbeddingServiceImpl::WriteRows(
+    grpc::ServerContext* context, const v1::WriteRowsRequest* request,
     v1::WriteRowsResponse* response) {
-  return Reply(context, "WriteRows", DoWriteRows(*request, response));
+  return Reply("WriteRows", DoWriteRows(*request, response));
 }
 
-grpc::ServerUnaryReactor* EmbeddingServiceImpl::SetOptimizer(
-    grpc::CallbackServerContext* context,
-    const v1::SetOptimizerRequest* request, v1::TableInfo* response) {
-  return Reply(context, "SetOptimizer", DoSetOptimizer(*request, response));
+grpc::Status EmbeddingServiceImpl::SetOptimizer(
+    grpc::ServerContext* context, const v1::SetOptimizerRequest* request,
+    v1::TableInfo* response) {
+  return Reply("SetOptimizer", DoSetOptimizer(*request, response));
 }
 
-// Streams rows in chunks, one chunk in flight at a time; the table is kept
-// alive by shared ownership even if it is deleted meanwhile.
-class EmbeddingServiceImpl::ReadRowsReactor
-    : public grpc::ServerWriteReactor<v1::ReadRowsResponse> {
- public:
-  ReadRowsReactor(std::shared_ptr<EmbeddingTable> table,
-                  std::vector<int64_t> rows, int64_t rows_per_message)
-      : table_(std::move(table)),
-        rows_(std::move(rows)),
-        rows_per_message_(rows_per_message) {
-    WriteNext();
-  }
+grpc::Status EmbeddingServiceImpl::ReadRows(
+    grpc::ServerContext* context, const v1::ReadRowsRequest* request,
+    grpc::ServerWriter<v1::ReadRowsResponse>* writer) {
+  return Reply("ReadRows", DoReadRows(*request, writer));
+}
 
-  void OnWriteDone(bool ok) override {
-    if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "stream cancelled"));
-      return;
-    }
-    WriteNext();
-  }
-  void OnDone() override { delete this; }
-
- private:
-  void WriteNext() {
-    if (next_ >= rows_.size()) {
-      Finish(grpc::Status::OK);
-      return;
-    }
-    const size_t count =
-        std::min(rows_.size() - next_, static_cast<size_t>(rows_per_message_));
-    const absl::Span<const int64_t> chunk(&rows_[next_], count);
-    next_ += count;
-    response_.Clear();
-    response_.mutable_indices()->Add(chunk.begin(), chunk.end());
-    v1::Tensor* values = response_.mutable_values();
-    values->set_dtype(v1::DTYPE_FLOAT32);
-    values->add_shape(static_cast<int64_t>(count));
-    values->add_shape(table_->dim());
-    values->mutable_data()->resize(count * table_->dim() * sizeof(float));
-    // Indices were validated when the stream started.
-    (void)table_->ReadRows(
-        chunk, reinterpret_cast<float*>(values->mutable_data()->data()));
-    StartWrite(&response_);
-  }
-
-  const std::shared_ptr<EmbeddingTable> table_;
-  const std::vector<int64_t> rows_;
-  const int64_t rows_per_message_;
-  size_t next_ = 0;
-  v1::ReadRowsResponse response_;
-};
-
-// A reactor that fails at once, for requests rejected before streaming.
-class FailedWriteReactor
-    : public grpc::ServerWriteReactor<v1::ReadRowsResponse> {
- public:
-  explicit FailedWriteReactor(const absl::Status& status) {
-    spdlog::debug("ReadRows failed: {}", status.ToString());
-    Finish(ToGrpcStatus(status));
-  }
-  void OnDone() override { delete this; }
-};
-
-grpc::ServerWriteReactor<v1::ReadRowsResponse>* EmbeddingServiceImpl::ReadRows(
-    grpc::CallbackServerContext* context, const v1::ReadRowsRequest* request) {
-  absl::Status status =
-      CheckIndexCount(request->indices_size(), /*allow_empty=*/true);
-  absl::StatusOr<std::shared_ptr<EmbeddingTable>> table =
-      registry_->Get(request->table());
-  if (status.ok()) status = table.status();
+absl::Status EmbeddingServiceImpl::DoReadRows(
+    const v1::ReadRowsRequest& request,
+    grpc::ServerWriter<v1::ReadRowsResponse>* writer) {
+  EMBEDDING_RETURN_IF_ERROR(
+      CheckIndexCount(request.indices_size(), /*allow_empty=*/true));
+  // The table stays alive for the stream even if it is deleted meanwhile.
+  EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<EmbeddingTable> table,
+                             registry_->Get(request.table()));
   std::vector<int64_t> rows;
-  if (status.ok()) {
-    if (request->indices_size() > 0) {
-      rows.assign(request->indices().begin(), request->indices().end());
-      // Every index is checked before the first row goes out.
-      status = (*table)->CheckIndices(rows);
-    } else {
-      const int64_t end = request->end_row() == 0
-                              ? (*table)->Stats().spec.num_embeddings
-                              : request->end_row();
-      absl::StatusOr<std::vector<int64_t>> held =
-          (*table)->HeldRows(request->start_row(), end);
-      status = held.status();
-      if (held.ok()) rows = *std::move(held);
-    }
+  if (request.indices_size() > 0) {
+    rows.assign(request.indices().begin(), request.indices().end());
+    // Every index is checked before the first row goes out.
+    EMBEDDING_RETURN_IF_ERROR(table->CheckIndices(rows));
+  } else {
+    const int64_t end = request.end_row() == 0
+                            ? table->Stats().spec.num_embeddings
+                            : request.end_row();
+    EMBEDDING_ASSIGN_OR_RETURN(rows, table->HeldRows(request.start_row(), end));
   }
-  if (!status.ok()) return new FailedWriteReactor(status);
-  const int64_t row_bytes = (*table)->dim() * sizeof(float) + 10;
-  int64_t rows_per_message = request->rows_per_message();
+  const int64_t dim = table->dim();
+  const int64_t row_bytes = dim * sizeof(float) + 10;
   const int64_t max_rows = std::max<int64_t>(
       1, (options_.max_message_bytes - kMessageOverheadBytes) / row_bytes);
+  int64_t rows_per_message = request.rows_per_message();
   if (rows_per_message <= 0) {
     rows_per_message = std::max<int64_t>(1, kReadChunkBytes / row_bytes);
   }
-  return new ReadRowsReactor(*std::move(table), std::move(rows),
-                             std::min(rows_per_message, max_rows));
+  rows_per_message = std::min(rows_per_message, max_rows);
+  v1::ReadRowsResponse response;
+  for (size_t next = 0; next < rows.size();) {
+    const size_t count =
+        std::min(rows.size() - next, static_cast<size_t>(rows_per_message));
+    const absl::Span<const int64_t> chunk(&rows[next], count);
+    next += count;
+    response.Clear();
+    response.mutable_indices()->Add(chunk.begin(), chunk.end());
+    v1::Tensor* values = response.mutable_values();
+    values->set_dtype(v1::DTYPE_FLOAT32);
+    values->add_shape(static_cast<int64_t>(count));
+    values->add_shape(dim);
+    values->mutable_data()->resize(count * dim * sizeof(float));
+    EMBEDDING_RETURN_IF_ERROR(table->ReadRows(
+        chunk, reinterpret_cast<float*>(values->mutable_data()->data())));
+    if (!writer->Write(response)) {
+      return absl::CancelledError("the client went away during ReadRows");
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace embedding

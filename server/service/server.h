@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "server/core/table_registry.h"
 #include "server/service/embedding_service_impl.h"
+#include "server/service/health_service.h"
 
 namespace embedding {
 
@@ -53,6 +54,7 @@ class Server {
 
   TableRegistry registry_;
   EmbeddingServiceImpl service_;
+  HealthService health_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };

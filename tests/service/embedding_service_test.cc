@@ -7,6 +7,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "embedding/v1/embedding_service.grpc.pb.h"
@@ -364,12 +365,23 @@ TEST_F(EmbeddingServiceTest, HealthGoesNotServingOnShutdown) {
     EXPECT_EQ(response.status(),
               grpc::health::v1::HealthCheckResponse::SERVING);
   }
-  server_->Shutdown(absl::Seconds(1));
+  request.set_service("no.such.Service");
+  {
+    grpc::ClientContext context;
+    EXPECT_EQ(health->Check(&context, request, &response).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  // A watcher sees SERVING, then NOT_SERVING once shutdown begins.
+  request.set_service("embedding.v1.EmbeddingService");
   grpc::ClientContext context;
-  grpc::Status status = health->Check(&context, request, &response);
-  EXPECT_TRUE(!status.ok() ||
-              response.status() ==
-                  grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  auto watch = health->Watch(&context, request);
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+  std::thread stopper([&] { server_->Shutdown(absl::Seconds(5)); });
+  ASSERT_TRUE(watch->Read(&response));
+  EXPECT_EQ(response.status(),
+            grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  stopper.join();
 }
 
 }  // namespace
