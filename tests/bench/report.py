@@ -111,7 +111,13 @@ def main():
         "noisy: compare ratios, not absolute numbers across runs.\n"
         % (datetime.date.today().isoformat(), reps))
     out.append("- Machine: %s" % machine())
-    out.append("- Settings: %s\n" % args.config)
+    out.append("- Settings: %s" % args.config)
+    mismatches = sorted("%s batch %d (%s)" % (k[1], k[3], k[0])
+                        for k, results in runs.items()
+                        if any(r["verified"] is False for r in results))
+    out.append("- Byte check against the service before each anchor lookup "
+               "run: %s\n" % ("all identical" if not mismatches else
+                              "**differed** for " + ", ".join(mismatches)))
 
     # Lookup throughput against the anchors.
     out.append("## Lookup rows/s against the anchors\n")
