@@ -1,4 +1,5 @@
 // embedding_server: flags -> ServerOptions -> Server, until SIGINT/SIGTERM.
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -71,6 +72,11 @@ int main(int argc, char** argv) {
   // gRPC locks absl::Mutex on every call; Debian's Abseil checks each lock
   // for deadlock cycles, which shows up in profiles of small requests.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  // Responses of a few MiB would otherwise be mmapped and unmapped on every
+  // request, page faults and all; keep them on the heap. Tables (larger)
+  // are still mmapped and go back to the system when deleted.
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
 
   auto logger = spdlog::stderr_color_mt("embedding_server");
   spdlog::set_default_logger(logger);
