@@ -302,6 +302,21 @@ grpc::Status EmbeddingServiceImpl::Lookup(grpc::ServerContext* context,
   return Reply("Lookup", DoLookup(*request, response));
 }
 
+grpc::Status EmbeddingServiceImpl::LookupStream(
+    grpc::ServerContext* context,
+    grpc::ServerReaderWriter<v1::LookupResponse, v1::LookupRequest>* stream) {
+  v1::LookupRequest request;
+  v1::LookupResponse response;
+  while (stream->Read(&request)) {
+    response.Clear();
+    if (absl::Status status = DoLookup(request, &response); !status.ok()) {
+      return Reply("LookupStream", status);
+    }
+    if (!stream->Write(response)) break;  // The client went away.
+  }
+  return grpc::Status::OK;
+}
+
 grpc::Status EmbeddingServiceImpl::LookupBag(
     grpc::ServerContext* context, const v1::LookupBagRequest* request,
     v1::LookupBagResponse* response) {

@@ -50,6 +50,10 @@ class EmbeddingServiceImpl final : public v1::EmbeddingService::Service {
   grpc::Status Lookup(grpc::ServerContext* context,
                       const v1::LookupRequest* request,
                       v1::LookupResponse* response) override;
+  grpc::Status LookupStream(
+      grpc::ServerContext* context,
+      grpc::ServerReaderWriter<v1::LookupResponse, v1::LookupRequest>* stream)
+      override;
   grpc::Status LookupBag(grpc::ServerContext* context,
                          const v1::LookupBagRequest* request,
                          v1::LookupBagResponse* response) override;

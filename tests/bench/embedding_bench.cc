@@ -58,7 +58,8 @@ ABSL_FLAG(std::string, address, "127.0.0.1:50051",
 ABSL_FLAG(std::string, redis_address, "127.0.0.1:6379",
           "host:port of redis-server (redis target).");
 ABSL_FLAG(std::string, workload, "lookup",
-          "lookup, bag, push_sgd or push_adagrad.");
+          "lookup, lookup_stream (Lookups over bidi streams, one per "
+          "channel), bag, push_sgd or push_adagrad.");
 ABSL_FLAG(std::string, table, "",
           "Table name; default bench_<workload kind>_<rows>x<dim>_s<seed>.");
 ABSL_FLAG(int64_t, table_rows, 1000000, "Rows of the table.");
@@ -392,17 +393,148 @@ void RunGrpcThreads(const Config& config,
   for (std::thread& thread : threads) thread.join();
 }
 
+// One bidi LookupStream per channel, each keeping its share of
+// `outstanding` requests in flight: the next request is written as soon as
+// the previous write completes and there is room, responses are read back to
+// back, and latency runs from a request's write to its response.
+class LookupStreams {
+ public:
+  LookupStreams(const Config& config,
+                const std::vector<std::unique_ptr<Stub>>& stubs,
+                const std::vector<v1::LookupRequest>& pool,
+                const Window& window, ThreadStats* stats)
+      : config_(config),
+        pool_(pool),
+        window_(window),
+        stats_(stats),
+        per_stream_(std::max<int>(
+            1, (config.outstanding + static_cast<int>(stubs.size()) - 1) /
+                   static_cast<int>(stubs.size()))) {
+    for (const auto& stub : stubs) {
+      auto stream = std::make_unique<Stream>();
+      SetDeadline(&stream->context, config.warmup_s + config.duration_s + 60);
+      stream->rw = stub->PrepareAsyncLookupStream(&stream->context, &queue_);
+      stream->rw->StartCall(Tag(stream.get(), Op::kStart));
+      streams_.push_back(std::move(stream));
+    }
+  }
+
+  void Run() {
+    size_t finished = 0;
+    void* tag = nullptr;
+    bool ok = false;
+    while (finished < streams_.size() && queue_.Next(&tag, &ok)) {
+      Stream* stream = reinterpret_cast<Stream*>(
+          reinterpret_cast<uintptr_t>(tag) & ~uintptr_t{7});
+      const Op op = static_cast<Op>(reinterpret_cast<uintptr_t>(tag) & 7);
+      finished += OnEvent(stream, op, ok) ? 1 : 0;
+    }
+    queue_.Shutdown();
+    while (queue_.Next(&tag, &ok)) {
+    }
+  }
+
+ private:
+  enum class Op : uintptr_t { kStart, kWrite, kRead, kWritesDone, kFinish };
+  struct alignas(8) Stream {
+    grpc::ClientContext context;
+    std::unique_ptr<
+        grpc::ClientAsyncReaderWriter<v1::LookupRequest, v1::LookupResponse>>
+        rw;
+    v1::LookupResponse response;
+    grpc::Status status;
+    std::deque<Clock::time_point> sent;  // Written, not yet answered.
+    bool writing = false;
+    bool writes_done = false;
+  };
+
+  static void* Tag(Stream* stream, Op op) {
+    return reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(stream) |
+                                   static_cast<uintptr_t>(op));
+  }
+
+  void MaybeWrite(Stream* stream) {
+    if (stream->writing || stream->writes_done) return;
+    if (Clock::now() >= window_.end) {
+      stream->writes_done = true;
+      stream->rw->WritesDone(Tag(stream, Op::kWritesDone));
+      return;
+    }
+    if (static_cast<int>(stream->sent.size()) >= per_stream_) return;
+    stream->writing = true;
+    stream->sent.push_back(Clock::now());
+    stream->rw->Write(pool_[next_request_++ % pool_.size()],
+                      Tag(stream, Op::kWrite));
+  }
+
+  // Returns true when the stream has finished.
+  bool OnEvent(Stream* stream, Op op, bool ok) {
+    switch (op) {
+      case Op::kStart:
+        stream->rw->Read(&stream->response, Tag(stream, Op::kRead));
+        MaybeWrite(stream);
+        return false;
+      case Op::kWrite:
+        stream->writing = false;
+        MaybeWrite(stream);
+        return false;
+      case Op::kRead: {
+        if (!ok) {
+          stream->rw->Finish(&stream->status, Tag(stream, Op::kFinish));
+          return false;
+        }
+        const Clock::time_point now = Clock::now();
+        stats_->Record(window_, stream->sent.front(), now,
+                       CheckTensorBytes(stream->response.embeddings(),
+                                        config_.PayloadBytes()),
+                       config_);
+        stream->sent.pop_front();
+        stream->rw->Read(&stream->response, Tag(stream, Op::kRead));
+        MaybeWrite(stream);
+        return false;
+      }
+      case Op::kWritesDone:
+        return false;
+      case Op::kFinish:
+        if (!stream->status.ok() && stats_->errors++ == 0) {
+          stats_->first_error = FromGrpc(stream->status).ToString();
+        }
+        return true;
+    }
+    return false;
+  }
+
+  const Config& config_;
+  const std::vector<v1::LookupRequest>& pool_;
+  const Window& window_;
+  ThreadStats* const stats_;
+  const int per_stream_;
+  grpc::CompletionQueue queue_;
+  std::vector<std::unique_ptr<Stream>> streams_;
+  size_t next_request_ = 0;
+};
+
 absl::Status RunGrpc(const Config& config,
                      const std::vector<std::vector<int64_t>>& ids,
                      const Window& window, std::vector<ThreadStats>* stats) {
   const std::vector<std::unique_ptr<Stub>> stubs =
       MakeStubs(config.address, config.channels);
   const int64_t bytes = config.PayloadBytes();
-  if (config.workload == "lookup") {
+  if (config.workload == "lookup" || config.workload == "lookup_stream") {
     std::vector<v1::LookupRequest> pool(ids.size());
     for (size_t i = 0; i < ids.size(); ++i) {
       pool[i].set_table(config.table);
       pool[i].mutable_indices()->Add(ids[i].begin(), ids[i].end());
+    }
+    if (config.workload == "lookup_stream") {
+      std::vector<std::thread> threads;
+      for (int t = 0; t < config.threads; ++t) {
+        threads.emplace_back([&, t] {
+          LookupStreams(config, stubs, pool, window, &(*stats)[t]).Run();
+        });
+      }
+      for (std::thread& thread : threads) thread.join();
+      return absl::OkStatus();
     }
     RpcKind<v1::LookupRequest, v1::LookupResponse> kind{
         &Stub::PrepareAsyncLookup, [bytes](const v1::LookupResponse& r) {
@@ -796,13 +928,17 @@ absl::StatusOr<Config> ConfigFromFlags() {
   c.request_pool = absl::GetFlag(FLAGS_request_pool);
   const bool known_target = c.target == "service" || c.target == "bare" ||
                             c.target == "redis" || c.target == "local";
-  const bool known_workload = c.workload == "lookup" || c.workload == "bag" ||
-                              c.workload == "push_sgd" ||
+  const bool known_workload = c.workload == "lookup" ||
+                              c.workload == "lookup_stream" ||
+                              c.workload == "bag" || c.workload == "push_sgd" ||
                               c.workload == "push_adagrad";
   if (!known_target || !known_workload) {
     return absl::InvalidArgumentError(
         "--target must be service, bare, redis or local and --workload "
-        "lookup, bag, push_sgd or push_adagrad");
+        "lookup, lookup_stream, bag, push_sgd or push_adagrad");
+  }
+  if (c.workload == "lookup_stream" && c.rate > 0) {
+    return absl::InvalidArgumentError("lookup_stream is closed loop only");
   }
   if (c.workload != "lookup" && c.target != "service") {
     return absl::InvalidArgumentError(absl::StrCat(

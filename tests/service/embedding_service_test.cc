@@ -164,6 +164,29 @@ TEST_F(EmbeddingServiceTest, LookupReturnsIndexShapePlusDim) {
   EXPECT_EQ(response.embeddings().data().size(), 6 * kDim * sizeof(float));
 }
 
+TEST_F(EmbeddingServiceTest, LookupStreamAnswersInOrderAndStopsAtABadRequest) {
+  grpc::ClientContext context;
+  auto stream = stub_->LookupStream(&context);
+  std::vector<std::string> expected;
+  for (const std::vector<int64_t>& indices :
+       {std::vector<int64_t>{1, 2}, std::vector<int64_t>{3}}) {
+    grpc::ClientContext unary_context;
+    v1::LookupResponse unary;
+    ASSERT_TRUE(stub_->Lookup(&unary_context, Lookup(indices), &unary).ok());
+    expected.push_back(unary.embeddings().data());
+    ASSERT_TRUE(stream->Write(Lookup(indices)));
+  }
+  v1::LookupResponse response;
+  for (const std::string& data : expected) {
+    ASSERT_TRUE(stream->Read(&response));
+    EXPECT_EQ(response.embeddings().data(), data);
+  }
+  ASSERT_TRUE(stream->Write(Lookup({kRows})));
+  EXPECT_FALSE(stream->Read(&response));
+  ExpectError(stream->Finish(), grpc::StatusCode::INVALID_ARGUMENT,
+              absl::StrCat("index ", kRows, " at position 0"));
+}
+
 TEST_F(EmbeddingServiceTest, UnknownTableIsNotFound) {
   const Snapshot before = Take();
   v1::LookupRequest lookup = Lookup({1});
