@@ -112,7 +112,6 @@ class EmbeddingTable::GradientAccumulator {
 
   size_t size() const { return rows_.size(); }
   int64_t row(size_t slot) const { return rows_[slot]; }
-  int64_t count(size_t slot) const { return counts_[slot]; }
   const float* sum(size_t slot) const { return &sums_[slot * dim_]; }
 
  private:

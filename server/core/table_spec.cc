@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "server/core/status_macros.h"
 
 namespace embedding {
 namespace {
@@ -110,9 +111,7 @@ int64_t LocalRowCount(int64_t num_embeddings, int32_t shard_index,
 }
 
 absl::Status ValidateTableSpec(TableSpec& spec) {
-  if (absl::Status status = ValidateName(spec.name); !status.ok()) {
-    return status;
-  }
+  EMBEDDING_RETURN_IF_ERROR(ValidateName(spec.name));
   if (spec.num_embeddings <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("num_embeddings must be > 0, got ", spec.num_embeddings));
@@ -145,10 +144,7 @@ absl::Status ValidateTableSpec(TableSpec& spec) {
         absl::StrCat("shard_index ", spec.shard_index, " must be in [0, ",
                      spec.shard_count, ")"));
   }
-  if (absl::Status status = ValidateInitializer(spec.initializer);
-      !status.ok()) {
-    return status;
-  }
+  EMBEDDING_RETURN_IF_ERROR(ValidateInitializer(spec.initializer));
   return ValidateOptimizerSpec(spec.optimizer);
 }
 
