@@ -20,9 +20,7 @@ def test_sigint_is_a_graceful_shutdown_with_exit_code_0():
     server = ServerProcess()
     server.start()
     Cli(server.address).ok("list")
-    server._process.send_signal(signal.SIGINT)
-    assert server._process.wait(20) == 0
-    server.stop()
+    assert server.stop(sig=signal.SIGINT) == 0
 
 
 def test_cli_help_lists_every_command():
