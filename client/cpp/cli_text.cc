@@ -207,6 +207,7 @@ std::string FormatOptimizer(const v1::Optimizer& optimizer) {
     }
     case v1::Optimizer::kSgd:
       return absl::StrCat("sgd(", LearningRate(optimizer.sgd().lr()), ")");
+    case v1::Optimizer::kFtrl:  // TODO(helper): table-driven formatting.
     case v1::Optimizer::KIND_NOT_SET:
       break;
   }

@@ -233,9 +233,6 @@ class EmbeddingClient {
   const ClientOptions options_;
 };
 
-// Converts a gRPC status to an absl::Status with the same code and message.
-absl::Status FromGrpcStatus(const grpc::Status& status);
-
 }  // namespace embedding
 
 #endif  // CLIENT_CPP_EMBEDDING_CLIENT_H_

@@ -1,4 +1,5 @@
-// Element types rows can be returned in, and float32 conversions to them.
+// Element types rows can be returned in, and float32 conversions to them
+// (the codecs are in common/float16.h).
 //
 // Tables store float32. Lookups may return float16 (IEEE binary16) or
 // bfloat16, both rounded to nearest even, to halve the bytes on the wire.
@@ -14,14 +15,6 @@ enum class DType { kFloat32, kFloat16, kBFloat16 };
 
 // Bytes per element of `dtype`.
 size_t ElementSize(DType dtype);
-
-// Returns the name used in messages ("float32", ...).
-const char* DTypeName(DType dtype);
-
-uint16_t FloatToHalf(float value);
-float HalfToFloat(uint16_t bits);
-uint16_t FloatToBFloat16(float value);
-float BFloat16ToFloat(uint16_t bits);
 
 // Writes `count` floats from `src` to `dst` as `dtype` (little-endian).
 void ConvertFloats(const float* src, size_t count, DType dtype, void* dst);

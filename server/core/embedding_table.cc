@@ -9,9 +9,10 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "common/checked_math.h"
+#include "common/status_macros.h"
 #include "server/core/initializer.h"
 #include "server/core/optimizer.h"
-#include "server/core/status_macros.h"
 
 namespace embedding {
 namespace {
@@ -61,9 +62,9 @@ absl::Status CheckRowsShape(absl::Span<const float> values, int64_t rows,
   return CheckFinite(values, dim, what);
 }
 
-// Multiplies a, b (both >= 0); false on int64 overflow.
-bool CheckedMultiply(int64_t a, int64_t b, int64_t* out) {
-  return !__builtin_mul_overflow(a, b, out);
+// The shard layout of a validated spec.
+ShardLayout LayoutOf(const TableSpec& spec) {
+  return *ShardLayout::Create(spec.shard_count);
 }
 
 }  // namespace
@@ -134,20 +135,23 @@ class EmbeddingTable::GradientAccumulator {
 
 absl::StatusOr<int64_t> EmbeddingTable::MemoryBytes(const TableSpec& spec) {
   const int64_t rows =
-      LocalRowCount(spec.num_embeddings, spec.shard_index, spec.shard_count);
-  const int64_t floats_per_row =
-      spec.embedding_dim +
-      OptimizerStateWidth(spec.optimizer.kind, spec.embedding_dim);
-  int64_t floats, bytes;
-  if (floats_per_row < spec.embedding_dim ||
-      !CheckedMultiply(rows, floats_per_row, &floats) ||
-      !CheckedMultiply(floats, int64_t{sizeof(float)}, &bytes)) {
+      LayoutOf(spec).RowsOnShard(spec.num_embeddings, spec.shard_index);
+  // 3 * dim bounds a row plus the widest state (2 * dim), so the row width
+  // below cannot overflow once this product does not.
+  std::optional<int64_t> bytes = CheckedMul(spec.embedding_dim, 3);
+  if (bytes.has_value()) {
+    bytes = CheckedMul(rows, spec.embedding_dim + OptimizerStateWidth(
+                                                      spec.optimizer.kind,
+                                                      spec.embedding_dim));
+  }
+  if (bytes.has_value()) bytes = CheckedMul(*bytes, sizeof(float));
+  if (!bytes.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "table of ", spec.num_embeddings, " x ", spec.embedding_dim, " with ",
-        OptimizerName(spec.optimizer.kind),
+        InfoOf(spec.optimizer.kind).name,
         " state overflows 64-bit size arithmetic"));
   }
-  return bytes;
+  return *bytes;
 }
 
 absl::StatusOr<std::unique_ptr<EmbeddingTable>> EmbeddingTable::Create(
@@ -160,7 +164,7 @@ absl::StatusOr<std::unique_ptr<EmbeddingTable>> EmbeddingTable::Create(
         initial_weights, spec.num_embeddings, dim, "initial_weights"));
   }
   const int64_t local_rows =
-      LocalRowCount(spec.num_embeddings, spec.shard_index, spec.shard_count);
+      LayoutOf(spec).RowsOnShard(spec.num_embeddings, spec.shard_index);
   const int64_t state_width = OptimizerStateWidth(spec.optimizer.kind, dim);
   std::unique_ptr<EmbeddingTable> table(
       new (std::nothrow) EmbeddingTable(spec, local_rows, state_width));
@@ -181,8 +185,9 @@ absl::StatusOr<std::unique_ptr<EmbeddingTable>> EmbeddingTable::Create(
       FillRow(spec.initializer, spec.seed, global, dim, row);
     }
   }
-  std::fill_n(table->state_.get(), local_rows * state_width,
-              InitialOptimizerState(spec.optimizer));
+  for (int64_t local = 0; local < local_rows; ++local) {
+    InitializeOptimizerState(spec.optimizer, dim, table->StateData(local));
+  }
   return table;
 }
 
@@ -193,8 +198,8 @@ EmbeddingTable::EmbeddingTable(TableSpec spec, int64_t local_rows,
       dim_(spec.embedding_dim),
       local_rows_(local_rows),
       state_width_(state_width),
+      layout_(LayoutOf(spec)),
       shard_index_(spec.shard_index),
-      shard_count_(spec.shard_count),
       padding_global_row_(spec.padding_idx.value_or(-1)),
       max_norm_(spec.max_norm),
       norm_type_(spec.norm_type),
@@ -228,11 +233,11 @@ absl::Status EmbeddingTable::ValidateIndices(absl::Span<const int64_t> indices,
           absl::StrCat(what, " ", index, " at position ", i, " is outside [0, ",
                        num_embeddings_, ")"));
     }
-    if (shard_count_ > 1 && index % shard_count_ != shard_index_) {
+    if (layout_.OwnerShard(index) != shard_index_) {
       return absl::InvalidArgumentError(absl::StrCat(
           what, " ", index, " at position ", i, " belongs to shard ",
-          index % shard_count_, "; this server is shard ", shard_index_, " of ",
-          shard_count_));
+          layout_.OwnerShard(index), "; this server is shard ", shard_index_,
+          " of ", layout_.shard_count()));
     }
   }
   return absl::OkStatus();
@@ -522,12 +527,12 @@ absl::StatusOr<std::vector<int64_t>> EmbeddingTable::HeldRows(
         absl::StrCat("row range [", start_row, ", ", end_row,
                      ") is not within [0, ", num_embeddings_, "]"));
   }
+  const int64_t shards = layout_.shard_count();
   std::vector<int64_t> rows;
-  int64_t first =
-      start_row +
-      (shard_index_ - start_row % shard_count_ + shard_count_) % shard_count_;
-  rows.reserve((end_row - first + shard_count_ - 1) / shard_count_ + 1);
-  for (int64_t global = first; global < end_row; global += shard_count_) {
+  const int64_t first =
+      start_row + (shard_index_ - start_row % shards + shards) % shards;
+  rows.reserve((end_row - first + shards - 1) / shards + 1);
+  for (int64_t global = first; global < end_row; global += shards) {
     rows.push_back(global);
   }
   return rows;
@@ -538,8 +543,8 @@ absl::Status EmbeddingTable::SetOptimizer(const OptimizerSpec& optimizer) {
   WriterLock lock(&spec_mu_);
   if (optimizer.kind != spec_.optimizer.kind) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "table \"", name_, "\" uses ", OptimizerName(spec_.optimizer.kind),
-        "; its optimizer cannot change to ", OptimizerName(optimizer.kind)));
+        "table \"", name_, "\" uses ", InfoOf(spec_.optimizer.kind).name,
+        "; its optimizer cannot change to ", InfoOf(optimizer.kind).name));
   }
   spec_.optimizer = optimizer;
   return absl::OkStatus();

@@ -27,6 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/shard_layout.h"
 #include "server/core/bag.h"
 #include "server/core/dtype.h"
 #include "server/core/exactly_once.h"
@@ -156,10 +157,10 @@ class EmbeddingTable {
   absl::Status ValidateIndices(absl::Span<const int64_t> indices,
                                const char* what) const;
   int64_t LocalRow(int64_t global_row) const {
-    return shard_count_ == 1 ? global_row : global_row / shard_count_;
+    return layout_.LocalRow(global_row);
   }
   int64_t GlobalRow(int64_t local_row) const {
-    return local_row * shard_count_ + shard_index_;
+    return layout_.GlobalRow(shard_index_, local_row);
   }
   bool IsPadding(int64_t global_row) const {
     return global_row == padding_global_row_;
@@ -198,8 +199,8 @@ class EmbeddingTable {
   const int64_t dim_;
   const int64_t local_rows_;
   const int64_t state_width_;
+  const ShardLayout layout_;
   const int32_t shard_index_;
-  const int32_t shard_count_;
   const int64_t padding_global_row_;  // -1 when the table has none.
   const std::optional<float> max_norm_;
   const float norm_type_;

@@ -1,27 +1,57 @@
 #include "server/core/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 
 namespace embedding {
 
-int64_t OptimizerStateWidth(OptimizerSpec::Kind kind, int64_t dim) {
-  switch (kind) {
-    case OptimizerSpec::Kind::kSgd:
-      return 0;
-    case OptimizerSpec::Kind::kAdagrad:
-      return dim;
-    case OptimizerSpec::Kind::kSparseAdam:
-      return 2 * dim;
-    case OptimizerSpec::Kind::kRowwiseAdagrad:
-      return 1;
+namespace {
+
+// FTRL-Proximal per coordinate, as TensorFlow's ApplyFtrl (with beta, as its
+// Ftrl optimizer): the accumulator n sums squared gradients, the linear term
+// z tracks the gradient minus the proximal pull, and the weight is the
+// closed-form minimiser, exactly 0 while |z| <= l1. Computed in double so
+// that the float results do not depend on the order of the terms.
+void ApplyFtrlRow(const OptimizerSpec& spec, float lr, int64_t dim,
+                  const float* grad, float* weights, float* state) {
+  float* accumulator = state;
+  float* linear = state + dim;
+  const double alpha = lr;
+  const double power = -double{spec.lr_power};
+  const bool square_root = spec.lr_power == -0.5f;
+  const auto rate = [&](double n) {
+    return square_root ? std::sqrt(n) : std::pow(n, power);
+  };
+  for (int64_t d = 0; d < dim; ++d) {
+    const double g = grad[d];
+    const double n = accumulator[d];
+    const double new_n = n + g * g;
+    const double sigma = (rate(new_n) - rate(n)) / alpha;
+    const double z = linear[d] + g - sigma * weights[d];
+    linear[d] = static_cast<float>(z);
+    accumulator[d] = static_cast<float>(new_n);
+    if (std::abs(z) <= spec.l1) {
+      weights[d] = 0.0f;
+    } else {
+      const double quadratic =
+          (spec.beta + rate(new_n)) / alpha + 2.0 * spec.l2;
+      const double l1 = z > 0 ? spec.l1 : -double{spec.l1};
+      weights[d] = static_cast<float>((l1 - z) / quadratic);
+    }
   }
-  return 0;
 }
 
-float InitialOptimizerState(const OptimizerSpec& spec) {
-  return spec.kind == OptimizerSpec::Kind::kAdagrad
-             ? spec.initial_accumulator_value
-             : 0.0f;
+}  // namespace
+
+void InitializeOptimizerState(const OptimizerSpec& spec, int64_t dim,
+                              float* state) {
+  for (const StateSlot& slot : InfoOf(spec.kind).state) {
+    const int64_t width = slot.per_element ? dim : 1;
+    const float value =
+        slot.initial_value == nullptr ? 0.0f : spec.*slot.initial_value;
+    std::fill(state, state + width, value);
+    state += width;
+  }
 }
 
 StepParams MakeStepParams(const OptimizerSpec& spec, int64_t step,
@@ -79,6 +109,9 @@ void ApplyOptimizerRow(const OptimizerSpec& spec, const StepParams& params,
       for (int64_t d = 0; d < dim; ++d) weights[d] -= multiplier * grad[d];
       return;
     }
+    case OptimizerSpec::Kind::kFtrl:
+      ApplyFtrlRow(spec, params.lr, dim, grad, weights, state);
+      return;
   }
 }
 

@@ -1,10 +1,14 @@
 // Sparse optimizer steps applied to one row at a time, matching torch.optim
-// on sparse gradients (and FBGEMM's row-wise Adagrad).
+// on sparse gradients (FBGEMM for row-wise Adagrad, TensorFlow for FTRL).
+// What each optimizer is (name, state, hyper-parameters) is described in
+// common/optimizer_kinds.h; this file holds only the kernels.
 //
-// State lives beside the rows: OptimizerStateWidth() floats per row,
-// initialised to InitialOptimizerState(). A push coalesces its gradient and
-// then calls ApplyOptimizerRow once per touched row, holding that row's lock.
+// State lives beside the rows: OptimizerStateWidth() floats per row, laid
+// out slot after slot as InfoOf(kind).state lists them. A push coalesces its
+// gradient and then calls ApplyOptimizerRow once per touched row, holding
+// that row's lock.
 //
+//   InitializeOptimizerState(spec, dim, state);  // at creation
 //   StepParams params = MakeStepParams(spec, step, lr_override);
 //   ApplyOptimizerRow(spec, params, dim, grad, weights, state);
 #ifndef SERVER_CORE_OPTIMIZER_H_
@@ -13,16 +17,13 @@
 #include <cstdint>
 #include <optional>
 
-#include "server/core/table_spec.h"
+#include "common/optimizer_kinds.h"
 
 namespace embedding {
 
-// Floats of state per row: 0 (SGD), dim (Adagrad), 2 * dim (SparseAdam),
-// 1 (row-wise Adagrad).
-int64_t OptimizerStateWidth(OptimizerSpec::Kind kind, int64_t dim);
-
-// Value each state float starts at.
-float InitialOptimizerState(const OptimizerSpec& spec);
+// Writes the starting state of one row (OptimizerStateWidth floats).
+void InitializeOptimizerState(const OptimizerSpec& spec, int64_t dim,
+                              float* state);
 
 // Per-push scalars, computed once per push as torch computes them per step
 // (in double, then used as float).

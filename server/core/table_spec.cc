@@ -3,7 +3,8 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "server/core/status_macros.h"
+#include "common/status_macros.h"
+#include "common/optimizer_kinds.h"
 
 namespace embedding {
 namespace {
@@ -48,67 +49,6 @@ absl::Status ValidateInitializer(const InitializerSpec& init) {
 }
 
 }  // namespace
-
-const char* OptimizerName(OptimizerSpec::Kind kind) {
-  switch (kind) {
-    case OptimizerSpec::Kind::kSgd:
-      return "sgd";
-    case OptimizerSpec::Kind::kAdagrad:
-      return "adagrad";
-    case OptimizerSpec::Kind::kSparseAdam:
-      return "sparse_adam";
-    case OptimizerSpec::Kind::kRowwiseAdagrad:
-      return "rowwise_adagrad";
-  }
-  return "unknown";
-}
-
-OptimizerSpec DefaultOptimizerSpec(OptimizerSpec::Kind kind) {
-  OptimizerSpec spec;
-  spec.kind = kind;
-  if (kind == OptimizerSpec::Kind::kSparseAdam) {
-    spec.lr = 1e-3f;
-    spec.eps = 1e-8f;
-  } else if (kind == OptimizerSpec::Kind::kRowwiseAdagrad) {
-    spec.eps = 1e-8f;
-  }
-  return spec;
-}
-
-absl::Status ValidateOptimizerSpec(const OptimizerSpec& spec) {
-  const char* name = OptimizerName(spec.kind);
-  if (!(spec.lr > 0) || !std::isfinite(spec.lr)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " lr must be a finite number > 0, got ", spec.lr));
-  }
-  if (!(spec.eps > 0) || !std::isfinite(spec.eps)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " eps must be a finite number > 0, got ", spec.eps));
-  }
-  if (!(spec.lr_decay >= 0) || !std::isfinite(spec.lr_decay)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        name, " lr_decay must be a finite number >= 0, got ", spec.lr_decay));
-  }
-  if (!(spec.initial_accumulator_value >= 0) ||
-      !std::isfinite(spec.initial_accumulator_value)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(name, " initial_accumulator_value must be >= 0, got ",
-                     spec.initial_accumulator_value));
-  }
-  for (float beta : {spec.beta1, spec.beta2}) {
-    if (!(beta >= 0 && beta < 1)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(name, " betas must be in [0, 1), got ", beta));
-    }
-  }
-  return absl::OkStatus();
-}
-
-int64_t LocalRowCount(int64_t num_embeddings, int32_t shard_index,
-                      int32_t shard_count) {
-  if (num_embeddings <= shard_index) return 0;
-  return (num_embeddings - shard_index + shard_count - 1) / shard_count;
-}
 
 absl::Status ValidateTableSpec(TableSpec& spec) {
   EMBEDDING_RETURN_IF_ERROR(ValidateName(spec.name));

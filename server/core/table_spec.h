@@ -8,6 +8,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "common/optimizer_kinds.h"
 
 namespace embedding {
 
@@ -18,24 +19,6 @@ struct InitializerSpec {
   float a = 0.0f;
   float b = 1.0f;
 };
-
-struct OptimizerSpec {
-  enum class Kind { kSgd, kAdagrad, kSparseAdam, kRowwiseAdagrad };
-  Kind kind = Kind::kSgd;
-  // Defaults follow torch.optim (and FBGEMM for row-wise Adagrad).
-  float lr = 0.01f;
-  float lr_decay = 0.0f;                   // Adagrad.
-  float initial_accumulator_value = 0.0f;  // Adagrad.
-  float beta1 = 0.9f;                      // SparseAdam.
-  float beta2 = 0.999f;                    // SparseAdam.
-  float eps = 1e-10f;
-};
-
-// The defaults of `kind`: torch.optim's (FBGEMM's for row-wise Adagrad).
-OptimizerSpec DefaultOptimizerSpec(OptimizerSpec::Kind kind);
-
-// Returns the name used in messages and the CLI ("sgd", "adagrad", ...).
-const char* OptimizerName(OptimizerSpec::Kind kind);
 
 struct TableSpec {
   std::string name;
@@ -57,13 +40,6 @@ struct TableSpec {
 // Checks every field and normalises a negative padding_idx.
 // INVALID_ARGUMENT names the first bad field.
 absl::Status ValidateTableSpec(TableSpec& spec);
-
-// Checks optimizer hyper-parameters (lr > 0, 0 <= betas < 1, eps > 0, ...).
-absl::Status ValidateOptimizerSpec(const OptimizerSpec& spec);
-
-// Rows of the global table that shard `shard_index` of `shard_count` holds.
-int64_t LocalRowCount(int64_t num_embeddings, int32_t shard_index,
-                      int32_t shard_count);
 
 }  // namespace embedding
 

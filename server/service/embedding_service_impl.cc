@@ -8,9 +8,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "server/core/status_macros.h"
+#include "common/checked_math.h"
+#include "common/grpc_status.h"
+#include "common/status_macros.h"
 #include "server/service/proto_convert.h"
-#include "server/service/status_util.h"
 #include "spdlog/spdlog.h"
 
 namespace embedding {
@@ -68,15 +69,9 @@ absl::Status SetLookupShape(const v1::LookupRequest& request, int64_t dim,
   if (request.shape_size() == 0) {
     out->add_shape(count);
   } else {
-    int64_t product = 1;
-    for (int64_t dimension : request.shape()) {
-      if (dimension < 0 ||
-          __builtin_mul_overflow(product, dimension, &product)) {
-        product = -1;
-        break;
-      }
-    }
-    if (product != count) {
+    const absl::StatusOr<int64_t> product =
+        ShapeElementCount(request.shape(), "index shape");
+    if (!product.ok() || *product != count) {
       return absl::InvalidArgumentError(
           absl::StrCat("shape [", absl::StrJoin(request.shape(), ", "),
                        "] does not hold the ", count, " indices given"));
@@ -120,7 +115,7 @@ absl::Status EmbeddingServiceImpl::CheckResponseBytes(int64_t rows,
 
 absl::Status EmbeddingServiceImpl::DoCreateTable(
     const v1::CreateTableRequest& request, v1::TableInfo* response) {
-  EMBEDDING_ASSIGN_OR_RETURN(TableSpec spec, FromProto(request.spec()));
+  TableSpec spec = FromProto(request.spec());
   absl::Span<const float> weights;
   if (request.has_initial_weights()) {
     EMBEDDING_ASSIGN_OR_RETURN(

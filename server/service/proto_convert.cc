@@ -4,56 +4,61 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/checked_math.h"
+#include "common/status_macros.h"
 
 namespace embedding {
 namespace {
 
-float OrDefault(float value, float fallback) {
-  return value == 0.0f ? fallback : value;
+using google::protobuf::FieldDescriptor;
+using google::protobuf::Message;
+
+// The options message of `info` inside `optimizer` (e.g. adagrad), found by
+// the table's name, which is the oneof field's name.
+const FieldDescriptor* OptionsField(const OptimizerInfo& info) {
+  return v1::Optimizer::descriptor()->FindFieldByName(std::string(info.name));
+}
+
+const FieldDescriptor* ParamField(const Message& options,
+                                  const HyperParameter& param) {
+  return options.GetDescriptor()->FindFieldByName(std::string(param.name));
 }
 
 }  // namespace
 
 OptimizerSpec FromProto(const v1::Optimizer& proto) {
-  switch (proto.kind_case()) {
-    case v1::Optimizer::kAdagrad: {
-      OptimizerSpec spec = DefaultOptimizerSpec(OptimizerSpec::Kind::kAdagrad);
-      const v1::AdagradOptions& options = proto.adagrad();
-      spec.lr = OrDefault(options.lr(), spec.lr);
-      spec.lr_decay = options.lr_decay();
-      spec.initial_accumulator_value = options.initial_accumulator_value();
-      if (options.has_eps()) spec.eps = options.eps();
-      return spec;
-    }
-    case v1::Optimizer::kSparseAdam: {
-      OptimizerSpec spec =
-          DefaultOptimizerSpec(OptimizerSpec::Kind::kSparseAdam);
-      const v1::SparseAdamOptions& options = proto.sparse_adam();
-      spec.lr = OrDefault(options.lr(), spec.lr);
-      if (options.has_beta1()) spec.beta1 = options.beta1();
-      if (options.has_beta2()) spec.beta2 = options.beta2();
-      if (options.has_eps()) spec.eps = options.eps();
-      return spec;
-    }
-    case v1::Optimizer::kRowwiseAdagrad: {
-      OptimizerSpec spec =
-          DefaultOptimizerSpec(OptimizerSpec::Kind::kRowwiseAdagrad);
-      const v1::RowwiseAdagradOptions& options = proto.rowwise_adagrad();
-      spec.lr = OrDefault(options.lr(), spec.lr);
-      if (options.has_eps()) spec.eps = options.eps();
-      return spec;
-    }
-    case v1::Optimizer::kSgd:
-    case v1::Optimizer::KIND_NOT_SET: {
-      OptimizerSpec spec = DefaultOptimizerSpec(OptimizerSpec::Kind::kSgd);
-      spec.lr = OrDefault(proto.sgd().lr(), spec.lr);
-      return spec;
-    }
+  const FieldDescriptor* set_field =
+      v1::Optimizer::descriptor()->FindFieldByNumber(proto.kind_case());
+  // proto_convert_test checks that every kind in the proto has a table entry.
+  const OptimizerInfo* info =
+      set_field == nullptr ? nullptr : FindOptimizer(set_field->name());
+  if (info == nullptr) return DefaultOptimizerSpec(OptimizerKind::kSgd);
+  OptimizerSpec spec = DefaultOptimizerSpec(info->kind);
+  const Message& options = proto.GetReflection()->GetMessage(proto, set_field);
+  const google::protobuf::Reflection* reflection = options.GetReflection();
+  for (const HyperParameter& param : info->params) {
+    const FieldDescriptor* field = ParamField(options, param);
+    // A field without presence (lr) is unset when zero.
+    const bool set = field->has_presence()
+                         ? reflection->HasField(options, field)
+                         : reflection->GetFloat(options, field) != 0.0f;
+    if (set) spec.*param.field = reflection->GetFloat(options, field);
   }
-  return DefaultOptimizerSpec(OptimizerSpec::Kind::kSgd);
+  return spec;
 }
 
-absl::StatusOr<TableSpec> FromProto(const v1::TableSpec& proto) {
+void ToProto(const OptimizerSpec& spec, v1::Optimizer* proto) {
+  const OptimizerInfo& info = InfoOf(spec.kind);
+  Message* options =
+      proto->GetReflection()->MutableMessage(proto, OptionsField(info));
+  const google::protobuf::Reflection* reflection = options->GetReflection();
+  for (const HyperParameter& param : info.params) {
+    reflection->SetFloat(options, ParamField(*options, param),
+                         spec.*param.field);
+  }
+}
+
+TableSpec FromProto(const v1::TableSpec& proto) {
   TableSpec spec;
   spec.name = proto.name();
   spec.num_embeddings = proto.num_embeddings();
@@ -111,33 +116,7 @@ void ToProto(const TableStats& stats, v1::TableInfo* info) {
       out->mutable_initializer()->mutable_constant()->set_value(init.a);
       break;
   }
-  const OptimizerSpec& opt = spec.optimizer;
-  v1::Optimizer* optimizer = out->mutable_optimizer();
-  switch (opt.kind) {
-    case OptimizerSpec::Kind::kSgd:
-      optimizer->mutable_sgd()->set_lr(opt.lr);
-      break;
-    case OptimizerSpec::Kind::kAdagrad: {
-      v1::AdagradOptions* adagrad = optimizer->mutable_adagrad();
-      adagrad->set_lr(opt.lr);
-      adagrad->set_lr_decay(opt.lr_decay);
-      adagrad->set_initial_accumulator_value(opt.initial_accumulator_value);
-      adagrad->set_eps(opt.eps);
-      break;
-    }
-    case OptimizerSpec::Kind::kSparseAdam: {
-      v1::SparseAdamOptions* adam = optimizer->mutable_sparse_adam();
-      adam->set_lr(opt.lr);
-      adam->set_beta1(opt.beta1);
-      adam->set_beta2(opt.beta2);
-      adam->set_eps(opt.eps);
-      break;
-    }
-    case OptimizerSpec::Kind::kRowwiseAdagrad:
-      optimizer->mutable_rowwise_adagrad()->set_lr(opt.lr);
-      optimizer->mutable_rowwise_adagrad()->set_eps(opt.eps);
-      break;
-  }
+  ToProto(spec.optimizer, out->mutable_optimizer());
   info->set_local_rows(stats.local_rows);
   info->set_memory_bytes(stats.memory_bytes);
   info->set_version(stats.version);
@@ -192,15 +171,8 @@ absl::StatusOr<absl::Span<const float>> FloatView(const v1::Tensor& tensor,
     return absl::InvalidArgumentError(absl::StrCat(
         what, " must be float32, got ", v1::DType_Name(tensor.dtype())));
   }
-  int64_t elements = 1;
-  for (int64_t dimension : tensor.shape()) {
-    if (dimension < 0 ||
-        __builtin_mul_overflow(elements, dimension, &elements)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, " has an invalid shape [",
-                       absl::StrJoin(tensor.shape(), ", "), "]"));
-    }
-  }
+  EMBEDDING_ASSIGN_OR_RETURN(const int64_t elements,
+                             ShapeElementCount(tensor.shape(), what));
   const size_t bytes = tensor.data().size();
   if (bytes % sizeof(float) != 0 ||
       static_cast<int64_t>(bytes / sizeof(float)) != elements) {
@@ -217,8 +189,8 @@ absl::StatusOr<absl::Span<const float>> FloatView(const v1::Tensor& tensor,
 absl::StatusOr<absl::Span<const float>> RowsView(const v1::Tensor& tensor,
                                                  int64_t rows, int64_t dim,
                                                  const char* what) {
-  absl::StatusOr<absl::Span<const float>> view = FloatView(tensor, what);
-  if (!view.ok()) return view.status();
+  EMBEDDING_ASSIGN_OR_RETURN(const absl::Span<const float> view,
+                             FloatView(tensor, what));
   const auto& shape = tensor.shape();
   // FloatView checked the whole product fits in 64 bits, so the leading
   // product does too once the last dimension is known to be dim (> 0).

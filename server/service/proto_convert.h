@@ -2,7 +2,7 @@
 // types. The engine never sees protobuf; this is the only place that maps
 // one to the other.
 //
-//   absl::StatusOr<TableSpec> spec = FromProto(request.spec());
+//   TableSpec spec = FromProto(request.spec());
 //   ToProto(stats, response);
 #ifndef SERVER_SERVICE_PROTO_CONVERT_H_
 #define SERVER_SERVICE_PROTO_CONVERT_H_
@@ -19,12 +19,15 @@
 
 namespace embedding {
 
-// The spec with defaults filled in (SGD, normal(0, 1), norm_type 2).
-// INVALID_ARGUMENT for unknown enum values.
-absl::StatusOr<TableSpec> FromProto(const v1::TableSpec& proto);
+// The spec with defaults filled in (SGD, normal(0, 1), norm_type 2); values
+// are checked later, by ValidateTableSpec.
+TableSpec FromProto(const v1::TableSpec& proto);
 
-// An optimizer with torch's defaults for unset fields.
+// An optimizer with the defaults of common/optimizer_kinds.h for unset
+// fields (SGD when none is set). Hyper-parameters map to the options
+// message's fields by name.
 OptimizerSpec FromProto(const v1::Optimizer& proto);
+void ToProto(const OptimizerSpec& spec, v1::Optimizer* proto);
 
 void ToProto(const TableStats& stats, v1::TableInfo* info);
 

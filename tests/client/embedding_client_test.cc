@@ -70,13 +70,6 @@ TEST(ConnectTest, UnreachableServerIsUnavailableOnFirstCall) {
             absl::StatusCode::kUnavailable);
 }
 
-TEST(FromGrpcStatusTest, KeepsCodeAndMessage) {
-  EXPECT_TRUE(FromGrpcStatus(grpc::Status::OK).ok());
-  const absl::Status status = FromGrpcStatus(
-      grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too big"));
-  EXPECT_EQ(status, absl::ResourceExhaustedError("too big"));
-}
-
 TEST_F(EmbeddingClientTest, ServerErrorKeepsCodeAndMessage) {
   service_.status =
       grpc::Status(grpc::StatusCode::NOT_FOUND, "table \"x\" not found");

@@ -318,7 +318,7 @@ TEST_F(EmbeddingServiceTest, BadTableSpecsAreRejected) {
       ->mutable_sparse_adam()
       ->set_beta2(1.5f);
   ExpectError(Call(&Stub::CreateTable, bad_beta),
-              grpc::StatusCode::INVALID_ARGUMENT, "betas must be in [0, 1)");
+              grpc::StatusCode::INVALID_ARGUMENT, "beta2 must be in [0, 1)");
   v1::ListTablesRequest list;
   grpc::ClientContext context;
   v1::ListTablesResponse tables;

@@ -1,4 +1,4 @@
-#include "server/core/dtype.h"
+#include "common/float16.h"
 
 #include <cmath>
 #include <limits>
@@ -10,7 +10,7 @@ namespace {
 
 // Exhaustive over all 65536 half patterns: decoding then encoding gives the
 // same bits (NaNs stay NaN), so both directions agree on every value.
-TEST(DTypeTest, HalfRoundTripsEveryPattern) {
+TEST(Float16Test, HalfRoundTripsEveryPattern) {
   for (uint32_t bits = 0; bits < 0x10000; ++bits) {
     const float value = HalfToFloat(static_cast<uint16_t>(bits));
     if (std::isnan(value)) {
@@ -21,7 +21,7 @@ TEST(DTypeTest, HalfRoundTripsEveryPattern) {
   }
 }
 
-TEST(DTypeTest, HalfRoundsToNearestEvenAndOverflowsToInf) {
+TEST(Float16Test, HalfRoundsToNearestEvenAndOverflowsToInf) {
   // 1 + 2^-11 is halfway between 1 and the next half (1 + 2^-10): even is 1.
   EXPECT_EQ(FloatToHalf(1.0f + 0x1p-11f), FloatToHalf(1.0f));
   EXPECT_EQ(FloatToHalf(1.0f + 0x1p-11f + 0x1p-20f),
@@ -31,7 +31,7 @@ TEST(DTypeTest, HalfRoundsToNearestEvenAndOverflowsToInf) {
   EXPECT_EQ(HalfToFloat(FloatToHalf(65504.0f)), 65504.0f);
 }
 
-TEST(DTypeTest, BFloat16RoundTripsEveryPattern) {
+TEST(Float16Test, BFloat16RoundTripsEveryPattern) {
   for (uint32_t bits = 0; bits < 0x10000; ++bits) {
     const float value = BFloat16ToFloat(static_cast<uint16_t>(bits));
     if (std::isnan(value)) continue;

@@ -3,8 +3,8 @@
 //
 //   EMBEDDING_RETURN_IF_ERROR(Validate(x));
 //   EMBEDDING_ASSIGN_OR_RETURN(auto table, registry.Get(name));
-#ifndef SERVER_CORE_STATUS_MACROS_H_
-#define SERVER_CORE_STATUS_MACROS_H_
+#ifndef COMMON_STATUS_MACROS_H_
+#define COMMON_STATUS_MACROS_H_
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -30,4 +30,4 @@
   }                                                          \
   lhs = *std::move(statusor)
 
-#endif  // SERVER_CORE_STATUS_MACROS_H_
+#endif  // COMMON_STATUS_MACROS_H_
