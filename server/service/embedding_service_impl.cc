@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "common/checked_math.h"
 #include "common/grpc_status.h"
+#include "common/optimizer_proto.h"
 #include "common/status_macros.h"
 #include "server/service/proto_convert.h"
 #include "spdlog/spdlog.h"
@@ -254,7 +255,7 @@ absl::Status EmbeddingServiceImpl::DoSetOptimizer(
   EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<EmbeddingTable> table,
                              registry_->Get(request.table()));
   EMBEDDING_RETURN_IF_ERROR(
-      table->SetOptimizer(FromProto(request.optimizer())));
+      table->SetOptimizer(OptimizerFromProto(request.optimizer())));
   ToProto(table->Stats(), response);
   return absl::OkStatus();
 }

@@ -5,58 +5,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/checked_math.h"
+#include "common/optimizer_proto.h"
 #include "common/status_macros.h"
 
 namespace embedding {
-namespace {
-
-using google::protobuf::FieldDescriptor;
-using google::protobuf::Message;
-
-// The options message of `info` inside `optimizer` (e.g. adagrad), found by
-// the table's name, which is the oneof field's name.
-const FieldDescriptor* OptionsField(const OptimizerInfo& info) {
-  return v1::Optimizer::descriptor()->FindFieldByName(std::string(info.name));
-}
-
-const FieldDescriptor* ParamField(const Message& options,
-                                  const HyperParameter& param) {
-  return options.GetDescriptor()->FindFieldByName(std::string(param.name));
-}
-
-}  // namespace
-
-OptimizerSpec FromProto(const v1::Optimizer& proto) {
-  const FieldDescriptor* set_field =
-      v1::Optimizer::descriptor()->FindFieldByNumber(proto.kind_case());
-  // proto_convert_test checks that every kind in the proto has a table entry.
-  const OptimizerInfo* info =
-      set_field == nullptr ? nullptr : FindOptimizer(set_field->name());
-  if (info == nullptr) return DefaultOptimizerSpec(OptimizerKind::kSgd);
-  OptimizerSpec spec = DefaultOptimizerSpec(info->kind);
-  const Message& options = proto.GetReflection()->GetMessage(proto, set_field);
-  const google::protobuf::Reflection* reflection = options.GetReflection();
-  for (const HyperParameter& param : info->params) {
-    const FieldDescriptor* field = ParamField(options, param);
-    // A field without presence (lr) is unset when zero.
-    const bool set = field->has_presence()
-                         ? reflection->HasField(options, field)
-                         : reflection->GetFloat(options, field) != 0.0f;
-    if (set) spec.*param.field = reflection->GetFloat(options, field);
-  }
-  return spec;
-}
-
-void ToProto(const OptimizerSpec& spec, v1::Optimizer* proto) {
-  const OptimizerInfo& info = InfoOf(spec.kind);
-  Message* options =
-      proto->GetReflection()->MutableMessage(proto, OptionsField(info));
-  const google::protobuf::Reflection* reflection = options->GetReflection();
-  for (const HyperParameter& param : info.params) {
-    reflection->SetFloat(options, ParamField(*options, param),
-                         spec.*param.field);
-  }
-}
 
 TableSpec FromProto(const v1::TableSpec& proto) {
   TableSpec spec;
@@ -85,7 +37,7 @@ TableSpec FromProto(const v1::TableSpec& proto) {
     case v1::Initializer::KIND_NOT_SET:
       break;
   }
-  spec.optimizer = FromProto(proto.optimizer());
+  spec.optimizer = OptimizerFromProto(proto.optimizer());
   return spec;
 }
 
@@ -116,7 +68,7 @@ void ToProto(const TableStats& stats, v1::TableInfo* info) {
       out->mutable_initializer()->mutable_constant()->set_value(init.a);
       break;
   }
-  ToProto(spec.optimizer, out->mutable_optimizer());
+  OptimizerToProto(spec.optimizer, out->mutable_optimizer());
   info->set_local_rows(stats.local_rows);
   info->set_memory_bytes(stats.memory_bytes);
   info->set_version(stats.version);

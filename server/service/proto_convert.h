@@ -23,12 +23,6 @@ namespace embedding {
 // are checked later, by ValidateTableSpec.
 TableSpec FromProto(const v1::TableSpec& proto);
 
-// An optimizer with the defaults of common/optimizer_kinds.h for unset
-// fields (SGD when none is set). Hyper-parameters map to the options
-// message's fields by name.
-OptimizerSpec FromProto(const v1::Optimizer& proto);
-void ToProto(const OptimizerSpec& spec, v1::Optimizer* proto);
-
 void ToProto(const TableStats& stats, v1::TableInfo* info);
 
 // The output element type; INVALID_ARGUMENT for an unknown value.
