@@ -41,9 +41,8 @@ absl::StatusOr<int64_t> ShapeElementCount(const Shape& shape,
   for (int64_t dimension : shape) {
     std::optional<int64_t> product = CheckedMul(count, dimension);
     if (dimension < 0 || !product.has_value()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, " has an invalid shape [",
-                       absl::StrJoin(shape, ", "), "]"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, " has an invalid shape [", absl::StrJoin(shape, ", "), "]"));
     }
     count = *product;
   }

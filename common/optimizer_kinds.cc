@@ -58,8 +58,8 @@ constexpr StateSlot kFtrlState[] = {
 
 constexpr OptimizerInfo kOptimizers[] = {
     {OptimizerKind::kSgd, "sgd", "torch.optim.SGD", kSgdParams, {}},
-    {OptimizerKind::kAdagrad, "adagrad", "torch.optim.Adagrad",
-     kAdagradParams, kAdagradState},
+    {OptimizerKind::kAdagrad, "adagrad", "torch.optim.Adagrad", kAdagradParams,
+     kAdagradState},
     {OptimizerKind::kSparseAdam, "sparse_adam", "torch.optim.SparseAdam",
      kSparseAdamParams, kSparseAdamState},
     {OptimizerKind::kRowwiseAdagrad, "rowwise_adagrad",

@@ -21,7 +21,13 @@
 
 namespace embedding {
 
-enum class OptimizerKind { kSgd, kAdagrad, kSparseAdam, kRowwiseAdagrad, kFtrl };
+enum class OptimizerKind {
+  kSgd,
+  kAdagrad,
+  kSparseAdam,
+  kRowwiseAdagrad,
+  kFtrl
+};
 
 // A table's optimizer: its kind and the hyper-parameters of every kind (only
 // those InfoOf(kind).params lists are used). Plain values; thread-compatible.

@@ -23,7 +23,7 @@ import sys
 import torch
 from torch import nn
 
-from embedding_client import EmbeddingClient, NotFoundError, options
+from embedding_client import EmbeddingClient, NotFoundError
 from embedding_client.nn import RemoteEmbedding, download_embedding
 
 
@@ -109,9 +109,9 @@ def torch_optimizer(config, model):
 
 
 def server_optimizer(config):
-    """The server-side optimizer matching config.optimizer."""
-    kind = {"sgd": options.SGD, "adagrad": options.Adagrad}
-    return kind[config.optimizer](lr=config.learning_rate())
+    """The server-side optimizer matching config.optimizer, in the dict form
+    (its "type" is the optimizer's name in embedding_client.OPTIMIZERS)."""
+    return {"type": config.optimizer, "lr": config.learning_rate()}
 
 
 def train(model, optimizer, config, data):

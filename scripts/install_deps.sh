@@ -1,17 +1,37 @@
 #!/usr/bin/env bash
-# Installs the Debian bookworm packages the project builds, tests and
-# benchmarks with. Idempotent: does nothing when all are present.
+# Installs the Debian bookworm packages a task needs. Idempotent: installs
+# only what is missing.
+#
+#   scripts/install_deps.sh run      build and run the server and the CLI
+#   scripts/install_deps.sh python   + the Python client and its torch modules
+#   scripts/install_deps.sh test     + everything the test suite and the
+#                                    benchmarks use (the default)
 set -euo pipefail
 
-packages=(
-  build-essential cmake ninja-build pkg-config git
+run=(
+  build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev libspdlog-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libabsl-dev libspdlog-dev
+)
+python=(
   python3 python3-grpcio python3-protobuf python3-numpy python3-torch
+)
+test=(
+  git libgtest-dev libgmock-dev libbenchmark-dev
   python3-pytest python3-setuptools python3-pip python3-venv
   clang-14 libclang-rt-14-dev
   redis-server libhiredis-dev python3-matplotlib
 )
+
+case "${1:-test}" in
+  run) packages=("${run[@]}") ;;
+  python) packages=("${run[@]}" "${python[@]}") ;;
+  test) packages=("${run[@]}" "${python[@]}" "${test[@]}") ;;
+  *)
+    echo "usage: $0 [run|python|test]" >&2
+    exit 2
+    ;;
+esac
 
 missing=()
 for package in "${packages[@]}"; do

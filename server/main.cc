@@ -1,12 +1,9 @@
 // embedding_server: flags -> ServerOptions -> Server, until SIGINT/SIGTERM.
 #include <malloc.h>
-#include <signal.h>
 #include <unistd.h>
 
 #include <cstdint>
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
+#include <cstring>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -15,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/process.h"
 #include "server/service/server.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
@@ -48,18 +46,22 @@ int64_t DefaultMemoryBudget() {
   return pages > 0 && page_size > 0 ? pages / 4 * 3 * page_size : 0;
 }
 
-// Written to a temporary name and renamed, so a reader never sees a
-// partial port.
-bool WritePortFile(const std::string& path, int port) {
-  const std::string temp = path + ".tmp";
-  {
-    std::ofstream out(temp);
-    out << port << "\n";
-    if (!out) return false;
+// The flags as options, unchecked: Server::Start validates them.
+embedding::ServerOptions ServerOptionsFromFlags() {
+  embedding::ServerOptions options;
+  options.listen_address = absl::GetFlag(FLAGS_listen_address);
+  options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
+  options.registry.memory_budget_bytes =
+      absl::GetFlag(FLAGS_memory_budget_bytes);
+  if (options.registry.memory_budget_bytes == 0) {
+    options.registry.memory_budget_bytes = DefaultMemoryBudget();
   }
-  std::error_code error;
-  std::filesystem::rename(temp, path, error);
-  return !error;
+  options.registry.shard_index = absl::GetFlag(FLAGS_shard_index);
+  options.registry.shard_count = absl::GetFlag(FLAGS_shard_count);
+  options.service.max_indices_per_request =
+      absl::GetFlag(FLAGS_max_indices_per_request);
+  options.service.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  return options;
 }
 
 }  // namespace
@@ -90,44 +92,15 @@ int main(int argc, char** argv) {
 
   // Block the shutdown signals in every thread (gRPC's threads inherit the
   // mask); the main thread waits for them below.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const embedding::ShutdownSignals signals = embedding::BlockShutdownSignals();
 
-  embedding::ServerOptions options;
-  options.listen_address = absl::GetFlag(FLAGS_listen_address);
-  options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
-  options.registry.memory_budget_bytes =
-      absl::GetFlag(FLAGS_memory_budget_bytes);
-  if (options.registry.memory_budget_bytes == 0) {
-    options.registry.memory_budget_bytes = DefaultMemoryBudget();
-  }
-  options.registry.shard_index = absl::GetFlag(FLAGS_shard_index);
-  options.registry.shard_count = absl::GetFlag(FLAGS_shard_count);
-  options.service.max_indices_per_request =
-      absl::GetFlag(FLAGS_max_indices_per_request);
-  options.service.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
-  if (options.registry.shard_count < 1 || options.registry.shard_index < 0 ||
-      options.registry.shard_index >= options.registry.shard_count) {
-    spdlog::error("--shard_index must be in [0, --shard_count)");
-    return 2;
-  }
-  if (options.service.max_indices_per_request <= 0 ||
-      options.service.max_message_bytes < (int64_t{1} << 20) ||
-      options.service.max_message_bytes > INT32_MAX) {
-    spdlog::error(
-        "--max_indices_per_request must be > 0 and --max_message_bytes in "
-        "[1 MiB, 2 GiB)");
-    return 2;
-  }
-
+  const embedding::ServerOptions options = ServerOptionsFromFlags();
   absl::StatusOr<std::unique_ptr<embedding::Server>> server =
       embedding::Server::Start(options);
   if (!server.ok()) {
     spdlog::error("{}", server.status().ToString());
-    return 1;
+    // A bad flag is a usage error, like one absl::ParseCommandLine rejects.
+    return absl::IsInvalidArgument(server.status()) ? 2 : 1;
   }
   spdlog::info(
       "serving on port {} (listen address {}, shard {} of {}, memory budget "
@@ -135,13 +108,13 @@ int main(int argc, char** argv) {
       (*server)->port(), options.listen_address, options.registry.shard_index,
       options.registry.shard_count, options.registry.memory_budget_bytes);
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
-  if (!port_file.empty() && !WritePortFile(port_file, (*server)->port())) {
+  if (!port_file.empty() &&
+      !embedding::WritePortFile(port_file, (*server)->port())) {
     spdlog::error("cannot write --port_file {}", port_file);
     return 1;
   }
 
-  int signal_number = 0;
-  sigwait(&signals, &signal_number);
+  const int signal_number = embedding::WaitForShutdownSignal(signals);
   spdlog::info("received {}, shutting down", strsignal(signal_number));
   (*server)->Shutdown(
       absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));

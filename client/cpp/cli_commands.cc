@@ -1,36 +1,40 @@
 #include "client/cpp/cli_commands.h"
 
+#include <memory>
 #include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/status_macros.h"
 
 namespace embedding::cli {
 
-const char kUsage[] =
-    R"(manage and query the tables of an Embedding Service server.
+std::string Usage() {
+  return absl::StrCat(
+      R"(manage and query the tables of an Embedding Service server.
 
-Usage: embedding_cli [--server=HOST:PORT] [--timeout=30s] COMMAND [NAME] [FLAGS]
+Usage: embedding_cli [--server=HOST:PORT] [--timeout=DURATION] COMMAND [NAME] [FLAGS]
 
 Tables
   create-table NAME --num_embeddings=N --embedding_dim=D
                [--padding_idx=I] [--max_norm=M] [--norm_type=P]
                [--scale_grad_by_freq] [--seed=S]
                [--initializer=normal:MEAN,STD|uniform:LOW,HIGH|constant:V]
-               [--optimizer=sgd|adagrad|sparse_adam|rowwise_adagrad]
-               [--lr=X] [--lr_decay=X] [--initial_accumulator_value=X]
-               [--eps=X] [--beta1=X] [--beta2=X]
+               [--optimizer=NAME] [--PARAM=VALUE ...]
+                                the optimizers and their PARAMs are below
   list                          one line per table
   describe NAME                 spec, optimizer and counters of a table
   delete NAME
-  set-optimizer NAME --optimizer=KIND [--lr=X ...]
-                                replaces the hyper-parameters (same kind)
+  set-optimizer NAME --optimizer=NAME [--PARAM=VALUE ...]
+                                replaces the hyper-parameters (same kind;
+                                unset ones take their defaults)
 
 Rows (lists are comma-separated; matrices are row-major)
   lookup NAME --indices=1,2,3 [--shape=3] [--dtype=float32|float16|bfloat16]
                                 prints "shape [..]", then "INDEX: v0 v1 ..."
   push NAME --indices=1,2 --grad=G00,G01,...,G10,... [--lr=X]
-        [--client_id=ID --sequence=N]
+        [--client_id=ID] [--sequence=N]
                                 one optimizer step with grad [len(indices), dim]
   write-rows NAME (--indices=1,2 | --start=ROW) --values=V00,V01,...
   read-rows NAME [--indices=1,2 | --start=ROW --end=ROW]
@@ -39,80 +43,107 @@ Rows (lists are comma-separated; matrices are row-major)
 Bags (nn.EmbeddingBag)
   lookup-bag NAME --indices=... --offsets=0,2 [--mode=sum|mean|max]
              [--per_sample_weights=...] [--include_last_offset] [--dtype=...]
-                                prints "bag I: v0 v1 ..." (and max_indices)
+                                prints "bag I: v0 v1 ..." (and max_indices);
+                                --mode defaults to )",
+      BagModeName(kDefaultBagMode), R"(, as nn.EmbeddingBag
   push-bag NAME --indices=... --offsets=... [--mode=...] --grad=... [--lr=X]
            [--per_sample_weights=...] [--include_last_offset]
            [--max_indices=...]  grad is [bags, dim]; in max mode the
                                 max_indices default to a fresh lookup-bag's
 
+Optimizers (--optimizer=NAME, then --PARAM=VALUE for its hyper-parameters;
+unset ones take the defaults shown)
+)",
+      OptimizerHelp(), R"(
 Errors print "error: CODE: message" to stderr and exit with status 1.
-)";
+)");
+}
+
+SplitArgs ExtractOptimizerParams(int argc, char** argv) {
+  SplitArgs split;
+  if (argc > 0) split.argv.push_back(argv[0]);
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") {  // The rest is positional.
+      split.argv.insert(split.argv.end(), argv + i, argv + argc);
+      break;
+    }
+    absl::string_view name = arg;
+    if (!absl::ConsumePrefix(&name, "--")) absl::ConsumePrefix(&name, "-");
+    if (name.size() == arg.size()) {  // Not a flag.
+      split.argv.push_back(argv[i]);
+      continue;
+    }
+    const size_t equals = name.find('=');
+    if (!IsHyperParameter(name.substr(0, equals))) {
+      split.argv.push_back(argv[i]);
+      continue;
+    }
+    if (equals != absl::string_view::npos) {
+      split.params.push_back({std::string(name.substr(0, equals)),
+                              std::string(name.substr(equals + 1))});
+    } else {  // --NAME VALUE; a missing value is an empty one (not a number).
+      split.params.push_back(
+          {std::string(name), i + 1 < argc ? std::string(argv[++i]) : ""});
+    }
+  }
+  return split;
+}
 
 namespace {
-
-// The list and enum flags, parsed once for every command.
-struct ParsedFlags {
-  std::vector<int64_t> indices;
-  std::vector<int64_t> shape;
-  std::vector<float> grad;
-  std::vector<float> values;
-  std::vector<int64_t> offsets;
-  std::vector<float> per_sample_weights;
-  std::vector<int64_t> max_indices;
-  v1::DType dtype = v1::DTYPE_FLOAT32;
-  Bags bags;  // Views `indices`, `offsets` and `per_sample_weights`.
-};
-
-absl::Status ParseFlags(const CommandFlags& flags, ParsedFlags* parsed) {
-  for (const absl::Status& status :
-       {ParseList("indices", flags.indices, &parsed->indices),
-        ParseList("shape", flags.shape, &parsed->shape),
-        ParseList("grad", flags.grad, &parsed->grad),
-        ParseList("values", flags.values, &parsed->values),
-        ParseList("offsets", flags.offsets, &parsed->offsets),
-        ParseList("per_sample_weights", flags.per_sample_weights,
-                  &parsed->per_sample_weights),
-        ParseList("max_indices", flags.max_indices, &parsed->max_indices)}) {
-    if (!status.ok()) return status;
-  }
-  absl::StatusOr<v1::DType> dtype = ParseDType(flags.dtype);
-  if (!dtype.ok()) return dtype.status();
-  absl::StatusOr<v1::BagMode> mode = ParseBagMode(flags.mode);
-  if (!mode.ok()) return mode.status();
-  parsed->dtype = *dtype;
-  parsed->bags.indices = parsed->indices;
-  parsed->bags.offsets = parsed->offsets;
-  parsed->bags.per_sample_weights = parsed->per_sample_weights;
-  parsed->bags.mode = *mode;
-  parsed->bags.include_last_offset = flags.include_last_offset;
-  return absl::OkStatus();
-}
 
 // What a command needs to run.
 struct Context {
   const EmbeddingClient& client;
   const std::string& table;  // Empty for commands without a NAME.
   const CommandFlags& flags;
-  const ParsedFlags& parsed;
   std::ostream& out;
 };
 
-bool HasOptimizerFlags(const OptimizerFlags& flags) {
-  return !flags.kind.empty() || flags.lr || flags.lr_decay ||
-         flags.initial_accumulator_value || flags.eps || flags.beta1 ||
-         flags.beta2;
+// The bag flags, parsed; `bags` views the vectors.
+struct BagFlags {
+  std::vector<int64_t> indices;
+  std::vector<int64_t> offsets;
+  std::vector<float> per_sample_weights;
+  Bags bags;
+};
+
+absl::StatusOr<std::unique_ptr<BagFlags>> ParseBags(const CommandFlags& flags) {
+  auto parsed = std::make_unique<BagFlags>();
+  EMBEDDING_ASSIGN_OR_RETURN(parsed->indices,
+                             ParseInt64List("indices", flags.indices));
+  EMBEDDING_ASSIGN_OR_RETURN(parsed->offsets,
+                             ParseInt64List("offsets", flags.offsets));
+  EMBEDDING_ASSIGN_OR_RETURN(
+      parsed->per_sample_weights,
+      ParseFloatList("per_sample_weights", flags.per_sample_weights));
+  EMBEDDING_ASSIGN_OR_RETURN(parsed->bags.mode, ParseBagMode(flags.mode));
+  parsed->bags.indices = parsed->indices;
+  parsed->bags.offsets = parsed->offsets;
+  parsed->bags.per_sample_weights = parsed->per_sample_weights;
+  parsed->bags.include_last_offset = flags.include_last_offset;
+  return parsed;
 }
 
 absl::StatusOr<v1::Optimizer> OptimizerFromFlags(const CommandFlags& flags) {
-  OptimizerFlags optimizer = flags.optimizer;
-  if (optimizer.kind.empty()) optimizer.kind = "sgd";
-  return BuildOptimizer(optimizer);
+  return BuildOptimizer(flags.optimizer.empty() ? "sgd" : flags.optimizer,
+                        flags.params);
 }
 
-PushOptions PushOptionsFromFlags(const CommandFlags& flags) {
-  PushOptions push;
-  push.learning_rate = flags.optimizer.lr;
-  push.client_id = flags.client_id;
+// push and push-bag take --lr (only) as this push's learning rate.
+absl::StatusOr<PushGradientsOptions> PushOptionsFromFlags(
+    const CommandFlags& flags) {
+  PushGradientsOptions push;
+  for (const ParamFlag& param : flags.params) {
+    if (param.name != "lr") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", param.name,
+                       " is not a flag of a push (only --lr, the learning "
+                       "rate of this push)"));
+    }
+    EMBEDDING_ASSIGN_OR_RETURN(push.learning_rate,
+                               ParseFloatFlag(param.name, param.value));
+  }
   push.sequence = flags.sequence;
   return push;
 }
@@ -137,8 +168,8 @@ std::vector<std::string> IndexLabels(absl::Span<const int64_t> indices) {
 }
 
 absl::Status PrintPush(const Context& ctx,
-                       const absl::StatusOr<PushResult>& result) {
-  if (!result.ok()) return result.status();
+                       const absl::StatusOr<PushGradientsResult>& result) {
+  EMBEDDING_RETURN_IF_ERROR(result.status());
   ctx.out << "pushed to " << ctx.table << ": " << result->rows_updated
           << " rows updated, version " << result->version
           << (result->duplicate ? " (duplicate: already applied before)" : "")
@@ -162,161 +193,181 @@ absl::Status CreateTable(const Context& ctx) {
   spec.set_scale_grad_by_freq(flags.scale_grad_by_freq);
   spec.set_seed(flags.seed);
   if (!flags.initializer.empty()) {
-    absl::StatusOr<v1::Initializer> initializer =
-        ParseInitializer(flags.initializer);
-    if (!initializer.ok()) return initializer.status();
-    *spec.mutable_initializer() = *std::move(initializer);
+    EMBEDDING_ASSIGN_OR_RETURN(*spec.mutable_initializer(),
+                               ParseInitializer(flags.initializer));
   }
-  if (HasOptimizerFlags(flags.optimizer)) {
-    absl::StatusOr<v1::Optimizer> optimizer = OptimizerFromFlags(flags);
-    if (!optimizer.ok()) return optimizer.status();
-    *spec.mutable_optimizer() = *std::move(optimizer);
+  if (!flags.optimizer.empty() || !flags.params.empty()) {
+    EMBEDDING_ASSIGN_OR_RETURN(*spec.mutable_optimizer(),
+                               OptimizerFromFlags(flags));
   }
-  absl::StatusOr<v1::TableInfo> info = ctx.client.CreateTable(spec);
-  if (!info.ok()) return info.status();
-  ctx.out << "created table " << ctx.table << "\n" << FormatTableInfo(*info);
+  EMBEDDING_ASSIGN_OR_RETURN(const v1::TableInfo info,
+                             ctx.client.CreateTable(spec));
+  ctx.out << "created table " << ctx.table << "\n" << FormatTableInfo(info);
   return absl::OkStatus();
 }
 
 absl::Status List(const Context& ctx) {
-  absl::StatusOr<std::vector<v1::TableInfo>> tables = ctx.client.ListTables();
-  if (!tables.ok()) return tables.status();
-  ctx.out << FormatTableList(*tables);
+  EMBEDDING_ASSIGN_OR_RETURN(const std::vector<v1::TableInfo> tables,
+                             ctx.client.ListTables());
+  ctx.out << FormatTableList(tables);
   return absl::OkStatus();
 }
 
 absl::Status Describe(const Context& ctx) {
-  absl::StatusOr<v1::TableInfo> info = ctx.client.GetTable(ctx.table);
-  if (!info.ok()) return info.status();
-  ctx.out << FormatTableInfo(*info);
+  EMBEDDING_ASSIGN_OR_RETURN(const v1::TableInfo info,
+                             ctx.client.GetTable(ctx.table));
+  ctx.out << FormatTableInfo(info);
   return absl::OkStatus();
 }
 
 absl::Status Delete(const Context& ctx) {
-  absl::Status status = ctx.client.DeleteTable(ctx.table);
-  if (!status.ok()) return status;
+  EMBEDDING_RETURN_IF_ERROR(ctx.client.DeleteTable(ctx.table));
   ctx.out << "deleted table " << ctx.table << "\n";
   return absl::OkStatus();
 }
 
 absl::Status SetOptimizer(const Context& ctx) {
-  if (ctx.flags.optimizer.kind.empty()) {
+  if (ctx.flags.optimizer.empty()) {
     return absl::InvalidArgumentError("set-optimizer needs --optimizer");
   }
-  absl::StatusOr<v1::Optimizer> optimizer = OptimizerFromFlags(ctx.flags);
-  if (!optimizer.ok()) return optimizer.status();
-  absl::StatusOr<v1::TableInfo> info =
-      ctx.client.SetOptimizer(ctx.table, *optimizer);
-  if (!info.ok()) return info.status();
+  EMBEDDING_ASSIGN_OR_RETURN(const v1::Optimizer optimizer,
+                             OptimizerFromFlags(ctx.flags));
+  EMBEDDING_ASSIGN_OR_RETURN(const v1::TableInfo info,
+                             ctx.client.SetOptimizer(ctx.table, optimizer));
   ctx.out << "optimizer of " << ctx.table << ": "
-          << FormatOptimizer(info->spec().optimizer()) << "\n";
+          << FormatOptimizer(info.spec().optimizer()) << "\n";
   return absl::OkStatus();
 }
 
 absl::Status Lookup(const Context& ctx) {
+  EMBEDDING_ASSIGN_OR_RETURN(const std::vector<int64_t> indices,
+                             ParseInt64List("indices", ctx.flags.indices));
   LookupOptions options;
-  options.shape = ctx.parsed.shape;
-  options.dtype = ctx.parsed.dtype;
-  absl::StatusOr<FloatTensor> rows =
-      ctx.client.Lookup(ctx.table, ctx.parsed.indices, options);
-  if (!rows.ok()) return rows.status();
-  PrintRows(*rows, IndexLabels(ctx.parsed.indices), ctx.out);
+  EMBEDDING_ASSIGN_OR_RETURN(options.shape,
+                             ParseInt64List("shape", ctx.flags.shape));
+  EMBEDDING_ASSIGN_OR_RETURN(options.dtype, ParseDType(ctx.flags.dtype));
+  EMBEDDING_ASSIGN_OR_RETURN(const FloatTensor rows,
+                             ctx.client.Lookup(ctx.table, indices, options));
+  PrintRows(rows, IndexLabels(indices), ctx.out);
   return absl::OkStatus();
 }
 
 absl::Status Push(const Context& ctx) {
-  return PrintPush(ctx, ctx.client.PushGradients(
-                            ctx.table, ctx.parsed.indices, ctx.parsed.grad,
-                            PushOptionsFromFlags(ctx.flags)));
+  EMBEDDING_ASSIGN_OR_RETURN(const std::vector<int64_t> indices,
+                             ParseInt64List("indices", ctx.flags.indices));
+  EMBEDDING_ASSIGN_OR_RETURN(const std::vector<float> grad,
+                             ParseFloatList("grad", ctx.flags.grad));
+  EMBEDDING_ASSIGN_OR_RETURN(const PushGradientsOptions push,
+                             PushOptionsFromFlags(ctx.flags));
+  return PrintPush(ctx,
+                   ctx.client.PushGradients(ctx.table, indices, grad, push));
 }
 
 absl::Status WriteRows(const Context& ctx) {
+  EMBEDDING_ASSIGN_OR_RETURN(const std::vector<int64_t> indices,
+                             ParseInt64List("indices", ctx.flags.indices));
+  EMBEDDING_ASSIGN_OR_RETURN(const std::vector<float> values,
+                             ParseFloatList("values", ctx.flags.values));
   absl::StatusOr<WriteResult> result;
   if (ctx.flags.start.has_value()) {
-    if (!ctx.parsed.indices.empty()) {
+    if (!indices.empty()) {
       return absl::InvalidArgumentError(
           "write-rows takes --indices or --start, not both");
     }
-    absl::StatusOr<v1::TableInfo> info = ctx.client.GetTable(ctx.table);
-    if (!info.ok()) return info.status();
+    EMBEDDING_ASSIGN_OR_RETURN(const v1::TableInfo info,
+                               ctx.client.GetTable(ctx.table));
     result = ctx.client.WriteRowRange(ctx.table, *ctx.flags.start,
-                                      info->spec().embedding_dim(),
-                                      ctx.parsed.values);
+                                      info.spec().embedding_dim(), values);
   } else {
-    result =
-        ctx.client.WriteRows(ctx.table, ctx.parsed.indices, ctx.parsed.values);
+    result = ctx.client.WriteRows(ctx.table, indices, values);
   }
-  if (!result.ok()) return result.status();
+  EMBEDDING_RETURN_IF_ERROR(result.status());
   ctx.out << "wrote " << result->rows_written << " rows to " << ctx.table
           << ", version " << result->version << "\n";
   return absl::OkStatus();
 }
 
 absl::Status ReadRows(const Context& ctx) {
+  EMBEDDING_ASSIGN_OR_RETURN(const std::vector<int64_t> indices,
+                             ParseInt64List("indices", ctx.flags.indices));
   absl::StatusOr<ReadRowsResult> result;
-  if (!ctx.parsed.indices.empty()) {
+  if (!indices.empty()) {
     if (ctx.flags.start || ctx.flags.end) {
       return absl::InvalidArgumentError(
           "read-rows takes --indices or --start/--end, not both");
     }
-    result = ctx.client.ReadRows(ctx.table, ctx.parsed.indices);
+    result = ctx.client.ReadRows(ctx.table, indices);
   } else {
     result = ctx.client.ReadRowRange(ctx.table, ctx.flags.start.value_or(0),
                                      ctx.flags.end.value_or(0));
   }
-  if (!result.ok()) return result.status();
+  EMBEDDING_RETURN_IF_ERROR(result.status());
   PrintRows(result->values, IndexLabels(result->indices), ctx.out);
   return absl::OkStatus();
 }
 
 absl::Status LookupBag(const Context& ctx) {
-  absl::StatusOr<BagLookupResult> result =
-      ctx.client.LookupBag(ctx.table, ctx.parsed.bags, ctx.parsed.dtype);
-  if (!result.ok()) return result.status();
+  EMBEDDING_ASSIGN_OR_RETURN(const std::unique_ptr<BagFlags> parsed,
+                             ParseBags(ctx.flags));
+  EMBEDDING_ASSIGN_OR_RETURN(const v1::DType dtype,
+                             ParseDType(ctx.flags.dtype));
+  EMBEDDING_ASSIGN_OR_RETURN(
+      const BagLookupResult result,
+      ctx.client.LookupBag(ctx.table, parsed->bags, dtype));
   const int64_t bags =
-      result->embeddings.shape.empty() ? 0 : result->embeddings.shape[0];
+      result.embeddings.shape.empty() ? 0 : result.embeddings.shape[0];
   std::vector<std::string> labels;
   for (int64_t bag = 0; bag < bags; ++bag) {
     labels.push_back(absl::StrCat("bag ", bag));
   }
-  PrintRows(result->embeddings, labels, ctx.out);
-  if (!result->max_indices.empty()) {
-    ctx.out << "max_indices: " << FormatInt64List(result->max_indices) << "\n";
+  PrintRows(result.embeddings, labels, ctx.out);
+  if (!result.max_indices.empty()) {
+    ctx.out << "max_indices: " << FormatInt64List(result.max_indices) << "\n";
   }
   return absl::OkStatus();
 }
 
 absl::Status PushBag(const Context& ctx) {
-  std::vector<int64_t> max_indices = ctx.parsed.max_indices;
-  if (ctx.parsed.bags.mode == v1::BAG_MODE_MAX && max_indices.empty()) {
-    absl::StatusOr<BagLookupResult> forward =
-        ctx.client.LookupBag(ctx.table, ctx.parsed.bags);
-    if (!forward.ok()) return forward.status();
-    max_indices = std::move(forward->max_indices);
+  EMBEDDING_ASSIGN_OR_RETURN(const std::unique_ptr<BagFlags> parsed,
+                             ParseBags(ctx.flags));
+  EMBEDDING_ASSIGN_OR_RETURN(const std::vector<float> grad,
+                             ParseFloatList("grad", ctx.flags.grad));
+  EMBEDDING_ASSIGN_OR_RETURN(
+      std::vector<int64_t> max_indices,
+      ParseInt64List("max_indices", ctx.flags.max_indices));
+  EMBEDDING_ASSIGN_OR_RETURN(const PushGradientsOptions push,
+                             PushOptionsFromFlags(ctx.flags));
+  if (parsed->bags.mode == v1::BAG_MODE_MAX && max_indices.empty()) {
+    EMBEDDING_ASSIGN_OR_RETURN(BagLookupResult forward,
+                               ctx.client.LookupBag(ctx.table, parsed->bags));
+    max_indices = std::move(forward.max_indices);
   }
-  return PrintPush(ctx, ctx.client.PushBagGradients(
-                            ctx.table, ctx.parsed.bags, ctx.parsed.grad,
-                            max_indices, PushOptionsFromFlags(ctx.flags)));
+  return PrintPush(ctx, ctx.client.PushBagGradients(ctx.table, parsed->bags,
+                                                    grad, max_indices, push));
 }
+
+// Which hyper-parameter flags a command takes.
+enum class Params { kNone, kLearningRate, kOptimizer };
 
 struct Command {
   const char* name;
   bool takes_table;
+  Params params;
   absl::Status (*run)(const Context&);
 };
 
 constexpr Command kCommands[] = {
-    {"create-table", true, CreateTable},
-    {"list", false, List},
-    {"describe", true, Describe},
-    {"delete", true, Delete},
-    {"set-optimizer", true, SetOptimizer},
-    {"lookup", true, Lookup},
-    {"push", true, Push},
-    {"write-rows", true, WriteRows},
-    {"read-rows", true, ReadRows},
-    {"lookup-bag", true, LookupBag},
-    {"push-bag", true, PushBag},
+    {"create-table", true, Params::kOptimizer, CreateTable},
+    {"list", false, Params::kNone, List},
+    {"describe", true, Params::kNone, Describe},
+    {"delete", true, Params::kNone, Delete},
+    {"set-optimizer", true, Params::kOptimizer, SetOptimizer},
+    {"lookup", true, Params::kNone, Lookup},
+    {"push", true, Params::kLearningRate, Push},
+    {"write-rows", true, Params::kNone, WriteRows},
+    {"read-rows", true, Params::kNone, ReadRows},
+    {"lookup-bag", true, Params::kNone, LookupBag},
+    {"push-bag", true, Params::kLearningRate, PushBag},
 };
 
 }  // namespace
@@ -337,12 +388,14 @@ absl::Status RunCommand(const EmbeddingClient& client,
           command.takes_table ? " takes one table NAME" : " takes no operands",
           ", got ", args.size() - 1, " operands"));
     }
-    ParsedFlags parsed;
-    absl::Status status = ParseFlags(flags, &parsed);
-    if (!status.ok()) return status;
+    if (command.params == Params::kNone && !flags.params.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", flags.params[0].name, " is an optimizer hyper-parameter; ",
+          command.name, " takes none"));
+    }
     const std::string no_table;
-    return command.run(Context{client, command.takes_table ? args[1] : no_table,
-                               flags, parsed, out});
+    return command.run(
+        Context{client, command.takes_table ? args[1] : no_table, flags, out});
   }
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown command \"", args[0], "\"; run embedding_cli --help"));

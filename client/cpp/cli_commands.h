@@ -1,6 +1,7 @@
 // The subcommands of embedding_cli, run against an EmbeddingClient.
 //
-//   CommandFlags flags;  // filled from absl flags in main
+//   SplitArgs split = ExtractOptimizerParams(argc, argv);  // in main
+//   CommandFlags flags;  // filled from absl flags and split.params in main
 //   flags.indices = "1,2,3";
 //   absl::Status status = RunCommand(*client, {"lookup", "users"}, flags,
 //                                    std::cout);
@@ -13,6 +14,7 @@
 #include <optional>
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
@@ -21,8 +23,26 @@
 
 namespace embedding::cli {
 
-// The text of `embedding_cli --help`.
-extern const char kUsage[];
+// The text of `embedding_cli help` (and the top of --help): the commands,
+// then every optimizer of the table with its hyper-parameter flags.
+std::string Usage();
+
+// Optimizer hyper-parameters are flags (--l1=0.5) but not absl flags: absl
+// declares flags statically, one ABSL_FLAG each, while the optimizers and
+// their parameters come from the table in common/optimizer_kinds.h. So main
+// takes every --NAME=VALUE, --NAME VALUE (or single-dash) argument whose
+// NAME is a hyper-parameter of some optimizer in the table out of argv
+// before absl::ParseCommandLine sees it, and RunCommand checks them against
+// the chosen optimizer. An optimizer or parameter added to the table needs
+// no edit in the CLI. Arguments after "--" stay positional; a
+// hyper-parameter inside a --flagfile is not seen (absl would reject it).
+struct SplitArgs {
+  // argv[0] and every argument that is not a hyper-parameter, in order.
+  std::vector<char*> argv;
+  // The hyper-parameters, in the order given.
+  std::vector<ParamFlag> params;
+};
+SplitArgs ExtractOptimizerParams(int argc, char** argv);
 
 // Every value the command-line flags can carry. Lists are the raw comma text.
 struct CommandFlags {
@@ -35,31 +55,34 @@ struct CommandFlags {
   bool scale_grad_by_freq = false;
   std::string initializer;  // Empty: the server's default, normal(0, 1).
   uint64_t seed = 0;
-  // create-table and set-optimizer; `optimizer.lr` is also the per-push
-  // learning-rate override of push and push-bag.
-  OptimizerFlags optimizer;
+  // create-table and set-optimizer: the optimizer's name (create-table:
+  // empty means the server's default, or sgd when `params` are given) and
+  // its hyper-parameters. push and push-bag take only "lr", the per-push
+  // learning rate.
+  std::string optimizer;
+  std::vector<ParamFlag> params;
   // Row data.
   std::string indices;
   std::string shape;
-  std::string dtype = "float32";
+  std::string dtype = std::string(DTypeName(kDefaultLookupDType));
   std::string grad;
   std::string values;
   std::optional<int64_t> start;
   std::optional<int64_t> end;
   // Bags.
   std::string offsets;
-  std::string mode = "sum";
+  std::string mode = std::string(BagModeName(kDefaultBagMode));
   std::string per_sample_weights;
   bool include_last_offset = false;
   std::string max_indices;
-  // Exactly-once pushes.
-  std::string client_id;
-  uint64_t sequence = 0;
+  // Exactly-once pushes: default the client's next sequence.
+  std::optional<uint64_t> sequence;
 };
 
 // Runs `args` = {command, operands...}, printing its result to `out`.
 // Returns the server's error unchanged, or INVALID_ARGUMENT for an unknown
-// command, a missing table name or a malformed flag.
+// command, a missing table name, a malformed flag or a hyper-parameter the
+// command or the optimizer does not take.
 absl::Status RunCommand(const EmbeddingClient& client,
                         absl::Span<const std::string> args,
                         const CommandFlags& flags, std::ostream& out);

@@ -1,5 +1,9 @@
-// embedding_cli: command-line client of the Embedding Service. Flags become a
-// CommandFlags struct here; everything else lives in cli_commands.cc.
+// embedding_cli: command-line client of the Embedding Service. Flags become
+// ClientOptions and a CommandFlags struct here; everything else lives in
+// cli_commands.cc. The connection flags default to the C++ client's
+// constants, which are client/CONTRACT.md's defaults. Optimizer
+// hyper-parameters (--lr, --l1, ...) are not absl flags: see
+// ExtractOptimizerParams in cli_commands.h.
 #include <cstdint>
 #include <iostream>
 #include <optional>
@@ -14,11 +18,19 @@
 #include "absl/strings/match.h"
 #include "absl/time/time.h"
 #include "client/cpp/cli_commands.h"
+#include "client/cpp/cli_text.h"
 #include "client/cpp/embedding_client.h"
 
-ABSL_FLAG(std::string, server, "127.0.0.1:50051", "Server address host:port.");
-ABSL_FLAG(absl::Duration, timeout, absl::Seconds(30),
-          "Deadline of each RPC, e.g. 500ms, 30s.");
+ABSL_FLAG(std::string, server, std::string(embedding::kDefaultAddress),
+          "Server address host:port.");
+ABSL_FLAG(absl::Duration, timeout, embedding::kDefaultTimeout,
+          "Deadline of each RPC (each attempt of a retried one), e.g. 500ms, "
+          "30s.");
+ABSL_FLAG(int, max_message_bytes, embedding::kDefaultMaxMessageBytes,
+          "Largest message sent or received; bulk transfers are chunked "
+          "below it.");
+ABSL_FLAG(int, max_retries, embedding::kDefaultMaxRetries,
+          "Retries of a read or push that failed with UNAVAILABLE.");
 ABSL_FLAG(std::optional<int64_t>, num_embeddings, std::nullopt,
           "create-table: rows of the table.");
 ABSL_FLAG(std::optional<int64_t>, embedding_dim, std::nullopt,
@@ -36,23 +48,15 @@ ABSL_FLAG(std::string, initializer, "",
           "(default normal:0,1).");
 ABSL_FLAG(uint64_t, seed, 0, "create-table: seed of the initializer.");
 ABSL_FLAG(std::string, optimizer, "",
-          "create-table, set-optimizer: sgd | adagrad | sparse_adam | "
-          "rowwise_adagrad (default sgd).");
-ABSL_FLAG(std::optional<float>, lr, std::nullopt,
-          "Optimizer learning rate; with push/push-bag, overrides the "
-          "table's for that push.");
-ABSL_FLAG(std::optional<float>, lr_decay, std::nullopt, "adagrad: lr_decay.");
-ABSL_FLAG(std::optional<float>, initial_accumulator_value, std::nullopt,
-          "adagrad: initial_accumulator_value.");
-ABSL_FLAG(std::optional<float>, eps, std::nullopt,
-          "adagrad, sparse_adam, rowwise_adagrad: eps.");
-ABSL_FLAG(std::optional<float>, beta1, std::nullopt, "sparse_adam: beta1.");
-ABSL_FLAG(std::optional<float>, beta2, std::nullopt, "sparse_adam: beta2.");
+          "create-table, set-optimizer: the optimizer's name (default sgd); "
+          "the usage text above lists them with their --PARAM flags.");
 ABSL_FLAG(std::string, indices, "", "Comma-separated row ids.");
 ABSL_FLAG(std::string, shape, "",
           "lookup: shape of the index tensor (default [len(indices)]).");
-ABSL_FLAG(std::string, dtype, "float32",
-          "lookup, lookup-bag: wire type float32 | float16 | bfloat16.");
+ABSL_FLAG(
+    std::string, dtype,
+    std::string(embedding::cli::DTypeName(embedding::kDefaultLookupDType)),
+    "lookup, lookup-bag: wire type float32 | float16 | bfloat16.");
 ABSL_FLAG(std::string, grad, "",
           "push, push-bag: comma-separated gradient, row-major.");
 ABSL_FLAG(std::string, values, "",
@@ -62,7 +66,9 @@ ABSL_FLAG(std::optional<int64_t>, start, std::nullopt,
 ABSL_FLAG(std::optional<int64_t>, end, std::nullopt,
           "read-rows: end of the range (exclusive; default the table's end).");
 ABSL_FLAG(std::string, offsets, "", "lookup-bag, push-bag: bag offsets.");
-ABSL_FLAG(std::string, mode, "sum", "lookup-bag, push-bag: sum | mean | max.");
+ABSL_FLAG(std::string, mode,
+          std::string(embedding::cli::BagModeName(embedding::kDefaultBagMode)),
+          "lookup-bag, push-bag: sum | mean | max.");
 ABSL_FLAG(std::string, per_sample_weights, "",
           "lookup-bag, push-bag: one weight per index (sum mode).");
 ABSL_FLAG(bool, include_last_offset, false,
@@ -70,13 +76,24 @@ ABSL_FLAG(bool, include_last_offset, false,
 ABSL_FLAG(std::string, max_indices, "",
           "push-bag (max mode): the max_indices lookup-bag printed.");
 ABSL_FLAG(std::string, client_id, "",
-          "push, push-bag: client id for exactly-once delivery.");
-ABSL_FLAG(uint64_t, sequence, 0,
-          "push, push-bag: sequence number (> 0) for exactly-once delivery.");
+          "push, push-bag: exactly-once client id (default: a random one).");
+ABSL_FLAG(std::optional<uint64_t>, sequence, std::nullopt,
+          "push, push-bag: exactly-once sequence number (> 0). Default 1: "
+          "each run is a new client, so with --client_id give it too.");
 
 namespace {
 
-embedding::cli::CommandFlags FlagsToCommandFlags() {
+embedding::ClientOptions FlagsToClientOptions() {
+  embedding::ClientOptions options;
+  options.default_timeout = absl::GetFlag(FLAGS_timeout);
+  options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.max_retries = absl::GetFlag(FLAGS_max_retries);
+  options.client_id = absl::GetFlag(FLAGS_client_id);
+  return options;
+}
+
+embedding::cli::CommandFlags FlagsToCommandFlags(
+    std::vector<embedding::cli::ParamFlag> params) {
   embedding::cli::CommandFlags flags;
   flags.num_embeddings = absl::GetFlag(FLAGS_num_embeddings);
   flags.embedding_dim = absl::GetFlag(FLAGS_embedding_dim);
@@ -86,14 +103,8 @@ embedding::cli::CommandFlags FlagsToCommandFlags() {
   flags.scale_grad_by_freq = absl::GetFlag(FLAGS_scale_grad_by_freq);
   flags.initializer = absl::GetFlag(FLAGS_initializer);
   flags.seed = absl::GetFlag(FLAGS_seed);
-  flags.optimizer.kind = absl::GetFlag(FLAGS_optimizer);
-  flags.optimizer.lr = absl::GetFlag(FLAGS_lr);
-  flags.optimizer.lr_decay = absl::GetFlag(FLAGS_lr_decay);
-  flags.optimizer.initial_accumulator_value =
-      absl::GetFlag(FLAGS_initial_accumulator_value);
-  flags.optimizer.eps = absl::GetFlag(FLAGS_eps);
-  flags.optimizer.beta1 = absl::GetFlag(FLAGS_beta1);
-  flags.optimizer.beta2 = absl::GetFlag(FLAGS_beta2);
+  flags.optimizer = absl::GetFlag(FLAGS_optimizer);
+  flags.params = std::move(params);
   flags.indices = absl::GetFlag(FLAGS_indices);
   flags.shape = absl::GetFlag(FLAGS_shape);
   flags.dtype = absl::GetFlag(FLAGS_dtype);
@@ -106,7 +117,6 @@ embedding::cli::CommandFlags FlagsToCommandFlags() {
   flags.per_sample_weights = absl::GetFlag(FLAGS_per_sample_weights);
   flags.include_last_offset = absl::GetFlag(FLAGS_include_last_offset);
   flags.max_indices = absl::GetFlag(FLAGS_max_indices);
-  flags.client_id = absl::GetFlag(FLAGS_client_id);
   flags.sequence = absl::GetFlag(FLAGS_sequence);
   return flags;
 }
@@ -126,22 +136,24 @@ int main(int argc, char** argv) {
     return absl::EndsWith(file, "cli_main.cc");
   };
   absl::SetFlagsUsageConfig(usage_config);
-  absl::SetProgramUsageMessage(embedding::cli::kUsage);
-  std::vector<char*> positional = absl::ParseCommandLine(argc, argv);
+  const std::string usage = embedding::cli::Usage();
+  absl::SetProgramUsageMessage(usage);
+  embedding::cli::SplitArgs split =
+      embedding::cli::ExtractOptimizerParams(argc, argv);
+  std::vector<char*> positional = absl::ParseCommandLine(
+      static_cast<int>(split.argv.size()), split.argv.data());
   std::vector<std::string> args(positional.begin() + 1, positional.end());
   if (args.empty() || args[0] == "help") {
-    (args.empty() ? std::cerr : std::cout)
-        << "embedding_cli: " << embedding::cli::kUsage;
+    (args.empty() ? std::cerr : std::cout) << "embedding_cli: " << usage;
     return args.empty() ? 2 : 0;
   }
 
-  embedding::ClientOptions options;
-  options.default_timeout = absl::GetFlag(FLAGS_timeout);
   absl::StatusOr<std::unique_ptr<embedding::EmbeddingClient>> client =
-      embedding::EmbeddingClient::Connect(absl::GetFlag(FLAGS_server), options);
+      embedding::EmbeddingClient::Connect(absl::GetFlag(FLAGS_server),
+                                          FlagsToClientOptions());
   if (!client.ok()) return PrintError(client.status());
   absl::Status status = embedding::cli::RunCommand(
-      **client, args, FlagsToCommandFlags(), std::cout);
+      **client, args, FlagsToCommandFlags(std::move(split.params)), std::cout);
   if (!status.ok()) return PrintError(status);
   return 0;
 }

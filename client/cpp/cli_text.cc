@@ -11,15 +11,57 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "common/optimizer_kinds.h"
+#include "common/optimizer_proto.h"
+#include "common/status_macros.h"
 
 namespace embedding::cli {
 namespace {
 
+// The names of an enum, for both directions.
+template <typename Enum>
+struct NamedValue {
+  absl::string_view name;
+  Enum value;
+};
+
+constexpr NamedValue<v1::DType> kDTypes[] = {
+    {"float32", v1::DTYPE_FLOAT32},
+    {"float16", v1::DTYPE_FLOAT16},
+    {"bfloat16", v1::DTYPE_BFLOAT16},
+};
+
+constexpr NamedValue<v1::BagMode> kBagModes[] = {
+    {"sum", v1::BAG_MODE_SUM},
+    {"mean", v1::BAG_MODE_MEAN},
+    {"max", v1::BAG_MODE_MAX},
+};
+
+template <typename Enum, size_t n>
+absl::StatusOr<Enum> ParseName(const NamedValue<Enum> (&names)[n],
+                               absl::string_view flag, absl::string_view text) {
+  std::vector<absl::string_view> expected;
+  for (const NamedValue<Enum>& named : names) {
+    if (named.name == text) return named.value;
+    expected.push_back(named.name);
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--", flag, "=", text, ": expected ", absl::StrJoin(expected, ", ")));
+}
+
+template <typename Enum, size_t n>
+absl::string_view NameOf(const NamedValue<Enum> (&names)[n], Enum value) {
+  for (const NamedValue<Enum>& named : names) {
+    if (named.value == value) return named.name;
+  }
+  return "unknown";
+}
+
 template <typename T>
-absl::Status ParseListOf(absl::string_view flag, absl::string_view text,
-                         std::vector<T>* out) {
-  out->clear();
-  if (absl::StripAsciiWhitespace(text).empty()) return absl::OkStatus();
+absl::StatusOr<std::vector<T>> ParseListOf(absl::string_view flag,
+                                           absl::string_view text) {
+  std::vector<T> out;
+  if (absl::StripAsciiWhitespace(text).empty()) return out;
   for (absl::string_view piece : absl::StrSplit(text, ',')) {
     piece = absl::StripAsciiWhitespace(piece);
     T value;
@@ -31,59 +73,50 @@ absl::Status ParseListOf(absl::string_view flag, absl::string_view text,
     }
     if (!ok) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "--", flag, ": element ", out->size(), " (\"", piece, "\") is not a",
+          "--", flag, ": element ", out.size(), " (\"", piece, "\") is not a",
           std::is_integral_v<T> ? "n integer" : " number"));
     }
-    out->push_back(value);
+    out.push_back(value);
   }
-  return absl::OkStatus();
+  return out;
 }
 
-// A "key=value" piece of a formatted optimizer; lr 0 means the default.
+// A "key=value" piece of a formatted initializer or optimizer.
 std::string Param(absl::string_view key, float value) {
   return absl::StrCat(key, "=", FormatFloat(value));
 }
 
-std::string LearningRate(float lr) {
-  return lr == 0 ? "lr=default" : Param("lr", lr);
+const HyperParameter* FindParam(const OptimizerInfo& info,
+                                absl::string_view name) {
+  for (const HyperParameter& param : info.params) {
+    if (param.name == name) return &param;
+  }
+  return nullptr;
 }
 
-// Names a hyper-parameter flag that `kind` does not take, if any.
-std::optional<std::string> ForeignParameter(const OptimizerFlags& flags,
-                                            bool lr_decay, bool accumulator,
-                                            bool eps, bool betas) {
-  const std::pair<const char*, bool> checks[] = {
-      {"lr_decay", !lr_decay && flags.lr_decay.has_value()},
-      {"initial_accumulator_value",
-       !accumulator && flags.initial_accumulator_value.has_value()},
-      {"eps", !eps && flags.eps.has_value()},
-      {"beta1", !betas && flags.beta1.has_value()},
-      {"beta2", !betas && flags.beta2.has_value()},
-  };
-  for (const auto& [name, foreign] : checks) {
-    if (foreign) return std::string(name);
-  }
-  return std::nullopt;
+std::string OptimizerNames() {
+  std::vector<absl::string_view> names;
+  for (const OptimizerInfo& info : AllOptimizers()) names.push_back(info.name);
+  return absl::StrJoin(names, ", ");
 }
 
 }  // namespace
 
-absl::Status ParseList(absl::string_view flag, absl::string_view text,
-                       std::vector<int64_t>* out) {
-  return ParseListOf(flag, text, out);
+absl::StatusOr<std::vector<int64_t>> ParseInt64List(absl::string_view flag,
+                                                    absl::string_view text) {
+  return ParseListOf<int64_t>(flag, text);
 }
 
-absl::Status ParseList(absl::string_view flag, absl::string_view text,
-                       std::vector<float>* out) {
-  return ParseListOf(flag, text, out);
+absl::StatusOr<std::vector<float>> ParseFloatList(absl::string_view flag,
+                                                  absl::string_view text) {
+  return ParseListOf<float>(flag, text);
 }
 
 absl::StatusOr<v1::Initializer> ParseInitializer(absl::string_view text) {
   std::pair<absl::string_view, absl::string_view> parts =
       absl::StrSplit(text, absl::MaxSplits(':', 1));
-  std::vector<float> args;
-  absl::Status status = ParseList("initializer", parts.second, &args);
-  if (!status.ok()) return status;
+  EMBEDDING_ASSIGN_OR_RETURN(const std::vector<float> args,
+                             ParseFloatList("initializer", parts.second));
   v1::Initializer initializer;
   const absl::string_view kind = parts.first;
   if (kind == "normal" && (args.empty() || args.size() == 2)) {
@@ -103,57 +136,60 @@ absl::StatusOr<v1::Initializer> ParseInitializer(absl::string_view text) {
 }
 
 absl::StatusOr<v1::DType> ParseDType(absl::string_view text) {
-  if (text == "float32") return v1::DTYPE_FLOAT32;
-  if (text == "float16") return v1::DTYPE_FLOAT16;
-  if (text == "bfloat16") return v1::DTYPE_BFLOAT16;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--dtype=", text, ": expected float32, float16 or bfloat16"));
+  return ParseName(kDTypes, "dtype", text);
 }
+
+absl::string_view DTypeName(v1::DType dtype) { return NameOf(kDTypes, dtype); }
 
 absl::StatusOr<v1::BagMode> ParseBagMode(absl::string_view text) {
-  if (text == "sum") return v1::BAG_MODE_SUM;
-  if (text == "mean") return v1::BAG_MODE_MEAN;
-  if (text == "max") return v1::BAG_MODE_MAX;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--mode=", text, ": expected sum, mean or max"));
+  return ParseName(kBagModes, "mode", text);
 }
 
-absl::StatusOr<v1::Optimizer> BuildOptimizer(const OptimizerFlags& flags) {
-  v1::Optimizer optimizer;
-  std::optional<std::string> foreign;
-  const float lr = flags.lr.value_or(0);
-  if (flags.kind == "sgd") {
-    foreign = ForeignParameter(flags, false, false, false, false);
-    optimizer.mutable_sgd()->set_lr(lr);
-  } else if (flags.kind == "adagrad") {
-    foreign = ForeignParameter(flags, true, true, true, false);
-    v1::AdagradOptions* adagrad = optimizer.mutable_adagrad();
-    adagrad->set_lr(lr);
-    adagrad->set_lr_decay(flags.lr_decay.value_or(0));
-    adagrad->set_initial_accumulator_value(
-        flags.initial_accumulator_value.value_or(0));
-    if (flags.eps) adagrad->set_eps(*flags.eps);
-  } else if (flags.kind == "sparse_adam") {
-    foreign = ForeignParameter(flags, false, false, true, true);
-    v1::SparseAdamOptions* adam = optimizer.mutable_sparse_adam();
-    adam->set_lr(lr);
-    if (flags.beta1) adam->set_beta1(*flags.beta1);
-    if (flags.beta2) adam->set_beta2(*flags.beta2);
-    if (flags.eps) adam->set_eps(*flags.eps);
-  } else if (flags.kind == "rowwise_adagrad") {
-    foreign = ForeignParameter(flags, false, false, true, false);
-    optimizer.mutable_rowwise_adagrad()->set_lr(lr);
-    if (flags.eps) optimizer.mutable_rowwise_adagrad()->set_eps(*flags.eps);
-  } else {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--optimizer=", flags.kind,
-        ": expected sgd, adagrad, sparse_adam or rowwise_adagrad"));
+absl::string_view BagModeName(v1::BagMode mode) {
+  return NameOf(kBagModes, mode);
+}
+
+bool IsHyperParameter(absl::string_view name) {
+  for (const OptimizerInfo& info : AllOptimizers()) {
+    if (FindParam(info, name) != nullptr) return true;
   }
-  if (foreign) {
+  return false;
+}
+
+absl::StatusOr<float> ParseFloatFlag(absl::string_view flag,
+                                     absl::string_view text) {
+  float value;
+  if (!absl::SimpleAtof(text, &value)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--", *foreign, " is not a parameter of the ", flags.kind,
-                     " optimizer"));
+        absl::StrCat("--", flag, "=", text, ": not a number"));
   }
+  return value;
+}
+
+absl::StatusOr<v1::Optimizer> BuildOptimizer(
+    absl::string_view name, absl::Span<const ParamFlag> params) {
+  const OptimizerInfo* info = FindOptimizer(name);
+  if (info == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--optimizer=", name, ": expected one of ", OptimizerNames()));
+  }
+  OptimizerSpec spec = DefaultOptimizerSpec(info->kind);
+  for (const ParamFlag& flag : params) {
+    const HyperParameter* param = FindParam(*info, flag.name);
+    if (param == nullptr) {
+      std::vector<std::string> own;
+      for (const HyperParameter& p : info->params) {
+        own.push_back(absl::StrCat("--", p.name));
+      }
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", flag.name, " is not a parameter of the ", info->name,
+          " optimizer (it takes ", absl::StrJoin(own, ", "), ")"));
+    }
+    EMBEDDING_ASSIGN_OR_RETURN(spec.*param->field,
+                               ParseFloatFlag(flag.name, flag.value));
+  }
+  v1::Optimizer optimizer;
+  OptimizerToProto(spec, &optimizer);
   return optimizer;
 }
 
@@ -179,39 +215,25 @@ std::string FormatInt64List(absl::Span<const int64_t> values) {
 }
 
 std::string FormatOptimizer(const v1::Optimizer& optimizer) {
-  switch (optimizer.kind_case()) {
-    case v1::Optimizer::kAdagrad: {
-      const v1::AdagradOptions& o = optimizer.adagrad();
-      std::string text = absl::StrCat(
-          "adagrad(", LearningRate(o.lr()), ", ",
-          Param("lr_decay", o.lr_decay()), ", ",
-          Param("initial_accumulator_value", o.initial_accumulator_value()));
-      if (o.has_eps()) absl::StrAppend(&text, ", ", Param("eps", o.eps()));
-      return text + ")";
-    }
-    case v1::Optimizer::kSparseAdam: {
-      const v1::SparseAdamOptions& o = optimizer.sparse_adam();
-      std::string text = absl::StrCat("sparse_adam(", LearningRate(o.lr()));
-      if (o.has_beta1())
-        absl::StrAppend(&text, ", ", Param("beta1", o.beta1()));
-      if (o.has_beta2())
-        absl::StrAppend(&text, ", ", Param("beta2", o.beta2()));
-      if (o.has_eps()) absl::StrAppend(&text, ", ", Param("eps", o.eps()));
-      return text + ")";
-    }
-    case v1::Optimizer::kRowwiseAdagrad: {
-      const v1::RowwiseAdagradOptions& o = optimizer.rowwise_adagrad();
-      std::string text = absl::StrCat("rowwise_adagrad(", LearningRate(o.lr()));
-      if (o.has_eps()) absl::StrAppend(&text, ", ", Param("eps", o.eps()));
-      return text + ")";
-    }
-    case v1::Optimizer::kSgd:
-      return absl::StrCat("sgd(", LearningRate(optimizer.sgd().lr()), ")");
-    case v1::Optimizer::kFtrl:  // TODO(helper): table-driven formatting.
-    case v1::Optimizer::KIND_NOT_SET:
-      break;
+  const OptimizerSpec spec = OptimizerFromProto(optimizer);
+  const OptimizerInfo& info = InfoOf(spec.kind);
+  std::vector<std::string> params;
+  for (const HyperParameter& param : info.params) {
+    params.push_back(Param(param.name, spec.*param.field));
   }
-  return "sgd(lr=default)";
+  return absl::StrCat(info.name, "(", absl::StrJoin(params, ", "), ")");
+}
+
+std::string OptimizerHelp() {
+  std::string text;
+  for (const OptimizerInfo& info : AllOptimizers()) {
+    absl::StrAppend(&text, "  ", info.name, ": ", info.reference, "\n");
+    for (const HyperParameter& param : info.params) {
+      absl::StrAppendFormat(&text, "      --%-30s %s\n",
+                            Param(param.name, param.default_value), param.help);
+    }
+  }
+  return text;
 }
 
 std::string FormatInitializer(const v1::Initializer& initializer) {
@@ -271,11 +293,10 @@ std::string FormatTableList(absl::Span<const v1::TableInfo> tables) {
       absl::StrFormat("%-*s %14s %6s %-16s %10s %14s\n", name_width, "NAME",
                       "ROWS", "DIM", "OPTIMIZER", "VERSION", "MEMORY_BYTES");
   for (const v1::TableInfo& info : tables) {
-    const std::string optimizer = FormatOptimizer(info.spec().optimizer());
+    const OptimizerKind kind = OptimizerFromProto(info.spec().optimizer()).kind;
     absl::StrAppendFormat(&text, "%-*s %14d %6d %-16s %10d %14d\n", name_width,
                           info.spec().name(), info.spec().num_embeddings(),
-                          info.spec().embedding_dim(),
-                          optimizer.substr(0, optimizer.find('(')),
+                          info.spec().embedding_dim(), InfoOf(kind).name,
                           info.version(), info.memory_bytes());
   }
   return text;

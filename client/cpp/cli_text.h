@@ -1,16 +1,20 @@
-// Text in and out of embedding_cli: parses the comma lists and specs given on
-// the command line and formats tables and rows for people to read.
+// Text in and out of embedding_cli: parses the comma lists, names and specs
+// given on the command line and formats tables, rows and optimizers for
+// people to read. Optimizers are parsed, printed and described from the
+// optimizer table (common/optimizer_kinds.h), so a new optimizer needs no
+// edit here.
 //
-//   std::vector<int64_t> indices;
-//   absl::Status status = ParseList("indices", "1,2,3", &indices);
+//   absl::StatusOr<std::vector<int64_t>> indices =
+//       ParseInt64List("indices", "1,2,3");
 //   std::cout << FormatRow("1", rows.data) << "\n";  // "1: 0.5 -1.25 3"
+//   absl::StatusOr<v1::Optimizer> ftrl =
+//       BuildOptimizer("ftrl", {{"l1", "0.5"}});
 //
 // Thread-safe (pure functions).
 #ifndef CLIENT_CPP_CLI_TEXT_H_
 #define CLIENT_CPP_CLI_TEXT_H_
 
 #include <cstdint>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,37 +26,43 @@
 
 namespace embedding::cli {
 
-// Parses "1,2,-3" into `out` (spaces allowed, empty text is an empty list).
+// Parses "1,2,-3" (spaces allowed, empty text is an empty list).
 // INVALID_ARGUMENT naming `flag` and the bad element otherwise.
-absl::Status ParseList(absl::string_view flag, absl::string_view text,
-                       std::vector<int64_t>* out);
-absl::Status ParseList(absl::string_view flag, absl::string_view text,
-                       std::vector<float>* out);
+absl::StatusOr<std::vector<int64_t>> ParseInt64List(absl::string_view flag,
+                                                    absl::string_view text);
+absl::StatusOr<std::vector<float>> ParseFloatList(absl::string_view flag,
+                                                  absl::string_view text);
 
 // Parses "normal:mean,std", "normal", "uniform:low,high" or "constant:value".
 absl::StatusOr<v1::Initializer> ParseInitializer(absl::string_view text);
 
-// Parses "float32", "float16" or "bfloat16".
+// "float32", "float16" or "bfloat16", both ways.
 absl::StatusOr<v1::DType> ParseDType(absl::string_view text);
+absl::string_view DTypeName(v1::DType dtype);
 
-// Parses "sum", "mean" or "max".
+// "sum", "mean" or "max", both ways.
 absl::StatusOr<v1::BagMode> ParseBagMode(absl::string_view text);
+absl::string_view BagModeName(v1::BagMode mode);
 
-// Optimizer hyper-parameters as given on the command line; unset ones keep
-// the server's defaults.
-struct OptimizerFlags {
-  std::string kind;  // sgd | adagrad | sparse_adam | rowwise_adagrad
-  std::optional<float> lr;
-  std::optional<float> lr_decay;
-  std::optional<float> initial_accumulator_value;
-  std::optional<float> eps;
-  std::optional<float> beta1;
-  std::optional<float> beta2;
+// A hyper-parameter given on the command line as --NAME=VALUE.
+struct ParamFlag {
+  std::string name;
+  std::string value;
 };
 
-// Builds the Optimizer message. INVALID_ARGUMENT for an unknown kind or a
-// hyper-parameter the kind does not have (e.g. --beta1 with sgd).
-absl::StatusOr<v1::Optimizer> BuildOptimizer(const OptimizerFlags& flags);
+// True when `name` is a hyper-parameter of some optimizer in the table.
+bool IsHyperParameter(absl::string_view name);
+
+// The optimizer called `name` with the table's defaults, overridden by
+// `params` in order (the last of a repeated name wins). INVALID_ARGUMENT for
+// an unknown name, a parameter that is not the optimizer's (naming it) or a
+// value that is not a number. Ranges are the server's to check.
+absl::StatusOr<v1::Optimizer> BuildOptimizer(
+    absl::string_view name, absl::Span<const ParamFlag> params);
+
+// Parses the value of --`flag`. INVALID_ARGUMENT naming it otherwise.
+absl::StatusOr<float> ParseFloatFlag(absl::string_view flag,
+                                     absl::string_view text);
 
 // Shortest text that reads back as the same float ("0.1", "-2", "1e-08").
 std::string FormatFloat(float value);
@@ -66,8 +76,13 @@ std::string FormatShape(absl::Span<const int64_t> shape);
 // "1,2,3": the form the list flags accept.
 std::string FormatInt64List(absl::Span<const int64_t> values);
 
-// "sgd(lr=0.1)", "adagrad(lr=0.01, lr_decay=0, ...)".
+// Every hyper-parameter of the optimizer's kind, unset ones at the table's
+// defaults: "sgd(lr=0.1)", "ftrl(lr=0.01, lr_power=-0.5, l1=0.5, ...)".
 std::string FormatOptimizer(const v1::Optimizer& optimizer);
+
+// The optimizers of the table, one block each: name, what it matches, and a
+// "--PARAM=DEFAULT  help" line per hyper-parameter (for --help).
+std::string OptimizerHelp();
 
 // "normal(mean=0, std=1)", ...
 std::string FormatInitializer(const v1::Initializer& initializer);

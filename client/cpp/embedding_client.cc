@@ -1,74 +1,65 @@
 #include "client/cpp/embedding_client.h"
 
+#include <algorithm>
 #include <bit>
-#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <random>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "common/checked_math.h"
+#include "common/float16.h"
 #include "common/grpc_status.h"
+#include "common/status_macros.h"
 
 namespace embedding {
 namespace {
 
+using Stub = v1::EmbeddingService::StubInterface;
+
 static_assert(std::endian::native == std::endian::little,
               "Tensor.data is little-endian; this client copies raw floats");
 
-float HalfBitsToFloat(uint16_t bits) {
-  const float sign = (bits & 0x8000u) ? -1.0f : 1.0f;
-  const int exponent = (bits >> 10) & 0x1f;
-  const int mantissa = bits & 0x3ff;
-  if (exponent == 0x1f) {
-    return mantissa == 0 ? sign * INFINITY : NAN;
-  }
-  if (exponent == 0) {  // Subnormal: no implicit leading one.
-    return sign * std::ldexp(static_cast<float>(mantissa), -24);
-  }
-  return sign * std::ldexp(static_cast<float>(mantissa | 0x400), exponent - 25);
-}
-
-float BFloat16BitsToFloat(uint16_t bits) {
-  return std::bit_cast<float>(static_cast<uint32_t>(bits) << 16);
-}
-
-// Elements in `shape`, or -1 when a dimension is negative or it overflows.
-int64_t ElementCount(const google::protobuf::RepeatedField<int64_t>& shape) {
-  int64_t count = 1;
-  for (int64_t dim : shape) {
-    if (dim < 0 || (dim > 0 && count > INT64_MAX / dim)) return -1;
-    count *= dim;
-  }
-  return count;
+std::string RandomClientId() {
+  std::random_device device;
+  std::uniform_int_distribution<uint64_t> bits;
+  return absl::StrCat(absl::Hex(bits(device), absl::kZeroPad16),
+                      absl::Hex(bits(device), absl::kZeroPad16));
 }
 
 // Appends the elements of `tensor` to `out` as float32 (one copy).
+// INTERNAL when the server sent bytes that do not match the shape.
 absl::Status AppendTensorData(const v1::Tensor& tensor,
                               std::vector<float>* out) {
-  const size_t element_size = tensor.dtype() == v1::DTYPE_FLOAT16 ||
-                                      tensor.dtype() == v1::DTYPE_BFLOAT16
-                                  ? sizeof(uint16_t)
-                                  : sizeof(float);
-  const int64_t count = ElementCount(tensor.shape());
-  if (count < 0 ||
-      static_cast<uint64_t>(count) * element_size != tensor.data().size()) {
+  const bool half = tensor.dtype() == v1::DTYPE_FLOAT16;
+  const bool bfloat = tensor.dtype() == v1::DTYPE_BFLOAT16;
+  const int64_t element_size =
+      half || bfloat ? sizeof(uint16_t) : sizeof(float);
+  const absl::StatusOr<int64_t> count =
+      ShapeElementCount(tensor.shape(), "the server's tensor");
+  const std::optional<int64_t> bytes =
+      count.ok() ? CheckedMul(*count, element_size) : std::nullopt;
+  if (!bytes.has_value() ||
+      *bytes != static_cast<int64_t>(tensor.data().size())) {
     return absl::InternalError(
         absl::StrCat("server sent a tensor of ", tensor.data().size(),
                      " bytes that does not match its shape"));
   }
   const size_t old_size = out->size();
-  out->resize(old_size + count);
+  out->resize(old_size + *count);
   float* dst = out->data() + old_size;
   const char* src = tensor.data().data();
-  if (element_size == sizeof(float)) {
-    std::memcpy(dst, src, count * sizeof(float));
+  if (!half && !bfloat) {
+    std::memcpy(dst, src, *bytes);
     return absl::OkStatus();
   }
-  const bool half = tensor.dtype() == v1::DTYPE_FLOAT16;
-  for (int64_t i = 0; i < count; ++i) {
+  for (int64_t i = 0; i < *count; ++i) {
     uint16_t bits;
     std::memcpy(&bits, src + i * sizeof(bits), sizeof(bits));
-    dst[i] = half ? HalfBitsToFloat(bits) : BFloat16BitsToFloat(bits);
+    dst[i] = half ? HalfToFloat(bits) : BFloat16ToFloat(bits);
   }
   return absl::OkStatus();
 }
@@ -76,20 +67,26 @@ absl::Status AppendTensorData(const v1::Tensor& tensor,
 absl::StatusOr<FloatTensor> DecodeTensor(const v1::Tensor& tensor) {
   FloatTensor result;
   result.shape.assign(tensor.shape().begin(), tensor.shape().end());
-  absl::Status status = AppendTensorData(tensor, &result.data);
-  if (!status.ok()) return status;
+  EMBEDDING_RETURN_IF_ERROR(AppendTensorData(tensor, &result.data));
   return result;
 }
 
-// Writes `values` as a float32 tensor [rows, values.size() / rows] straight
-// into the request's bytes. INVALID_ARGUMENT when the sizes do not divide.
-absl::Status EncodeRows(absl::Span<const float> values, size_t rows,
-                        absl::string_view what, v1::Tensor* tensor) {
+// INVALID_ARGUMENT naming `what` unless `values` are `rows` whole rows.
+absl::Status CheckWholeRows(absl::Span<const float> values, size_t rows,
+                            absl::string_view what) {
   if (rows == 0 ? !values.empty() : values.size() % rows != 0) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, " has ", values.size(),
                      " values, which is not a multiple of ", rows, " rows"));
   }
+  return absl::OkStatus();
+}
+
+// Writes `values` as a float32 tensor [rows, values.size() / rows] straight
+// into the request's bytes. INVALID_ARGUMENT as CheckWholeRows.
+absl::Status EncodeRows(absl::Span<const float> values, size_t rows,
+                        absl::string_view what, v1::Tensor* tensor) {
+  EMBEDDING_RETURN_IF_ERROR(CheckWholeRows(values, rows, what));
   tensor->set_dtype(v1::DTYPE_FLOAT32);
   tensor->add_shape(static_cast<int64_t>(rows));
   tensor->add_shape(rows == 0 ? 0 : static_cast<int64_t>(values.size() / rows));
@@ -116,20 +113,6 @@ void SetBags(absl::string_view table, const Bags& bags, Request* request) {
   request->set_include_last_offset(bags.include_last_offset);
 }
 
-// PushGradientsRequest and PushBagGradientsRequest share these fields.
-template <typename Request>
-void SetPushOptions(const PushOptions& push, Request* request) {
-  if (push.learning_rate.has_value()) {
-    request->set_learning_rate(*push.learning_rate);
-  }
-  request->set_client_id(push.client_id);
-  request->set_sequence(push.sequence);
-}
-
-PushResult ToPushResult(const v1::PushGradientsResponse& response) {
-  return {response.rows_updated(), response.version(), response.duplicate()};
-}
-
 size_t BagCount(const Bags& bags) {
   if (bags.include_last_offset) {
     return bags.offsets.empty() ? 0 : bags.offsets.size() - 1;
@@ -137,8 +120,17 @@ size_t BagCount(const Bags& bags) {
   return bags.offsets.size();
 }
 
-}  // namespace
+// Bytes one row of `dim` floats takes in a bulk message, with its index or
+// without; saturates instead of overflowing.
+int64_t BulkRowBytes(int64_t dim, bool with_index) {
+  const std::optional<int64_t> floats = CheckedMul(dim, sizeof(float));
+  const std::optional<int64_t> bytes =
+      floats.has_value() ? CheckedAdd(*floats, with_index ? kBulkIndexBytes : 0)
+                         : std::nullopt;
+  return bytes.value_or(INT64_MAX);
+}
 
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<EmbeddingClient>> EmbeddingClient::Connect(
     const std::string& address, const ClientOptions& options) {
@@ -151,6 +143,11 @@ absl::StatusOr<std::unique_ptr<EmbeddingClient>> EmbeddingClient::Connect(
   }
   if (options.default_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError("default_timeout must be positive");
+  }
+  if (options.max_retries < 0 || options.retry_backoff < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_retries and retry_backoff must be >= 0, got ", options.max_retries,
+        " and ", absl::FormatDuration(options.retry_backoff)));
   }
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(options.max_message_bytes);
@@ -168,10 +165,12 @@ absl::StatusOr<std::unique_ptr<EmbeddingClient>> EmbeddingClient::Connect(
       v1::EmbeddingService::NewStub(channel), options);
 }
 
-EmbeddingClient::EmbeddingClient(
-    std::unique_ptr<v1::EmbeddingService::StubInterface> stub,
-    const ClientOptions& options)
-    : stub_(std::move(stub)), options_(options) {}
+EmbeddingClient::EmbeddingClient(std::unique_ptr<Stub> stub,
+                                 const ClientOptions& options)
+    : stub_(std::move(stub)),
+      options_(options),
+      client_id_(options.client_id.empty() ? RandomClientId()
+                                           : options.client_id) {}
 
 void EmbeddingClient::PrepareContext(const CallOptions& call,
                                      grpc::ClientContext* context) const {
@@ -188,18 +187,41 @@ void EmbeddingClient::PrepareContext(const CallOptions& call,
   }
 }
 
+// Returns attempt() (an absl::StatusOr); with kOnUnavailable, runs it again
+// after an UNAVAILABLE, up to max_retries times, retry k after
+// retry_backoff * 2^k.
+template <typename Attempt>
+auto EmbeddingClient::WithRetries(Retry retry, const Attempt& attempt) const {
+  const int retries = retry == Retry::kOnUnavailable ? options_.max_retries : 0;
+  for (int k = 0;; ++k) {
+    auto result = attempt();
+    if (result.ok() || k >= retries ||
+        result.status().code() != absl::StatusCode::kUnavailable) {
+      return result;
+    }
+    absl::SleepFor(options_.retry_backoff * std::ldexp(1.0, k));
+  }
+}
+
 template <typename Request, typename Response>
 absl::StatusOr<Response> EmbeddingClient::Call(
-    grpc::Status (v1::EmbeddingService::StubInterface::*method)(
-        grpc::ClientContext*, const Request&, Response*),
-    const Request& request, const CallOptions& call) const {
-  grpc::ClientContext context;
-  PrepareContext(call, &context);
-  Response response;
-  absl::Status status =
-      FromGrpcStatus((stub_.get()->*method)(&context, request, &response));
-  if (!status.ok()) return status;
-  return response;
+    UnaryMethod<Request, Response> method, const Request& request,
+    const CallOptions& call, Retry retry) const {
+  return WithRetries(retry, [&]() -> absl::StatusOr<Response> {
+    grpc::ClientContext context;  // One per attempt: its own deadline.
+    PrepareContext(call, &context);
+    Response response;
+    EMBEDDING_RETURN_IF_ERROR(
+        FromGrpcStatus((stub_.get()->*method)(&context, request, &response)));
+    return response;
+  });
+}
+
+int64_t EmbeddingClient::RowsPerBulkMessage(int64_t row_bytes) const {
+  const int64_t limit =
+      std::min<int64_t>(kBulkMessageBytes, options_.max_message_bytes);
+  return std::max<int64_t>(
+      1, (limit - kBulkHeadroomBytes) / std::max<int64_t>(row_bytes, 1));
 }
 
 absl::StatusOr<v1::TableInfo> EmbeddingClient::CreateTable(
@@ -212,39 +234,67 @@ absl::StatusOr<v1::TableInfo> EmbeddingClient::CreateTable(
     const CallOptions& call) const {
   v1::CreateTableRequest request;
   *request.mutable_spec() = spec;
-  if (!initial_weights.empty()) {
-    absl::Status status =
-        EncodeRows(initial_weights, static_cast<size_t>(spec.num_embeddings()),
-                   "initial_weights", request.mutable_initial_weights());
-    if (!status.ok()) return status;
+  const int64_t rows = spec.num_embeddings();
+  const int64_t dim = spec.embedding_dim();
+  // Without weights, or with a spec the server will refuse anyway.
+  if (initial_weights.empty() || rows <= 0 || dim <= 0) {
+    return Call(&Stub::CreateTable, request, call, Retry::kNever);
   }
-  return Call(&v1::EmbeddingService::StubInterface::CreateTable, request, call);
+  const std::optional<int64_t> elements = CheckedMul(rows, dim);
+  if (elements != static_cast<int64_t>(initial_weights.size())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "initial_weights has ", initial_weights.size(),
+        " values, expected num_embeddings x embedding_dim = ", rows, " x ",
+        dim));
+  }
+  if (rows <= RowsPerBulkMessage(BulkRowBytes(dim, /*with_index=*/false))) {
+    EMBEDDING_RETURN_IF_ERROR(EncodeRows(initial_weights, rows,
+                                         "initial_weights",
+                                         request.mutable_initial_weights()));
+    return Call(&Stub::CreateTable, request, call, Retry::kNever);
+  }
+  // Too big for one message: create it zeroed, then write the rows.
+  request.mutable_spec()->mutable_initializer()->mutable_constant()->set_value(
+      0);
+  EMBEDDING_RETURN_IF_ERROR(
+      Call(&Stub::CreateTable, request, call, Retry::kNever).status());
+  std::optional<int64_t> padding_row;
+  if (spec.has_padding_idx()) {
+    padding_row =
+        spec.padding_idx() < 0 ? spec.padding_idx() + rows : spec.padding_idx();
+  }
+  absl::StatusOr<WriteResult> written = WriteInChunks(
+      spec.name(), {}, 0, rows, initial_weights, padding_row, call);
+  if (!written.ok()) {
+    // The upload's failure is the one to report, not this one's.
+    DeleteTable(spec.name(), call).IgnoreError();
+    return written.status();
+  }
+  return GetTable(spec.name(), call);
 }
 
 absl::StatusOr<v1::TableInfo> EmbeddingClient::GetTable(
     absl::string_view name, const CallOptions& call) const {
   v1::GetTableRequest request;
   request.set_name(std::string(name));
-  return Call(&v1::EmbeddingService::StubInterface::GetTable, request, call);
+  return Call(&Stub::GetTable, request, call, Retry::kOnUnavailable);
 }
 
 absl::StatusOr<std::vector<v1::TableInfo>> EmbeddingClient::ListTables(
     const CallOptions& call) const {
-  absl::StatusOr<v1::ListTablesResponse> response =
-      Call(&v1::EmbeddingService::StubInterface::ListTables,
-           v1::ListTablesRequest(), call);
-  if (!response.ok()) return response.status();
+  EMBEDDING_ASSIGN_OR_RETURN(v1::ListTablesResponse response,
+                             Call(&Stub::ListTables, v1::ListTablesRequest(),
+                                  call, Retry::kOnUnavailable));
   return std::vector<v1::TableInfo>(
-      std::make_move_iterator(response->mutable_tables()->begin()),
-      std::make_move_iterator(response->mutable_tables()->end()));
+      std::make_move_iterator(response.mutable_tables()->begin()),
+      std::make_move_iterator(response.mutable_tables()->end()));
 }
 
 absl::Status EmbeddingClient::DeleteTable(absl::string_view name,
                                           const CallOptions& call) const {
   v1::DeleteTableRequest request;
   request.set_name(std::string(name));
-  return Call(&v1::EmbeddingService::StubInterface::DeleteTable, request, call)
-      .status();
+  return Call(&Stub::DeleteTable, request, call, Retry::kNever).status();
 }
 
 absl::StatusOr<FloatTensor> EmbeddingClient::Lookup(
@@ -255,10 +305,10 @@ absl::StatusOr<FloatTensor> EmbeddingClient::Lookup(
   SetIndices(indices, request.mutable_indices());
   request.mutable_shape()->Add(options.shape.begin(), options.shape.end());
   request.set_dtype(options.dtype);
-  absl::StatusOr<v1::LookupResponse> response =
-      Call(&v1::EmbeddingService::StubInterface::Lookup, request, call);
-  if (!response.ok()) return response.status();
-  return DecodeTensor(response->embeddings());
+  EMBEDDING_ASSIGN_OR_RETURN(
+      v1::LookupResponse response,
+      Call(&Stub::Lookup, request, call, Retry::kOnUnavailable));
+  return DecodeTensor(response.embeddings());
 }
 
 absl::StatusOr<BagLookupResult> EmbeddingClient::LookupBag(
@@ -267,62 +317,70 @@ absl::StatusOr<BagLookupResult> EmbeddingClient::LookupBag(
   v1::LookupBagRequest request;
   SetBags(table, bags, &request);
   request.set_dtype(dtype);
-  absl::StatusOr<v1::LookupBagResponse> response =
-      Call(&v1::EmbeddingService::StubInterface::LookupBag, request, call);
-  if (!response.ok()) return response.status();
-  absl::StatusOr<FloatTensor> embeddings = DecodeTensor(response->embeddings());
-  if (!embeddings.ok()) return embeddings.status();
+  EMBEDDING_ASSIGN_OR_RETURN(
+      v1::LookupBagResponse response,
+      Call(&Stub::LookupBag, request, call, Retry::kOnUnavailable));
   BagLookupResult result;
-  result.embeddings = *std::move(embeddings);
-  result.max_indices.assign(response->max_indices().begin(),
-                            response->max_indices().end());
+  EMBEDDING_ASSIGN_OR_RETURN(result.embeddings,
+                             DecodeTensor(response.embeddings()));
+  result.max_indices.assign(response.max_indices().begin(),
+                            response.max_indices().end());
   return result;
 }
 
-absl::StatusOr<PushResult> EmbeddingClient::PushGradients(
+// PushGradientsRequest and PushBagGradientsRequest share these fields and
+// this retry policy: the (client_id, sequence) makes a retry safe.
+template <typename Request>
+absl::StatusOr<PushGradientsResult> EmbeddingClient::SendPush(
+    UnaryMethod<Request, v1::PushGradientsResponse> method, Request& request,
+    const PushGradientsOptions& push, const CallOptions& call) const {
+  if (push.learning_rate.has_value()) {
+    request.set_learning_rate(*push.learning_rate);
+  }
+  const uint64_t sequence =
+      push.sequence.has_value()
+          ? *push.sequence
+          : next_sequence_.fetch_add(1, std::memory_order_relaxed);
+  request.set_client_id(client_id_);
+  request.set_sequence(sequence);
+  EMBEDDING_ASSIGN_OR_RETURN(
+      v1::PushGradientsResponse response,
+      Call(method, request, call, Retry::kOnUnavailable));
+  return PushGradientsResult{response.rows_updated(), response.version(),
+                             response.duplicate(), sequence};
+}
+
+absl::StatusOr<PushGradientsResult> EmbeddingClient::PushGradients(
     absl::string_view table, absl::Span<const int64_t> indices,
-    absl::Span<const float> grad, const PushOptions& push,
+    absl::Span<const float> grad, const PushGradientsOptions& push,
     const CallOptions& call) const {
   v1::PushGradientsRequest request;
   request.set_table(std::string(table));
   SetIndices(indices, request.mutable_indices());
-  absl::Status status =
-      EncodeRows(grad, indices.size(), "grad", request.mutable_grad());
-  if (!status.ok()) return status;
-  SetPushOptions(push, &request);
-  absl::StatusOr<v1::PushGradientsResponse> response =
-      Call(&v1::EmbeddingService::StubInterface::PushGradients, request, call);
-  if (!response.ok()) return response.status();
-  return ToPushResult(*response);
+  EMBEDDING_RETURN_IF_ERROR(
+      EncodeRows(grad, indices.size(), "grad", request.mutable_grad()));
+  return SendPush(&Stub::PushGradients, request, push, call);
 }
 
-absl::StatusOr<PushResult> EmbeddingClient::PushBagGradients(
+absl::StatusOr<PushGradientsResult> EmbeddingClient::PushBagGradients(
     absl::string_view table, const Bags& bags, absl::Span<const float> grad,
-    absl::Span<const int64_t> max_indices, const PushOptions& push,
+    absl::Span<const int64_t> max_indices, const PushGradientsOptions& push,
     const CallOptions& call) const {
   v1::PushBagGradientsRequest request;
   SetBags(table, bags, &request);
-  absl::Status status =
-      EncodeRows(grad, BagCount(bags), "grad", request.mutable_grad());
-  if (!status.ok()) return status;
+  EMBEDDING_RETURN_IF_ERROR(
+      EncodeRows(grad, BagCount(bags), "grad", request.mutable_grad()));
   SetIndices(max_indices, request.mutable_max_indices());
-  SetPushOptions(push, &request);
-  absl::StatusOr<v1::PushGradientsResponse> response = Call(
-      &v1::EmbeddingService::StubInterface::PushBagGradients, request, call);
-  if (!response.ok()) return response.status();
-  return ToPushResult(*response);
+  return SendPush(&Stub::PushBagGradients, request, push, call);
 }
 
 absl::StatusOr<WriteResult> EmbeddingClient::WriteRows(
     absl::string_view table, absl::Span<const int64_t> indices,
     absl::Span<const float> values, const CallOptions& call) const {
-  v1::WriteRowsRequest request;
-  request.set_table(std::string(table));
-  SetIndices(indices, request.mutable_indices());
-  absl::Status status =
-      EncodeRows(values, indices.size(), "values", request.mutable_values());
-  if (!status.ok()) return status;
-  return SendWriteRows(request, call);
+  // Before anything is sent.
+  EMBEDDING_RETURN_IF_ERROR(CheckWholeRows(values, indices.size(), "values"));
+  return WriteInChunks(table, indices, 0, indices.size(), values, std::nullopt,
+                       call);
 }
 
 absl::StatusOr<WriteResult> EmbeddingClient::WriteRowRange(
@@ -333,68 +391,120 @@ absl::StatusOr<WriteResult> EmbeddingClient::WriteRowRange(
         "values has ", values.size(),
         " floats, which is not whole rows of dimension ", embedding_dim));
   }
-  v1::WriteRowsRequest request;
-  request.set_table(std::string(table));
-  request.set_start_row(start_row);
-  absl::Status status = EncodeRows(values, values.size() / embedding_dim,
-                                   "values", request.mutable_values());
-  if (!status.ok()) return status;
-  return SendWriteRows(request, call);
+  return WriteInChunks(table, {}, start_row, values.size() / embedding_dim,
+                       values, std::nullopt, call);
 }
 
-absl::StatusOr<WriteResult> EmbeddingClient::SendWriteRows(
-    const v1::WriteRowsRequest& request, const CallOptions& call) const {
-  absl::StatusOr<v1::WriteRowsResponse> response =
-      Call(&v1::EmbeddingService::StubInterface::WriteRows, request, call);
-  if (!response.ok()) return response.status();
-  return WriteResult{response->rows_written(), response->version()};
+// Sends `rows` rows of `values` in requests of at most one bulk message each,
+// in order: to `indices` when not empty, else to rows from `start_row`. The
+// row `zeroed_row` (counted from the first of `values`) goes as zeros.
+absl::StatusOr<WriteResult> EmbeddingClient::WriteInChunks(
+    absl::string_view table, absl::Span<const int64_t> indices,
+    int64_t start_row, int64_t rows, absl::Span<const float> values,
+    std::optional<int64_t> zeroed_row, const CallOptions& call) const {
+  const int64_t dim = rows == 0 ? 0 : values.size() / rows;
+  const int64_t step =
+      RowsPerBulkMessage(BulkRowBytes(dim, /*with_index=*/!indices.empty()));
+  WriteResult result;
+  int64_t begin = 0;
+  do {  // Zero rows still make one request: the server has the last word.
+    const int64_t count = std::min(step, rows - begin);
+    v1::WriteRowsRequest request;
+    request.set_table(std::string(table));
+    if (indices.empty()) {
+      request.set_start_row(start_row + begin);
+    } else {
+      SetIndices(indices.subspan(begin, count), request.mutable_indices());
+    }
+    EMBEDDING_RETURN_IF_ERROR(
+        EncodeRows(values.subspan(begin * dim, count * dim), count, "values",
+                   request.mutable_values()));
+    if (zeroed_row.has_value() && *zeroed_row >= begin &&
+        *zeroed_row < begin + count) {
+      std::memset(request.mutable_values()->mutable_data()->data() +
+                      (*zeroed_row - begin) * dim * sizeof(float),
+                  0, dim * sizeof(float));
+    }
+    EMBEDDING_ASSIGN_OR_RETURN(
+        v1::WriteRowsResponse response,
+        Call(&Stub::WriteRows, request, call, Retry::kNever));
+    result.rows_written += response.rows_written();
+    result.version = response.version();
+    begin += count;
+  } while (begin < rows);
+  return result;
 }
 
 absl::StatusOr<ReadRowsResult> EmbeddingClient::ReadRows(
     absl::string_view table, absl::Span<const int64_t> indices,
     const CallOptions& call) const {
-  v1::ReadRowsRequest request;
-  request.set_table(std::string(table));
-  SetIndices(indices, request.mutable_indices());
-  return ReadRowsImpl(request, call);
+  return ReadInChunks(table, indices, 0, 0, call);
 }
 
 absl::StatusOr<ReadRowsResult> EmbeddingClient::ReadRowRange(
     absl::string_view table, int64_t start_row, int64_t end_row,
     const CallOptions& call) const {
-  v1::ReadRowsRequest request;
-  request.set_table(std::string(table));
-  request.set_start_row(start_row);
-  request.set_end_row(end_row);
-  return ReadRowsImpl(request, call);
+  return ReadInChunks(table, std::nullopt, start_row, end_row, call);
 }
 
-absl::StatusOr<ReadRowsResult> EmbeddingClient::ReadRowsImpl(
-    const v1::ReadRowsRequest& request, const CallOptions& call) const {
-  grpc::ClientContext context;
-  PrepareContext(call, &context);
-  std::unique_ptr<grpc::ClientReaderInterface<v1::ReadRowsResponse>> reader =
-      stub_->ReadRows(&context, request);
-  ReadRowsResult result;
-  int64_t dim = 0;
-  absl::Status decode_status;
-  v1::ReadRowsResponse chunk;
-  while (reader->Read(&chunk)) {
-    if (!decode_status.ok()) continue;  // Drain the stream, keep the error.
-    const v1::Tensor& values = chunk.values();
-    if (values.shape_size() == 2) dim = values.shape(1);
-    result.indices.insert(result.indices.end(), chunk.indices().begin(),
-                          chunk.indices().end());
-    decode_status = AppendTensorData(values, &result.values.data);
+absl::StatusOr<ReadRowsResult> EmbeddingClient::ReadInChunks(
+    absl::string_view table, std::optional<absl::Span<const int64_t>> indices,
+    int64_t start_row, int64_t end_row, const CallOptions& call) const {
+  // The replies are sized from the table's dimension.
+  EMBEDDING_ASSIGN_OR_RETURN(v1::TableInfo info, GetTable(table, call));
+  const int64_t dim = info.spec().embedding_dim();
+  v1::ReadRowsRequest base;
+  base.set_table(std::string(table));
+  base.set_rows_per_message(
+      RowsPerBulkMessage(BulkRowBytes(dim, /*with_index=*/true)));
+  std::vector<v1::ReadRowsRequest> requests;
+  if (!indices.has_value()) {
+    base.set_start_row(start_row);
+    base.set_end_row(end_row);
+    requests.push_back(std::move(base));
+  } else {
+    // Requests carry indices only; their rows stream back in chunks.
+    const int64_t per_request = RowsPerBulkMessage(kBulkIndexBytes);
+    for (size_t begin = 0; begin < indices->size(); begin += per_request) {
+      v1::ReadRowsRequest& request = requests.emplace_back(base);
+      SetIndices(indices->subspan(begin, per_request),
+                 request.mutable_indices());
+    }
   }
-  absl::Status status = FromGrpcStatus(reader->Finish());
-  if (!status.ok()) return status;
-  if (!decode_status.ok()) return decode_status;
-  if (dim > 0 && static_cast<int64_t>(result.values.data.size()) !=
-                     static_cast<int64_t>(result.indices.size()) * dim) {
-    return absl::InternalError(
-        absl::StrCat("server sent ", result.indices.size(), " row ids with ",
-                     result.values.data.size(), " values of dimension ", dim));
+  return WithRetries(Retry::kOnUnavailable,
+                     [&] { return ReadOnce(requests, dim, call); });
+}
+
+// One attempt of a read: every reply of every request, concatenated.
+absl::StatusOr<ReadRowsResult> EmbeddingClient::ReadOnce(
+    const std::vector<v1::ReadRowsRequest>& requests, int64_t dim,
+    const CallOptions& call) const {
+  ReadRowsResult result;
+  for (const v1::ReadRowsRequest& request : requests) {
+    grpc::ClientContext context;
+    PrepareContext(call, &context);
+    std::unique_ptr<grpc::ClientReaderInterface<v1::ReadRowsResponse>> reader =
+        stub_->ReadRows(&context, request);
+    absl::Status decode_status;
+    v1::ReadRowsResponse chunk;
+    while (reader->Read(&chunk)) {
+      if (!decode_status.ok()) continue;  // Drain the stream, keep the error.
+      const v1::Tensor& values = chunk.values();
+      if (values.shape_size() != 2 || values.shape(0) != chunk.indices_size() ||
+          values.shape(1) != dim) {
+        decode_status = absl::InternalError(
+            absl::StrCat("server sent ", chunk.indices_size(),
+                         " row ids with values of shape [",
+                         absl::StrJoin(values.shape(), ", "),
+                         "] for a table of dimension ", dim));
+        continue;
+      }
+      result.indices.insert(result.indices.end(), chunk.indices().begin(),
+                            chunk.indices().end());
+      decode_status = AppendTensorData(values, &result.values.data);
+    }
+    EMBEDDING_RETURN_IF_ERROR(FromGrpcStatus(reader->Finish()));
+    EMBEDDING_RETURN_IF_ERROR(decode_status);
   }
   result.values.shape = {static_cast<int64_t>(result.indices.size()), dim};
   return result;
@@ -406,8 +516,7 @@ absl::StatusOr<v1::TableInfo> EmbeddingClient::SetOptimizer(
   v1::SetOptimizerRequest request;
   request.set_table(std::string(table));
   *request.mutable_optimizer() = optimizer;
-  return Call(&v1::EmbeddingService::StubInterface::SetOptimizer, request,
-              call);
+  return Call(&Stub::SetOptimizer, request, call, Retry::kNever);
 }
 
 }  // namespace embedding

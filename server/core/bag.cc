@@ -2,12 +2,14 @@
 
 #include <cmath>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace embedding {
+namespace {
 
-absl::StatusOr<int64_t> ValidateBagBatch(const BagBatch& batch) {
-  const int64_t num_indices = static_cast<int64_t>(batch.indices.size());
+absl::Status CheckOffsets(const BagBatch& batch) {
   const int64_t num_offsets = static_cast<int64_t>(batch.offsets.size());
   if (num_offsets == 0 || (batch.include_last_offset && num_offsets < 2)) {
     return absl::InvalidArgumentError(
@@ -27,37 +29,98 @@ absl::StatusOr<int64_t> ValidateBagBatch(const BagBatch& batch) {
                        "] = ", batch.offsets[i - 1]));
     }
   }
+  const int64_t num_indices = static_cast<int64_t>(batch.indices.size());
   if (batch.offsets[num_offsets - 1] > num_indices) {
     return absl::InvalidArgumentError(absl::StrCat(
         "offsets[", num_offsets - 1, "] = ", batch.offsets[num_offsets - 1],
         " is past the end of indices (", num_indices, ")"));
   }
-  if (!batch.per_sample_weights.empty()) {
-    if (batch.mode != BagMode::kSum) {
-      return absl::InvalidArgumentError(
-          "per_sample_weights are only supported with mode SUM, as in torch");
-    }
-    if (static_cast<int64_t>(batch.per_sample_weights.size()) != num_indices) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "per_sample_weights has ", batch.per_sample_weights.size(),
-          " entries, expected one per index (", num_indices, ")"));
-    }
-    for (size_t i = 0; i < batch.per_sample_weights.size(); ++i) {
-      if (!std::isfinite(batch.per_sample_weights[i])) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("per_sample_weights[", i, "] is not finite"));
-      }
-    }
-  }
-  return batch.include_last_offset ? num_offsets - 1 : num_offsets;
+  return absl::OkStatus();
 }
 
-std::pair<int64_t, int64_t> BagBounds(const BagBatch& batch, int64_t bag) {
-  const int64_t begin = batch.offsets[bag];
-  const int64_t end = bag + 1 < static_cast<int64_t>(batch.offsets.size())
-                          ? batch.offsets[bag + 1]
-                          : static_cast<int64_t>(batch.indices.size());
-  return {begin, end};
+absl::Status CheckPerSampleWeights(const BagBatch& batch) {
+  if (batch.per_sample_weights.empty()) return absl::OkStatus();
+  if (batch.mode != BagMode::kSum) {
+    return absl::InvalidArgumentError(
+        "per_sample_weights are only supported with mode SUM, as in torch");
+  }
+  if (batch.per_sample_weights.size() != batch.indices.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "per_sample_weights has ", batch.per_sample_weights.size(),
+        " entries, expected one per index (", batch.indices.size(), ")"));
+  }
+  for (size_t i = 0; i < batch.per_sample_weights.size(); ++i) {
+    if (!std::isfinite(batch.per_sample_weights[i])) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("per_sample_weights[", i, "] is not finite"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// Backward of MAX: each element's gradient goes to the row that won it.
+absl::Status ScatterMaxGradients(const ValidatedBagBatch& batch, int64_t dim,
+                                 int64_t padding_row,
+                                 absl::Span<const float> grad,
+                                 absl::Span<const int64_t> max_indices,
+                                 GradientAccumulator& gradient) {
+  if (static_cast<int64_t>(max_indices.size()) != batch.bags() * dim) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "max_indices has ", max_indices.size(),
+        " entries, expected bags x embedding_dim = ", batch.bags() * dim,
+        " (as LookupBag returned them)"));
+  }
+  // Only rows of the batch may get a gradient: the table checked those.
+  const absl::flat_hash_set<int64_t> in_batch(batch.indices().begin(),
+                                              batch.indices().end());
+  for (size_t i = 0; i < max_indices.size(); ++i) {
+    const int64_t index = max_indices[i];
+    if (index == -1 || index == padding_row) continue;
+    if (!in_batch.contains(index)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("max_indices[", i, "] = ", index,
+                       " is not one of the batch's indices"));
+    }
+    gradient.AddElement(index, static_cast<int64_t>(i) % dim, grad[i]);
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<ValidatedBagBatch> ValidateBagBatch(const BagBatch& batch) {
+  EMBEDDING_RETURN_IF_ERROR(CheckOffsets(batch));
+  EMBEDDING_RETURN_IF_ERROR(CheckPerSampleWeights(batch));
+  const int64_t num_offsets = static_cast<int64_t>(batch.offsets.size());
+  return ValidatedBagBatch(
+      batch, batch.include_last_offset ? num_offsets - 1 : num_offsets);
+}
+
+absl::Status ScatterBagGradients(const ValidatedBagBatch& batch, int64_t dim,
+                                 int64_t padding_row,
+                                 absl::Span<const float> grad,
+                                 absl::Span<const int64_t> max_indices,
+                                 GradientAccumulator& gradient) {
+  if (batch.mode() == BagMode::kMax) {
+    return ScatterMaxGradients(batch, dim, padding_row, grad, max_indices,
+                               gradient);
+  }
+  for (int64_t bag = 0; bag < batch.bags(); ++bag) {
+    const auto [begin, end] = batch.Bounds(bag);
+    int64_t count = 0;
+    for (int64_t position = begin; position < end; ++position) {
+      count += batch.indices()[position] == padding_row ? 0 : 1;
+    }
+    for (int64_t position = begin; position < end; ++position) {
+      const int64_t index = batch.indices()[position];
+      if (index == padding_row) continue;
+      const float scale = batch.mode() == BagMode::kMean
+                              ? 1.0f / static_cast<float>(count)
+                              : batch.Weight(position);
+      gradient.Add(index, &grad[bag * dim], scale);
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace embedding

@@ -6,7 +6,6 @@
 #include <new>
 #include <utility>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/checked_math.h"
@@ -69,70 +68,6 @@ ShardLayout LayoutOf(const TableSpec& spec) {
 
 }  // namespace
 
-// The fused coalesce step of a push: sums the gradient of each distinct row
-// once (the padding row never enters), counts occurrences for
-// scale_grad_by_freq, then hands each row to the optimizer exactly once.
-// Thread-compatible; one per push.
-class EmbeddingTable::GradientAccumulator {
- public:
-  // This thread's accumulator, emptied. Its buffers stay allocated between
-  // pushes, so a steady stream of pushes allocates (and page-faults) nothing.
-  static GradientAccumulator& ForThisThread(int64_t dim, size_t expected_rows) {
-    thread_local GradientAccumulator accumulator;
-    accumulator.dim_ = dim;
-    accumulator.slots_.clear();
-    accumulator.slots_.reserve(expected_rows);
-    accumulator.rows_.clear();
-    accumulator.counts_.clear();
-    accumulator.sums_.clear();
-    return accumulator;
-  }
-
-  // Adds scale * grad[0..dim) to the row's sum.
-  void Add(int64_t local_row, const float* grad, float scale) {
-    float* sum = Sum(local_row);
-    for (int64_t d = 0; d < dim_; ++d) sum[d] += scale * grad[d];
-  }
-  // Adds value to one column of the row's sum.
-  void AddElement(int64_t local_row, int64_t column, float value) {
-    Sum(local_row)[column] += value;
-  }
-  // Counts one occurrence of the row in the batch's indices.
-  void Count(int64_t local_row) {
-    auto it = slots_.find(local_row);
-    if (it != slots_.end()) ++counts_[it->second];
-  }
-  // Divides each row's sum by its count, as scale_grad_by_freq does.
-  void ScaleByFrequency() {
-    for (size_t slot = 0; slot < rows_.size(); ++slot) {
-      const float count = static_cast<float>(counts_[slot]);
-      float* sum = &sums_[slot * dim_];
-      for (int64_t d = 0; d < dim_; ++d) sum[d] /= count;
-    }
-  }
-
-  size_t size() const { return rows_.size(); }
-  int64_t row(size_t slot) const { return rows_[slot]; }
-  const float* sum(size_t slot) const { return &sums_[slot * dim_]; }
-
- private:
-  float* Sum(int64_t local_row) {
-    auto [it, inserted] = slots_.try_emplace(local_row, rows_.size());
-    if (inserted) {
-      rows_.push_back(local_row);
-      counts_.push_back(0);
-      sums_.resize(sums_.size() + dim_, 0.0f);
-    }
-    return &sums_[it->second * dim_];
-  }
-
-  int64_t dim_ = 0;
-  absl::flat_hash_map<int64_t, size_t> slots_;
-  std::vector<int64_t> rows_;
-  std::vector<int64_t> counts_;
-  std::vector<float> sums_;
-};
-
 absl::StatusOr<int64_t> EmbeddingTable::MemoryBytes(const TableSpec& spec) {
   const int64_t rows =
       LayoutOf(spec).RowsOnShard(spec.num_embeddings, spec.shard_index);
@@ -140,9 +75,9 @@ absl::StatusOr<int64_t> EmbeddingTable::MemoryBytes(const TableSpec& spec) {
   // below cannot overflow once this product does not.
   std::optional<int64_t> bytes = CheckedMul(spec.embedding_dim, 3);
   if (bytes.has_value()) {
-    bytes = CheckedMul(rows, spec.embedding_dim + OptimizerStateWidth(
-                                                      spec.optimizer.kind,
-                                                      spec.embedding_dim));
+    bytes = CheckedMul(
+        rows, spec.embedding_dim +
+                  OptimizerStateWidth(spec.optimizer.kind, spec.embedding_dim));
   }
   if (bytes.has_value()) bytes = CheckedMul(*bytes, sizeof(float));
   if (!bytes.has_value()) {
@@ -309,54 +244,25 @@ absl::Status EmbeddingTable::Gather(absl::Span<const int64_t> indices,
   return absl::OkStatus();
 }
 
-absl::Status EmbeddingTable::CheckBagMode(const BagBatch& batch) const {
-  if (batch.mode == BagMode::kMax && scale_grad_by_freq_) {
+absl::Status EmbeddingTable::CheckBagMode(BagMode mode) const {
+  if (mode == BagMode::kMax && scale_grad_by_freq_) {
     return absl::InvalidArgumentError(
         "mode MAX does not support scale_grad_by_freq (torch refuses it too)");
   }
   return absl::OkStatus();
 }
 
-absl::Status EmbeddingTable::LookupBag(const BagBatch& batch, DType dtype,
-                                       void* out, int64_t* max_indices) {
-  EMBEDDING_RETURN_IF_ERROR(CheckBagMode(batch));
-  EMBEDDING_ASSIGN_OR_RETURN(const int64_t bags, ValidateBagBatch(batch));
-  EMBEDDING_RETURN_IF_ERROR(ValidateIndices(batch.indices, "index"));
-  const size_t row_bytes = dim_ * ElementSize(dtype);
-  const bool is_max = batch.mode == BagMode::kMax;
-  std::vector<float> pooled(dim_);
-  for (int64_t bag = 0; bag < bags; ++bag) {
-    std::fill(pooled.begin(), pooled.end(), 0.0f);
-    int64_t* bag_max_indices = is_max ? max_indices + bag * dim_ : nullptr;
-    if (is_max) std::fill_n(bag_max_indices, dim_, int64_t{-1});
-    int64_t count = 0;
-    const auto [begin, end] = BagBounds(batch, bag);
-    for (int64_t position = begin; position < end; ++position) {
-      const int64_t index = batch.indices[position];
-      if (IsPadding(index)) continue;
-      const float weight = batch.per_sample_weights.empty()
-                               ? 1.0f
-                               : batch.per_sample_weights[position];
-      ReadRow(LocalRow(index), /*renorm=*/true, [&](const float* row) {
-        if (is_max) {
-          for (int64_t d = 0; d < dim_; ++d) {
-            if (count == 0 || row[d] > pooled[d]) {
-              pooled[d] = row[d];
-              bag_max_indices[d] = index;
-            }
-          }
-        } else {
-          for (int64_t d = 0; d < dim_; ++d) pooled[d] += weight * row[d];
-        }
-      });
-      ++count;
-    }
-    if (batch.mode == BagMode::kMean && count > 0) {
-      for (float& value : pooled) value /= static_cast<float>(count);
-    }
-    ConvertFloats(pooled.data(), dim_, dtype,
-                  static_cast<char*>(out) + bag * row_bytes);
-  }
+absl::Status EmbeddingTable::LookupBag(const ValidatedBagBatch& batch,
+                                       DType dtype, void* out,
+                                       int64_t* max_indices) {
+  EMBEDDING_RETURN_IF_ERROR(CheckBagMode(batch.mode()));
+  EMBEDDING_RETURN_IF_ERROR(ValidateIndices(batch.indices(), "index"));
+  PoolBags(
+      batch, dim_, padding_global_row_,
+      [this](int64_t index, const auto& use) {
+        ReadRow(LocalRow(index), /*renorm=*/true, use);
+      },
+      dtype, out, max_indices);
   return absl::OkStatus();
 }
 
@@ -370,68 +276,27 @@ absl::StatusOr<PushResult> EmbeddingTable::PushGradients(
       GradientAccumulator::ForThisThread(dim_, indices.size());
   for (size_t position = 0; position < indices.size(); ++position) {
     if (IsPadding(indices[position])) continue;
-    gradient.Add(LocalRow(indices[position]), &grad[position * dim_], 1.0f);
+    gradient.Add(indices[position], &grad[position * dim_], 1.0f);
   }
-  for (int64_t index : indices) gradient.Count(LocalRow(index));
-  return ApplyPush(gradient, options);
+  return ApplyPush(gradient, indices, options);
 }
 
 absl::StatusOr<PushResult> EmbeddingTable::PushBagGradients(
-    const BagBatch& batch, absl::Span<const float> grad,
+    const ValidatedBagBatch& batch, absl::Span<const float> grad,
     absl::Span<const int64_t> max_indices, const PushOptions& options) {
-  EMBEDDING_RETURN_IF_ERROR(CheckBagMode(batch));
-  EMBEDDING_ASSIGN_OR_RETURN(const int64_t bags, ValidateBagBatch(batch));
-  EMBEDDING_RETURN_IF_ERROR(ValidateIndices(batch.indices, "index"));
-  EMBEDDING_RETURN_IF_ERROR(CheckRowsShape(grad, bags, dim_, "grad"));
+  EMBEDDING_RETURN_IF_ERROR(CheckBagMode(batch.mode()));
+  EMBEDDING_RETURN_IF_ERROR(ValidateIndices(batch.indices(), "index"));
+  EMBEDDING_RETURN_IF_ERROR(CheckRowsShape(grad, batch.bags(), dim_, "grad"));
   GradientAccumulator& gradient =
-      GradientAccumulator::ForThisThread(dim_, batch.indices.size());
-  if (batch.mode == BagMode::kMax) {
-    if (static_cast<int64_t>(max_indices.size()) != bags * dim_) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("max_indices has ", max_indices.size(),
-                       " entries, expected bags x "
-                       "embedding_dim = ",
-                       bags * dim_, " (as LookupBag returned them)"));
-    }
-    // Each element's gradient goes to the row that won the max, as torch.
-    absl::flat_hash_set<int64_t> in_batch(batch.indices.begin(),
-                                          batch.indices.end());
-    for (size_t i = 0; i < max_indices.size(); ++i) {
-      const int64_t index = max_indices[i];
-      if (index == -1 || IsPadding(index)) continue;
-      if (!in_batch.contains(index)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("max_indices[", i, "] = ", index,
-                         " is not one of the batch's indices"));
-      }
-      gradient.AddElement(LocalRow(index), i % dim_, grad[i]);
-    }
-  } else {
-    for (int64_t bag = 0; bag < bags; ++bag) {
-      const auto [begin, end] = BagBounds(batch, bag);
-      int64_t count = 0;
-      for (int64_t position = begin; position < end; ++position) {
-        count += IsPadding(batch.indices[position]) ? 0 : 1;
-      }
-      for (int64_t position = begin; position < end; ++position) {
-        const int64_t index = batch.indices[position];
-        if (IsPadding(index)) continue;
-        float scale = 1.0f;
-        if (batch.mode == BagMode::kMean) {
-          scale = 1.0f / static_cast<float>(count);
-        } else if (!batch.per_sample_weights.empty()) {
-          scale = batch.per_sample_weights[position];
-        }
-        gradient.Add(LocalRow(index), &grad[bag * dim_], scale);
-      }
-    }
-  }
-  for (int64_t index : batch.indices) gradient.Count(LocalRow(index));
-  return ApplyPush(gradient, options);
+      GradientAccumulator::ForThisThread(dim_, batch.indices().size());
+  EMBEDDING_RETURN_IF_ERROR(ScatterBagGradients(
+      batch, dim_, padding_global_row_, grad, max_indices, gradient));
+  return ApplyPush(gradient, batch.indices(), options);
 }
 
 absl::StatusOr<PushResult> EmbeddingTable::ApplyPush(
-    GradientAccumulator& gradient, const PushOptions& options) {
+    GradientAccumulator& gradient, absl::Span<const int64_t> indices,
+    const PushOptions& options) {
   if (options.learning_rate.has_value() &&
       !(*options.learning_rate > 0 && std::isfinite(*options.learning_rate))) {
     return absl::InvalidArgumentError(
@@ -448,7 +313,7 @@ absl::StatusOr<PushResult> EmbeddingTable::ApplyPush(
                         .duplicate = true};
     }
   }
-  if (scale_grad_by_freq_) gradient.ScaleByFrequency();
+  if (scale_grad_by_freq_) gradient.ScaleByFrequency(indices);
   OptimizerSpec optimizer;
   {
     ReaderLock lock(&spec_mu_);
@@ -457,11 +322,13 @@ absl::StatusOr<PushResult> EmbeddingTable::ApplyPush(
   const int64_t step = step_.fetch_add(1, std::memory_order_relaxed) + 1;
   const StepParams params =
       MakeStepParams(optimizer, step, options.learning_rate);
+  // The accumulator holds global rows.
   for (size_t slot = 0; slot < gradient.size(); ++slot) {
     if (slot + kPrefetchDistance < gradient.size()) {
-      PrefetchRow(gradient.row(slot + kPrefetchDistance), /*state=*/true);
+      PrefetchRow(LocalRow(gradient.row(slot + kPrefetchDistance)),
+                  /*state=*/true);
     }
-    const int64_t row = gradient.row(slot);
+    const int64_t row = LocalRow(gradient.row(slot));
     WriterLock lock(&StripeOf(row));
     ApplyOptimizerRow(optimizer, params, dim_, gradient.sum(slot), RowData(row),
                       StateData(row));

@@ -7,6 +7,10 @@
 //   absl::Status s = (*table)->Lookup(indices, DType::kFloat32, out.data());
 //   (*table)->PushGradients(indices, grad, PushOptions{});
 //
+// Bag pooling and its backward are in bag.h, the coalescing of a push's
+// gradient in gradient_accumulator.h; this class owns the rows, their locks
+// and the optimizer state.
+//
 // Thread-safe: any number of lookups and pushes may run at once. Rows are
 // guarded by striped reader-writer locks (row r by stripe r % kLockStripes):
 // a lookup copies each row under its stripe's reader lock, so it never sees a
@@ -31,6 +35,7 @@
 #include "server/core/bag.h"
 #include "server/core/dtype.h"
 #include "server/core/exactly_once.h"
+#include "server/core/gradient_accumulator.h"
 #include "server/core/mutex.h"
 #include "server/core/table_spec.h"
 
@@ -76,9 +81,7 @@ class EmbeddingTable {
   EmbeddingTable(const EmbeddingTable&) = delete;
   EmbeddingTable& operator=(const EmbeddingTable&) = delete;
 
-  const std::string& name() const { return name_; }
   int64_t dim() const { return dim_; }
-  int64_t local_rows() const { return local_rows_; }
   TableStats Stats() const;
 
   // Writes the rows of `indices` (global ids) to `out` as `dtype`, row after
@@ -93,11 +96,12 @@ class EmbeddingTable {
   // Lookup.
   absl::Status ReadRows(absl::Span<const int64_t> indices, float* out);
 
-  // F.embedding_bag: writes [bags, dim] pooled rows to `out` as `dtype`. In
-  // MAX mode, `max_indices` (bags * dim) receives the winning row per element
-  // (-1 for empty bags); it may be null otherwise. INVALID_ARGUMENT for a bad
-  // batch (see ValidateBagBatch) or index, or MAX with scale_grad_by_freq.
-  absl::Status LookupBag(const BagBatch& batch, DType dtype, void* out,
+  // F.embedding_bag (see PoolBags): writes [bags, dim] pooled rows to `out`
+  // as `dtype`. In MAX mode, `max_indices` (bags * dim) receives the winning
+  // row per element (-1 for empty bags); it may be null otherwise.
+  // INVALID_ARGUMENT for an index as Lookup, or MAX on a scale_grad_by_freq
+  // table. The batch itself was checked when it was validated.
+  absl::Status LookupBag(const ValidatedBagBatch& batch, DType dtype, void* out,
                          int64_t* max_indices);
 
   // Backward of Lookup plus one optimizer step. `grad` is
@@ -109,9 +113,10 @@ class EmbeddingTable {
                                            const PushOptions& options);
 
   // Backward of LookupBag plus one optimizer step. `grad` is [bags, dim];
-  // in MAX mode `max_indices` is what LookupBag returned.
+  // in MAX mode `max_indices` is what LookupBag returned. Errors as LookupBag
+  // and PushGradients, and INVALID_ARGUMENT for bad max_indices.
   absl::StatusOr<PushResult> PushBagGradients(
-      const BagBatch& batch, absl::Span<const float> grad,
+      const ValidatedBagBatch& batch, absl::Span<const float> grad,
       absl::Span<const int64_t> max_indices, const PushOptions& options);
 
   // Overwrites rows: `values` is [indices.size(), dim]. Each index may appear
@@ -151,7 +156,7 @@ class EmbeddingTable {
   EmbeddingTable(TableSpec spec, int64_t local_rows, int64_t state_width);
 
   // INVALID_ARGUMENT for MAX mode on a scale_grad_by_freq table, as torch.
-  absl::Status CheckBagMode(const BagBatch& batch) const;
+  absl::Status CheckBagMode(BagMode mode) const;
 
   // INVALID_ARGUMENT naming the first index not held by this shard.
   absl::Status ValidateIndices(absl::Span<const int64_t> indices,
@@ -189,9 +194,10 @@ class EmbeddingTable {
   absl::Status Gather(absl::Span<const int64_t> indices, DType dtype,
                       bool renorm, void* out);
 
-  // Coalesced gradient -> one optimizer step per row.
-  class GradientAccumulator;
+  // The coalesced gradient of a push of `indices` -> one optimizer step per
+  // row, unless options name a push already applied.
   absl::StatusOr<PushResult> ApplyPush(GradientAccumulator& gradient,
+                                       absl::Span<const int64_t> indices,
                                        const PushOptions& options);
 
   const std::string name_;

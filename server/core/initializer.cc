@@ -36,13 +36,19 @@ void FillRow(const InitializerSpec& init, uint64_t seed, int64_t global_row,
     case InitializerSpec::Kind::kConstant:
       std::fill_n(out, dim, init.a);
       return;
-    case InitializerSpec::Kind::kUniform:
+    case InitializerSpec::Kind::kUniform: {
+      // [a, b) holds in double; rounding to float may land on b itself, so
+      // such values step back to the float just below it.
+      const float below_b =
+          init.b > init.a ? std::nextafter(init.b, init.a) : init.a;
       for (int64_t column = 0; column < dim; ++column) {
         UniformPair(seed, global_row, column, &u1, &u2);
-        out[column] =
-            static_cast<float>(init.a + (init.b - init.a) * (1.0 - u1));
+        out[column] = std::min(
+            below_b,
+            static_cast<float>(init.a + (init.b - init.a) * (1.0 - u1)));
       }
       return;
+    }
     case InitializerSpec::Kind::kNormal:
       // Box-Muller gives two normals per uniform pair: columns 2k and 2k+1
       // share pair k (cosine and sine), halving the log and sqrt work.

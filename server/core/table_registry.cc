@@ -36,7 +36,7 @@ absl::StatusOr<TableStats> TableRegistry::Create(
                        " are free"));
     }
     memory_used_bytes_ += bytes;
-    pending_[spec.name] = bytes;
+    pending_.insert(spec.name);
   }
   absl::StatusOr<std::unique_ptr<EmbeddingTable>> table =
       EmbeddingTable::Create(spec, initial_weights);

@@ -1,6 +1,6 @@
 // TableRegistry: the named tables of one server, under a memory budget.
 //
-//   TableRegistry registry({.memory_budget_bytes = 8 << 30});
+//   TableRegistry registry({.memory_budget_bytes = int64_t{8} << 30});
 //   absl::StatusOr<TableStats> created = registry.Create(spec, {});
 //   absl::StatusOr<std::shared_ptr<EmbeddingTable>> table = registry.Get("t");
 //
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -26,12 +27,16 @@
 
 namespace embedding {
 
+// Checked by Server::Start (server/service/server.h).
 struct RegistryOptions {
-  // Bytes all tables (weights + optimizer state) may take together.
-  // Default: unlimited (0).
+  // Bytes all tables (weights + optimizer state) may take together; 0 means
+  // no limit.
+  // Default: 0. REQUIRES: >= 0.
   int64_t memory_budget_bytes = 0;
-  // This server's place among the servers holding each table.
-  // REQUIRES: 0 <= shard_index < shard_count.
+  // This server's place among the servers holding each table: it holds
+  // global rows g with g % shard_count == shard_index.
+  // Default: 0 of 1. REQUIRES: shard_count >= 1, 0 <= shard_index <
+  // shard_count.
   int32_t shard_index = 0;
   int32_t shard_count = 1;
 };
@@ -64,7 +69,7 @@ class TableRegistry {
   absl::flat_hash_map<std::string, std::shared_ptr<EmbeddingTable>> tables_
       ABSL_GUARDED_BY(mu_);
   // Names being created: reserved so a concurrent duplicate fails at once.
-  absl::flat_hash_map<std::string, int64_t> pending_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> pending_ ABSL_GUARDED_BY(mu_);
   int64_t memory_used_bytes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 

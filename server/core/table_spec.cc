@@ -3,8 +3,8 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
-#include "common/status_macros.h"
 #include "common/optimizer_kinds.h"
+#include "common/status_macros.h"
 
 namespace embedding {
 namespace {

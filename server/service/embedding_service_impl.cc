@@ -47,13 +47,16 @@ PushOptions PushOptionsOf(const auto& request) {
   return options;
 }
 
-absl::StatusOr<BagBatch> BagBatchOf(const auto& request) {
+// The request's bags, validated once here (the table then checks only the
+// indices against its rows). The batch views the request's arrays.
+absl::StatusOr<ValidatedBagBatch> BagBatchOf(const auto& request) {
   EMBEDDING_ASSIGN_OR_RETURN(const BagMode mode, FromProto(request.mode()));
-  return BagBatch{.indices = View(request.indices()),
-                  .offsets = View(request.offsets()),
-                  .mode = mode,
-                  .per_sample_weights = View(request.per_sample_weights()),
-                  .include_last_offset = request.include_last_offset()};
+  return ValidateBagBatch(
+      BagBatch{.indices = View(request.indices()),
+               .offsets = View(request.offsets()),
+               .mode = mode,
+               .per_sample_weights = View(request.per_sample_weights()),
+               .include_last_offset = request.include_last_offset()});
 }
 
 void SetPushResponse(const PushResult& result,
@@ -156,12 +159,13 @@ absl::Status EmbeddingServiceImpl::DoLookupBag(
   EMBEDDING_RETURN_IF_ERROR(
       CheckIndexCount(request.indices_size(), /*allow_empty=*/true));
   EMBEDDING_ASSIGN_OR_RETURN(const DType dtype, FromProto(request.dtype()));
-  EMBEDDING_ASSIGN_OR_RETURN(const BagBatch batch, BagBatchOf(request));
-  EMBEDDING_ASSIGN_OR_RETURN(const int64_t bags, ValidateBagBatch(batch));
+  EMBEDDING_ASSIGN_OR_RETURN(const ValidatedBagBatch batch,
+                             BagBatchOf(request));
+  const int64_t bags = batch.bags();
   EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<EmbeddingTable> table,
                              registry_->Get(request.table()));
   const int64_t dim = table->dim();
-  const bool is_max = batch.mode == BagMode::kMax;
+  const bool is_max = batch.mode() == BagMode::kMax;
   // MAX also returns one int64 per element.
   const int64_t row_bytes =
       dim * ElementSize(dtype) + (is_max ? dim * int64_t{10} : 0);
@@ -205,8 +209,9 @@ absl::Status EmbeddingServiceImpl::DoPushBagGradients(
     v1::PushGradientsResponse* response) {
   EMBEDDING_RETURN_IF_ERROR(
       CheckIndexCount(request.indices_size(), /*allow_empty=*/true));
-  EMBEDDING_ASSIGN_OR_RETURN(const BagBatch batch, BagBatchOf(request));
-  EMBEDDING_ASSIGN_OR_RETURN(const int64_t bags, ValidateBagBatch(batch));
+  EMBEDDING_ASSIGN_OR_RETURN(const ValidatedBagBatch batch,
+                             BagBatchOf(request));
+  const int64_t bags = batch.bags();
   EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<EmbeddingTable> table,
                              registry_->Get(request.table()));
   EMBEDDING_ASSIGN_OR_RETURN(

@@ -1,7 +1,7 @@
 // EmbeddingServiceImpl: the gRPC adapter over a TableRegistry. It validates
 // requests that only the wire can get wrong (sizes, dtypes, shapes), converts
-// protos to engine calls, and maps statuses once (status_util.h). It holds no
-// row data itself.
+// protos to engine calls, and maps statuses once (common/grpc_status.h). It
+// holds no row data itself.
 //
 //   TableRegistry registry(registry_options);
 //   EmbeddingServiceImpl service(&registry, ServiceOptions{});
@@ -21,12 +21,14 @@
 
 namespace embedding {
 
+// Checked by Server::Start (server.h).
 struct ServiceOptions {
   // Most indices one request may carry (RESOURCE_EXHAUSTED beyond).
-  // Default: 4M.
+  // Default: 4M. REQUIRES: > 0.
   int64_t max_indices_per_request = int64_t{1} << 22;
   // Largest message sent or received (RESOURCE_EXHAUSTED for a response
-  // that would not fit). Default: 64 MiB.
+  // that would not fit).
+  // Default: 64 MiB. REQUIRES: in [1 MiB, 2 GiB) (gRPC takes an int).
   int64_t max_message_bytes = int64_t{64} << 20;
 };
 

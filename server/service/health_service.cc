@@ -1,7 +1,8 @@
 #include "server/service/health_service.h"
 
-#include <chrono>
 #include <string>
+
+#include "absl/time/clock.h"
 
 namespace embedding {
 namespace {
@@ -20,11 +21,23 @@ HealthCheckResponse::ServingStatus StatusOf(bool serving) {
 }  // namespace
 
 void HealthService::SetServing(bool serving) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    serving_ = serving;
+  absl::MutexLock lock(&mu_);
+  serving_ = serving;
+  changed_.SignalAll();
+}
+
+bool HealthService::serving() const {
+  absl::MutexLock lock(&mu_);
+  return serving_;
+}
+
+bool HealthService::AwaitChange(bool from, absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  const absl::Time deadline = absl::Now() + timeout;
+  while (serving_ == from) {
+    if (changed_.WaitWithDeadline(&mu_, deadline)) break;  // Timed out.
   }
-  changed_.notify_all();
+  return serving_;
 }
 
 grpc::Status HealthService::Check(
@@ -35,8 +48,7 @@ grpc::Status HealthService::Check(
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
                         "unknown service \"" + request->service() + "\"");
   }
-  std::lock_guard<std::mutex> lock(mu_);
-  response->set_status(StatusOf(serving_));
+  response->set_status(StatusOf(serving()));
   return grpc::Status::OK;
 }
 
@@ -50,16 +62,16 @@ grpc::Status HealthService::Watch(
     writer->Write(response);
     return grpc::Status::OK;
   }
-  std::unique_lock<std::mutex> lock(mu_);
-  bool sent_serving = serving_;
-  response.set_status(StatusOf(sent_serving));
+  bool sent = serving();
+  response.set_status(StatusOf(sent));
   if (!writer->Write(response)) return grpc::Status::OK;
   // A watch holds one sync thread; it ends when the server stops serving.
-  while (serving_ && !context->IsCancelled()) {
-    changed_.wait_for(lock, std::chrono::seconds(1));
-    if (serving_ != sent_serving) {
-      sent_serving = serving_;
-      response.set_status(StatusOf(sent_serving));
+  // The sync API has no cancellation callback, hence the one-second wake-ups.
+  while (sent && !context->IsCancelled()) {
+    const bool now = AwaitChange(sent, absl::Seconds(1));
+    if (now != sent) {
+      sent = now;
+      response.set_status(StatusOf(sent));
       if (!writer->Write(response)) break;
     }
   }

@@ -13,10 +13,9 @@
 #ifndef SERVER_SERVICE_HEALTH_SERVICE_H_
 #define SERVER_SERVICE_HEALTH_SERVICE_H_
 
-#include <condition_variable>
-#include <mutex>
-
 #include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 
 namespace embedding {
@@ -25,22 +24,28 @@ class HealthService final : public grpc::health::v1::Health::Service {
  public:
   // SERVING or NOT_SERVING for the whole server (service name "") and for
   // "embedding.v1.EmbeddingService"; other names are NOT_FOUND.
-  void SetServing(bool serving);
+  void SetServing(bool serving) ABSL_LOCKS_EXCLUDED(mu_);
 
   grpc::Status Check(grpc::ServerContext* context,
                      const grpc::health::v1::HealthCheckRequest* request,
                      grpc::health::v1::HealthCheckResponse* response) override;
 
   // Sends the status now and again on every change until the client cancels
-  // or the server stops serving.
+  // or the server stops serving. Writes happen outside the lock, so a slow
+  // watcher never delays SetServing (and so shutdown).
   grpc::Status Watch(grpc::ServerContext* context,
                      const grpc::health::v1::HealthCheckRequest* request,
                      grpc::ServerWriter<grpc::health::v1::HealthCheckResponse>*
                          writer) override;
 
  private:
-  std::mutex mu_;
-  std::condition_variable changed_;
+  bool serving() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The status once it differs from `from`, or after `timeout`.
+  bool AwaitChange(bool from, absl::Duration timeout) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+
+  mutable absl::Mutex mu_;
+  mutable absl::CondVar changed_;
   bool serving_ ABSL_GUARDED_BY(mu_) = true;
 };
 

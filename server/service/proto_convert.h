@@ -36,9 +36,10 @@ absl::StatusOr<BagMode> FromProto(v1::BagMode mode);
 absl::StatusOr<absl::Span<const float>> FloatView(const v1::Tensor& tensor,
                                                   const char* what);
 
-// Checks that a float32 tensor has shape `leading + [dim]` (or, when
-// `leading` is a single dimension, any shape whose product of leading
-// dimensions equals it).
+// Views a float32 tensor of `rows` rows of `dim`: its shape is [..., dim]
+// and its leading dimensions multiply to `rows` (so [rows, dim], or
+// [batch, seq, dim] for the gradient of a [batch, seq] lookup).
+// INVALID_ARGUMENT names `what` and the shape expected, or as FloatView.
 absl::StatusOr<absl::Span<const float>> RowsView(const v1::Tensor& tensor,
                                                  int64_t rows, int64_t dim,
                                                  const char* what);

@@ -1,8 +1,10 @@
 // Server: an EmbeddingService listening on an address, with the standard
-// health and reflection services beside it.
+// health and reflection services beside it. Its factory checks the options,
+// so main.cc only maps flags to them.
 //
 //   absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options);
-//   std::cout << (*server)->port();
+//   if (!server.ok()) return Exit(server.status());
+//   Announce((*server)->port());
 //   (*server)->Shutdown(absl::Seconds(10));  // Health goes NOT_SERVING first.
 //
 // Thread-safe.
@@ -22,18 +24,27 @@
 
 namespace embedding {
 
+// Each field's flag in main.cc has the field's name; Server::Start names the
+// flag when it rejects a value.
 struct ServerOptions {
-  // host:port to listen on; port 0 picks a free port. Default: loopback only.
+  // host:port to listen on; port 0 picks a free port.
+  // Default: "127.0.0.1:50051" (loopback only).
   std::string listen_address = "127.0.0.1:50051";
-  // Threads the gRPC callback executor may use; 0 = gRPC's default.
+  // Most threads the synchronous server's pool may run (a gRPC
+  // ResourceQuota); 0 lets gRPC decide.
+  // Default: 0. REQUIRES: >= 0.
   int worker_threads = 0;
+  // Memory budget and this server's shard; REQUIRES as documented there.
   RegistryOptions registry;
+  // Request and message limits; REQUIRES as documented there.
   ServiceOptions service;
 };
 
 class Server {
  public:
-  // Starts listening. UNAVAILABLE when the address cannot be bound.
+  // Checks `options`, then starts listening. INVALID_ARGUMENT naming the
+  // flag of the first option outside its REQUIRES; UNAVAILABLE when the
+  // address cannot be bound.
   static absl::StatusOr<std::unique_ptr<Server>> Start(
       const ServerOptions& options);
 
@@ -50,7 +61,7 @@ class Server {
   void Wait();
 
  private:
-  Server(const ServerOptions& options);
+  explicit Server(const ServerOptions& options);
 
   TableRegistry registry_;
   EmbeddingServiceImpl service_;

@@ -9,14 +9,11 @@
 // CreateTable fills the rows with the service's initializer (a function of
 // seed, row and column), so both servers hold the same bytes; GetTable
 // answers for the table created last; every other RPC is UNIMPLEMENTED.
-#include <signal.h>
-
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -26,6 +23,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "common/process.h"
 #include "embedding/v1/embedding_service.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "server/core/initializer.h"
@@ -120,11 +118,7 @@ int main(int argc, char** argv) {
       "A naive gRPC embedding server, for benchmarks only.\n"
       "usage: bare_server --listen_address=127.0.0.1:0 --port_file=FILE");
   absl::ParseCommandLine(argc, argv);
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const embedding::ShutdownSignals signals = embedding::BlockShutdownSignals();
 
   embedding::BareService service;
   grpc::ServerBuilder builder;
@@ -141,13 +135,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
-  if (!port_file.empty()) {
-    const std::string temp = port_file + ".tmp";
-    std::ofstream(temp) << port << "\n";
-    if (std::rename(temp.c_str(), port_file.c_str()) != 0) return 1;
+  if (!port_file.empty() && !embedding::WritePortFile(port_file, port)) {
+    std::cerr << "bare_server: cannot write " << port_file << "\n";
+    return 1;
   }
-  int signal = 0;
-  sigwait(&signals, &signal);
+  embedding::WaitForShutdownSignal(signals);
   server->Shutdown(std::chrono::system_clock::now());
   return 0;
 }

@@ -11,8 +11,10 @@
 //   redis    redis-server: rows as binary values keyed by id, one MGET per
 //            batch through hiredis (pipelined `outstanding` deep);
 //   local    an in-process memcpy gather of the same rows (no network).
-// Workloads: lookup (all targets), bag (LookupBag SUM), push_sgd and
-// push_adagrad (PushGradients to a table with that optimizer; service only).
+// Workloads: lookup (all targets), bag (LookupBag SUM), push_OPTIMIZER for
+// any optimizer of common/optimizer_kinds.h, e.g. push_sgd, push_adagrad
+// (PushGradients to a table with that optimizer at its defaults; service
+// only).
 //
 // Closed loop by default: each client thread keeps `outstanding` requests in
 // flight. With --rate, open loop: requests are sent on a fixed schedule and
@@ -47,19 +49,25 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "client/cpp/embedding_client.h"
+#include "common/grpc_status.h"
+#include "common/optimizer_kinds.h"
+#include "common/optimizer_proto.h"
+#include "common/status_macros.h"
 #include "embedding/v1/embedding_service.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "server/core/initializer.h"
 #include "server/core/table_spec.h"
 
 ABSL_FLAG(std::string, target, "service", "service, bare, redis or local.");
-ABSL_FLAG(std::string, address, "127.0.0.1:50051",
+ABSL_FLAG(std::string, address, std::string(embedding::kDefaultAddress),
           "host:port of the gRPC server (service and bare targets).");
 ABSL_FLAG(std::string, redis_address, "127.0.0.1:6379",
           "host:port of redis-server (redis target).");
 ABSL_FLAG(std::string, workload, "lookup",
           "lookup, lookup_stream (Lookups over bidi streams, one per "
-          "channel), bag, push_sgd or push_adagrad.");
+          "channel), bag, or push_OPTIMIZER (push_sgd, push_adagrad, "
+          "push_ftrl, ...).");
 ABSL_FLAG(std::string, table, "",
           "Table name; default bench_<workload kind>_<rows>x<dim>_s<seed>.");
 ABSL_FLAG(int64_t, table_rows, 1000000, "Rows of the table.");
@@ -125,6 +133,10 @@ struct Config {
   int request_pool;
 
   bool IsPush() const { return workload.rfind("push_", 0) == 0; }
+  // push_NAME: the optimizer called NAME, or null.
+  const OptimizerInfo* PushOptimizer() const {
+    return IsPush() ? FindOptimizer(workload.substr(5)) : nullptr;
+  }
   int64_t Bags() const { return (batch + bag_size - 1) / bag_size; }
   // Bytes of row data one request moves: rows out for lookups, gradient in
   // for pushes.
@@ -206,12 +218,6 @@ std::vector<std::unique_ptr<Stub>> MakeStubs(const std::string& address,
   return stubs;
 }
 
-absl::Status FromGrpc(const grpc::Status& status) {
-  if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      status.error_message());
-}
-
 void SetDeadline(grpc::ClientContext* context, double seconds) {
   context->set_deadline(
       std::chrono::system_clock::now() +
@@ -236,7 +242,7 @@ absl::Status EnsureGrpcTable(Stub& stub, const Config& config) {
       return absl::OkStatus();
     }
     if (status.error_code() != grpc::StatusCode::NOT_FOUND) {
-      return FromGrpc(status);
+      return FromGrpcStatus(status);
     }
   }
   if (!config.setup) {
@@ -251,13 +257,12 @@ absl::Status EnsureGrpcTable(Stub& stub, const Config& config) {
   spec->set_num_embeddings(config.table_rows);
   spec->set_embedding_dim(config.dim);
   spec->set_seed(config.seed);
-  if (config.workload == "push_adagrad") {
-    spec->mutable_optimizer()->mutable_adagrad()->set_lr(0.01f);
-  } else {
-    spec->mutable_optimizer()->mutable_sgd()->set_lr(0.01f);
+  if (config.IsPush()) {  // The optimizer with the table's defaults.
+    OptimizerToProto(DefaultOptimizerSpec(config.PushOptimizer()->kind),
+                     spec->mutable_optimizer());
   }
   v1::TableInfo info;
-  return FromGrpc(stub.CreateTable(&context, request, &info));
+  return FromGrpcStatus(stub.CreateTable(&context, request, &info));
 }
 
 absl::StatusOr<std::string> GrpcGather(Stub& stub, const Config& config,
@@ -268,8 +273,8 @@ absl::StatusOr<std::string> GrpcGather(Stub& stub, const Config& config,
   request.set_table(config.table);
   request.mutable_indices()->Add(ids.begin(), ids.end());
   v1::LookupResponse response;
-  const grpc::Status status = stub.Lookup(&context, request, &response);
-  if (!status.ok()) return FromGrpc(status);
+  EMBEDDING_RETURN_IF_ERROR(
+      FromGrpcStatus(stub.Lookup(&context, request, &response)));
   return response.embeddings().data();
 }
 
@@ -355,7 +360,7 @@ void RunGrpcThread(int thread_index, const Config& config,
     if (next != grpc::CompletionQueue::GOT_EVENT) continue;
     std::unique_ptr<Call> call(static_cast<Call*>(tag));
     const Clock::time_point now = Clock::now();
-    absl::Status status = FromGrpc(call->status);
+    absl::Status status = FromGrpcStatus(call->status);
     if (status.ok()) status = kind.check(call->response);
     stats->Record(window, call->start, now, status, config);
     if (!open_loop && now < window.end) issue(now);
@@ -497,7 +502,7 @@ class LookupStreams {
         return false;
       case Op::kFinish:
         if (!stream->status.ok() && stats_->errors++ == 0) {
-          stats_->first_error = FromGrpc(stream->status).ToString();
+          stats_->first_error = FromGrpcStatus(stream->status).ToString();
         }
         return true;
     }
@@ -633,16 +638,14 @@ std::string RedisLoadedKey(const Config& config) {
 // Stores every row as a binary value under its decimal id, in pipelined MSETs,
 // unless a marker says this table is already loaded.
 absl::Status EnsureRedisRows(const Config& config) {
-  absl::StatusOr<RedisConnection> connection =
-      ConnectRedis(config.redis_address);
-  if (!connection.ok()) return connection.status();
-  redisContext* c = connection->get();
+  EMBEDDING_ASSIGN_OR_RETURN(const RedisConnection connection,
+                             ConnectRedis(config.redis_address));
+  redisContext* c = connection.get();
   const std::string marker = RedisLoadedKey(config);
   {
     redisAppendCommand(c, "EXISTS %b", marker.data(), marker.size());
-    absl::StatusOr<RedisReply> reply = RedisGetReply(c);
-    if (!reply.ok()) return reply.status();
-    if ((*reply)->integer == 1) return absl::OkStatus();
+    EMBEDDING_ASSIGN_OR_RETURN(const RedisReply reply, RedisGetReply(c));
+    if (reply->integer == 1) return absl::OkStatus();
   }
   if (!config.setup) {
     return absl::NotFoundError(
@@ -656,6 +659,13 @@ absl::Status EnsureRedisRows(const Config& config) {
   std::vector<const char*> argv;
   std::vector<size_t> lengths;
   int64_t pending = 0;
+  // Reads the replies of the commands sent so far.
+  auto drain = [&]() -> absl::Status {
+    for (; pending > 0; --pending) {
+      EMBEDDING_RETURN_IF_ERROR(RedisGetReply(c).status());
+    }
+    return absl::OkStatus();
+  };
   for (int64_t first = 0; first < config.table_rows; first += kRowsPerCommand) {
     const int64_t count = std::min(kRowsPerCommand, config.table_rows - first);
     argv.assign(1, "MSET");
@@ -673,17 +683,9 @@ absl::Status EnsureRedisRows(const Config& config) {
                            lengths.data());
     // hiredis copies the arguments into its output buffer, so rows and keys
     // may be reused at once.
-    if (++pending == kCommandsInFlight) {
-      for (; pending > 0; --pending) {
-        absl::StatusOr<RedisReply> reply = RedisGetReply(c);
-        if (!reply.ok()) return reply.status();
-      }
-    }
+    if (++pending == kCommandsInFlight) EMBEDDING_RETURN_IF_ERROR(drain());
   }
-  for (; pending > 0; --pending) {
-    absl::StatusOr<RedisReply> reply = RedisGetReply(c);
-    if (!reply.ok()) return reply.status();
-  }
+  EMBEDDING_RETURN_IF_ERROR(drain());
   redisAppendCommand(c, "SET %b 1", marker.data(), marker.size());
   return RedisGetReply(c).status();
 }
@@ -728,19 +730,17 @@ absl::Status GatherRedisReply(const redisReply& reply, size_t row_bytes,
 
 absl::StatusOr<std::string> RedisGather(const Config& config,
                                         const std::vector<int64_t>& ids) {
-  absl::StatusOr<RedisConnection> connection =
-      ConnectRedis(config.redis_address);
-  if (!connection.ok()) return connection.status();
+  EMBEDDING_ASSIGN_OR_RETURN(const RedisConnection connection,
+                             ConnectRedis(config.redis_address));
   RedisRequest request = MakeRedisRequest(ids);
-  redisAppendCommandArgv(connection->get(),
+  redisAppendCommandArgv(connection.get(),
                          static_cast<int>(request.argv.size()),
                          request.argv.data(), request.lengths.data());
-  absl::StatusOr<RedisReply> reply = RedisGetReply(connection->get());
-  if (!reply.ok()) return reply.status();
+  EMBEDDING_ASSIGN_OR_RETURN(const RedisReply reply,
+                             RedisGetReply(connection.get()));
   const size_t row_bytes = config.dim * sizeof(float);
   std::string out(ids.size() * row_bytes, '\0');
-  absl::Status status = GatherRedisReply(**reply, row_bytes, out.data());
-  if (!status.ok()) return status;
+  EMBEDDING_RETURN_IF_ERROR(GatherRedisReply(*reply, row_bytes, out.data()));
   return out;
 }
 
@@ -930,12 +930,12 @@ absl::StatusOr<Config> ConfigFromFlags() {
                             c.target == "redis" || c.target == "local";
   const bool known_workload = c.workload == "lookup" ||
                               c.workload == "lookup_stream" ||
-                              c.workload == "bag" || c.workload == "push_sgd" ||
-                              c.workload == "push_adagrad";
+                              c.workload == "bag" || c.PushOptimizer();
   if (!known_target || !known_workload) {
     return absl::InvalidArgumentError(
         "--target must be service, bare, redis or local and --workload "
-        "lookup, lookup_stream, bag, push_sgd or push_adagrad");
+        "lookup, lookup_stream, bag or push_OPTIMIZER (push_sgd, "
+        "push_adagrad, ...)");
   }
   if (c.workload == "lookup_stream" && c.rate > 0) {
     return absl::InvalidArgumentError("lookup_stream is closed loop only");

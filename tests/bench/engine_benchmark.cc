@@ -13,8 +13,10 @@
 #include <cstring>
 #include <memory>
 #include <random>
+#include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "server/core/dtype.h"
 #include "server/core/embedding_table.h"
@@ -108,83 +110,76 @@ class IdStream {
   int64_t next_;
 };
 
-void Finish(benchmark::State& state, int64_t batch) {
+// Runs `step` on the thread's next batch of ids each iteration until the
+// run ends or a step fails; items are rows, bytes their floats.
+template <typename Step>
+void RunBatches(benchmark::State& state, const Step& step) {
+  const int64_t batch = state.range(0);
+  IdStream ids(state, batch);
+  for (auto _ : state) {
+    if (const absl::Status status = step(ids.Next()); !status.ok()) {
+      state.SkipWithError(std::string(status.message()).c_str());
+      break;
+    }
+  }
   state.SetItemsProcessed(state.iterations() * batch);
   state.SetBytesProcessed(state.iterations() * batch * kDim * sizeof(float));
 }
 
-void BM_MemcpyGather(benchmark::State& state) {
-  const int64_t batch = state.range(0);
+// A gather of plain rows into `out`, prefetching each row `prefetch_ahead`
+// rows early (0: none).
+absl::Status PlainGather(absl::Span<const int64_t> ids, int64_t prefetch_ahead,
+                         std::vector<float>& out) {
   const std::vector<float>& rows = PlainRows();
-  std::vector<float> out(batch * kDim);
-  IdStream ids(state, batch);
-  for (auto _ : state) {
-    const absl::Span<const int64_t> batch_ids = ids.Next();
-    for (int64_t i = 0; i < batch; ++i) {
-      std::memcpy(&out[i * kDim], &rows[batch_ids[i] * kDim],
-                  kDim * sizeof(float));
+  const int64_t batch = static_cast<int64_t>(ids.size());
+  for (int64_t i = 0; i < batch; ++i) {
+    if (prefetch_ahead > 0 && i + prefetch_ahead < batch) {
+      const float* ahead = &rows[ids[i + prefetch_ahead] * kDim];
+      for (size_t line = 0; line < kDim * sizeof(float); line += 64) {
+        __builtin_prefetch(reinterpret_cast<const char*>(ahead) + line);
+      }
     }
-    benchmark::DoNotOptimize(out.data());
-    benchmark::ClobberMemory();
+    std::memcpy(&out[i * kDim], &rows[ids[i] * kDim], kDim * sizeof(float));
   }
-  Finish(state, batch);
+  benchmark::DoNotOptimize(out.data());
+  benchmark::ClobberMemory();
+  return absl::OkStatus();
 }
 
-// The memcpy gather with each row prefetched kPrefetchAhead rows early, to
-// show what prefetching in the engine's gather could gain.
+void BM_MemcpyGather(benchmark::State& state) {
+  std::vector<float> out(state.range(0) * kDim);
+  RunBatches(state, [&](absl::Span<const int64_t> ids) {
+    return PlainGather(ids, /*prefetch_ahead=*/0, out);
+  });
+}
+
+// The memcpy gather with each row prefetched 8 rows early, to show what
+// prefetching in the engine's gather could gain.
 void BM_PrefetchGather(benchmark::State& state) {
-  constexpr int64_t kPrefetchAhead = 8;
-  const int64_t batch = state.range(0);
-  const std::vector<float>& rows = PlainRows();
-  std::vector<float> out(batch * kDim);
-  IdStream ids(state, batch);
-  for (auto _ : state) {
-    const absl::Span<const int64_t> batch_ids = ids.Next();
-    for (int64_t i = 0; i < batch; ++i) {
-      if (i + kPrefetchAhead < batch) {
-        const float* ahead = &rows[batch_ids[i + kPrefetchAhead] * kDim];
-        for (size_t line = 0; line < kDim * sizeof(float); line += 64) {
-          __builtin_prefetch(reinterpret_cast<const char*>(ahead) + line);
-        }
-      }
-      std::memcpy(&out[i * kDim], &rows[batch_ids[i] * kDim],
-                  kDim * sizeof(float));
-    }
-    benchmark::DoNotOptimize(out.data());
-    benchmark::ClobberMemory();
-  }
-  Finish(state, batch);
+  std::vector<float> out(state.range(0) * kDim);
+  RunBatches(state, [&](absl::Span<const int64_t> ids) {
+    return PlainGather(ids, /*prefetch_ahead=*/8, out);
+  });
 }
 
 void LookupBenchmark(benchmark::State& state, EmbeddingTable& table) {
-  const int64_t batch = state.range(0);
-  std::vector<float> out(batch * kDim);
-  IdStream ids(state, batch);
-  for (auto _ : state) {
-    if (!table.Lookup(ids.Next(), DType::kFloat32, out.data()).ok()) {
-      state.SkipWithError("lookup failed");
-      break;
-    }
+  std::vector<float> out(state.range(0) * kDim);
+  RunBatches(state, [&](absl::Span<const int64_t> ids) {
+    const absl::Status status = table.Lookup(ids, DType::kFloat32, out.data());
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
-  }
-  Finish(state, batch);
+    return status;
+  });
 }
 
 void PushBenchmark(benchmark::State& state, EmbeddingTable& table) {
-  const int64_t batch = state.range(0);
-  std::vector<float> grad(batch * kDim);
+  std::vector<float> grad(state.range(0) * kDim);
   std::mt19937 random(state.thread_index());
   std::uniform_real_distribution<float> value(-1e-3f, 1e-3f);
   for (float& g : grad) g = value(random);
-  IdStream ids(state, batch);
-  for (auto _ : state) {
-    if (!table.PushGradients(ids.Next(), grad, PushOptions{}).ok()) {
-      state.SkipWithError("push failed");
-      break;
-    }
-  }
-  Finish(state, batch);
+  RunBatches(state, [&](absl::Span<const int64_t> ids) {
+    return table.PushGradients(ids, grad, PushOptions{}).status();
+  });
 }
 
 void BM_EngineLookup(benchmark::State& state) {

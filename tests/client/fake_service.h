@@ -3,16 +3,18 @@
 //
 //   FakeService service;
 //   service.lookup_response.mutable_embeddings()->add_shape(1);
+//   service.fail_next["Lookup"] = {Unavailable(), Unavailable()};
 //   FakeServer server(&service);
 //   auto client = EmbeddingClient::Connect(server.address());
 //
 // Thread-compatible: set the canned values before the calls, read the
-// recorded ones after them.
+// recorded ones after them (calls are made one at a time).
 #ifndef TESTS_CLIENT_FAKE_SERVICE_H_
 #define TESTS_CLIENT_FAKE_SERVICE_H_
 
 #include <grpcpp/grpcpp.h>
 
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -25,12 +27,21 @@
 
 namespace embedding::testing {
 
+inline grpc::Status Unavailable() {
+  return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake: not serving yet");
+}
+
 class FakeService final : public v1::EmbeddingService::Service {
  public:
   // Every call fails with this status when it is not OK.
   grpc::Status status = grpc::Status::OK;
+  // Per method name ("Lookup"): the answers of its next calls, before
+  // `status` applies again.
+  std::map<std::string, std::deque<grpc::Status>> fail_next;
   // Every call sleeps this long first.
   absl::Duration delay = absl::ZeroDuration();
+  // The embedding_dim of the table GetTable describes.
+  int64_t embedding_dim = 2;
 
   v1::LookupResponse lookup_response;
   v1::LookupBagResponse lookup_bag_response;
@@ -38,105 +49,110 @@ class FakeService final : public v1::EmbeddingService::Service {
   std::vector<v1::ReadRowsResponse> read_rows_chunks;
   std::vector<v1::TableInfo> tables;
 
-  // The last requests received and the metadata of the last call.
-  v1::CreateTableRequest create_request;
-  v1::LookupRequest lookup_request;
-  v1::LookupBagRequest lookup_bag_request;
-  v1::PushGradientsRequest push_request;
-  v1::PushBagGradientsRequest push_bag_request;
-  v1::WriteRowsRequest write_request;
-  v1::ReadRowsRequest read_rows_request;
+  // Calls received per method name, failed ones included.
+  std::map<std::string, int> calls;
+  // Every request received, in order, and the metadata of the last call.
+  std::vector<v1::CreateTableRequest> create_requests;
+  std::vector<v1::LookupRequest> lookup_requests;
+  std::vector<v1::LookupBagRequest> lookup_bag_requests;
+  std::vector<v1::PushGradientsRequest> push_requests;
+  std::vector<v1::PushBagGradientsRequest> push_bag_requests;
+  std::vector<v1::WriteRowsRequest> write_requests;
+  std::vector<v1::ReadRowsRequest> read_rows_requests;
   std::multimap<std::string, std::string> metadata;
 
   grpc::Status CreateTable(grpc::ServerContext* context,
                            const v1::CreateTableRequest* request,
                            v1::TableInfo* response) override {
-    create_request = *request;
     *response->mutable_spec() = request->spec();
-    return Begin(context);
+    return Record(context, "CreateTable", *request, &create_requests);
   }
   grpc::Status GetTable(grpc::ServerContext* context,
                         const v1::GetTableRequest* request,
                         v1::TableInfo* response) override {
     response->mutable_spec()->set_name(request->name());
-    return Begin(context);
+    response->mutable_spec()->set_embedding_dim(embedding_dim);
+    return Begin(context, "GetTable");
   }
   grpc::Status ListTables(grpc::ServerContext* context,
                           const v1::ListTablesRequest*,
                           v1::ListTablesResponse* response) override {
     for (const v1::TableInfo& info : tables) *response->add_tables() = info;
-    return Begin(context);
+    return Begin(context, "ListTables");
   }
   grpc::Status DeleteTable(grpc::ServerContext* context,
                            const v1::DeleteTableRequest*,
                            v1::DeleteTableResponse*) override {
-    return Begin(context);
+    return Begin(context, "DeleteTable");
   }
   grpc::Status SetOptimizer(grpc::ServerContext* context,
                             const v1::SetOptimizerRequest* request,
                             v1::TableInfo* response) override {
     *response->mutable_spec()->mutable_optimizer() = request->optimizer();
-    return Begin(context);
+    return Begin(context, "SetOptimizer");
   }
   grpc::Status Lookup(grpc::ServerContext* context,
                       const v1::LookupRequest* request,
                       v1::LookupResponse* response) override {
-    return Answer(context, *request, &lookup_request, lookup_response,
-                  response);
+    *response = lookup_response;
+    return Record(context, "Lookup", *request, &lookup_requests);
   }
   grpc::Status LookupBag(grpc::ServerContext* context,
                          const v1::LookupBagRequest* request,
                          v1::LookupBagResponse* response) override {
-    return Answer(context, *request, &lookup_bag_request, lookup_bag_response,
-                  response);
+    *response = lookup_bag_response;
+    return Record(context, "LookupBag", *request, &lookup_bag_requests);
   }
   grpc::Status PushGradients(grpc::ServerContext* context,
                              const v1::PushGradientsRequest* request,
                              v1::PushGradientsResponse* response) override {
-    return Answer(context, *request, &push_request, push_response, response);
+    *response = push_response;
+    return Record(context, "PushGradients", *request, &push_requests);
   }
   grpc::Status PushBagGradients(grpc::ServerContext* context,
                                 const v1::PushBagGradientsRequest* request,
                                 v1::PushGradientsResponse* response) override {
-    return Answer(context, *request, &push_bag_request, push_response,
-                  response);
+    *response = push_response;
+    return Record(context, "PushBagGradients", *request, &push_bag_requests);
   }
   grpc::Status WriteRows(grpc::ServerContext* context,
                          const v1::WriteRowsRequest* request,
                          v1::WriteRowsResponse* response) override {
-    write_request = *request;
     response->set_rows_written(request->values().shape(0));
-    return Begin(context);
+    response->set_version(static_cast<int64_t>(write_requests.size()) + 1);
+    return Record(context, "WriteRows", *request, &write_requests);
   }
   grpc::Status ReadRows(
       grpc::ServerContext* context, const v1::ReadRowsRequest* request,
       grpc::ServerWriter<v1::ReadRowsResponse>* writer) override {
-    read_rows_request = *request;
+    // A failure comes after the replies, as a stream that breaks midway.
     for (const v1::ReadRowsResponse& chunk : read_rows_chunks) {
       writer->Write(chunk);
     }
-    return Begin(context);
+    return Record(context, "ReadRows", *request, &read_rows_requests);
   }
 
  private:
-  // Records `request`, answers `canned`.
-  template <typename Request, typename Response>
-  grpc::Status Answer(grpc::ServerContext* context, const Request& request,
-                      Request* recorded, const Response& canned,
-                      Response* response) {
-    *recorded = request;
-    *response = canned;
-    return Begin(context);
+  template <typename Request>
+  grpc::Status Record(grpc::ServerContext* context, const char* method,
+                      const Request& request, std::vector<Request>* recorded) {
+    recorded->push_back(request);
+    return Begin(context, method);
   }
 
-  grpc::Status Begin(grpc::ServerContext* context) {
+  grpc::Status Begin(grpc::ServerContext* context, const char* method) {
+    ++calls[method];
     metadata.clear();
     for (const auto& [key, value] : context->client_metadata()) {
       metadata.emplace(std::string(key.data(), key.size()),
                        std::string(value.data(), value.size()));
     }
     absl::SleepFor(delay);
-    return status;
+    std::deque<grpc::Status>& failures = fail_next[method];
+    if (failures.empty()) return status;
+    grpc::Status failure = failures.front();
+    failures.pop_front();
+    return failure;
   }
 };
 
@@ -148,6 +164,7 @@ class FakeServer {
     builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
                              &port_);
     builder.RegisterService(service);
+    builder.SetMaxReceiveMessageSize(-1);
     server_ = builder.BuildAndStart();
   }
   ~FakeServer() { server_->Shutdown(); }

@@ -24,8 +24,8 @@ TEST(GrpcStatusTest, EveryCodeAndItsMessageRoundTrip) {
 }
 
 TEST(GrpcStatusTest, NamedCodesMatch) {
-  EXPECT_EQ(FromGrpcStatus(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                        "too big")),
+  EXPECT_EQ(FromGrpcStatus(
+                grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too big")),
             absl::ResourceExhaustedError("too big"));
   EXPECT_EQ(ToGrpcStatus(absl::NotFoundError("x")).error_code(),
             grpc::StatusCode::NOT_FOUND);

@@ -12,8 +12,7 @@ using google::protobuf::FieldDescriptor;
 // The proto and the table must agree, or a kind would silently be SGD.
 TEST(OptimizerProtoTest, EveryProtoKindHasATableEntryWithFloatFields) {
   const google::protobuf::Descriptor* optimizer = v1::Optimizer::descriptor();
-  ASSERT_EQ(optimizer->field_count(),
-            static_cast<int>(AllOptimizers().size()));
+  ASSERT_EQ(optimizer->field_count(), static_cast<int>(AllOptimizers().size()));
   for (int i = 0; i < optimizer->field_count(); ++i) {
     const FieldDescriptor* kind = optimizer->field(i);
     const OptimizerInfo* info = FindOptimizer(kind->name());
@@ -46,8 +45,7 @@ TEST(OptimizerProtoTest, UnsetFieldsTakeDefaultsAndZeroLrIsUnset) {
   EXPECT_EQ(spec.l1, 0.25f);
   EXPECT_EQ(spec.lr, defaults.lr);
   EXPECT_EQ(spec.lr_power, defaults.lr_power);
-  EXPECT_EQ(spec.initial_accumulator_value,
-            defaults.initial_accumulator_value);
+  EXPECT_EQ(spec.initial_accumulator_value, defaults.initial_accumulator_value);
   EXPECT_EQ(spec.beta, 0.0f);
 }
 
@@ -57,9 +55,8 @@ TEST(OptimizerProtoTest, EveryKindRoundTrips) {
     OptimizerSpec spec = DefaultOptimizerSpec(info.kind);
     float value = 0.125f;
     for (const HyperParameter& param : info.params) {
-      spec.*param.field = param.range == ParamRange::kNonPositive
-                              ? -value
-                              : value;
+      spec.*param.field =
+          param.range == ParamRange::kNonPositive ? -value : value;
       value /= 2;
     }
     v1::Optimizer proto;

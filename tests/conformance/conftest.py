@@ -1,12 +1,13 @@
-"""Fixtures: one real embedding_server per test module, a stub to it, and a
-table name unique to each test."""
+"""Fixtures: one real embedding_server per test module, a stub to it (and
+the Python client, for its typed errors and option classes), and a table
+name unique to each test."""
 
 
 import grpc
 import pytest
 
 from embedding.v1 import embedding_service_pb2_grpc as pb_grpc
-from tests.testing.fixtures import server, table  # noqa: F401
+from tests.testing.fixtures import client, server, table  # noqa: F401
 
 
 @pytest.fixture(scope="module")

@@ -52,6 +52,7 @@ OPTIMIZERS = {
                    initial_accumulator_value=0.1, eps=1e-6),
     "sparse_adam": Opt("sparse_adam", lr=0.05, betas=(0.8, 0.95), eps=1e-6),
     "rowwise_adagrad": Opt("rowwise_adagrad", lr=0.3, eps=1e-6),
+    "ftrl": Opt("ftrl", lr=0.2, l1=0.05, l2=0.1, beta=0.5),
 }
 
 

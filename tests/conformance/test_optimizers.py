@@ -1,14 +1,14 @@
 """Server-side sparse optimizers (issue 3) against torch.optim on
 nn.Embedding(sparse=True), compared after every push; row-wise Adagrad
-against FBGEMM's formula (oracle.RowwiseAdagrad)."""
+against FBGEMM's formula (oracle.RowwiseAdagrad), FTRL against TensorFlow's
+(oracle.Ftrl; its own cases are in test_ftrl.py)."""
 
 import numpy as np
 import pytest
 
 from embedding.v1 import embedding_service_pb2 as pb
 
-from .oracle import (Opt, TorchTable, check_lookup, check_push, random_grad,
-                     random_indices)
+from .oracle import Opt, TorchTable, check_training
 
 NUM, DIM = 24, 6
 SHAPES = [(15,), (3, 6), (2, 2, 4)]
@@ -22,6 +22,8 @@ OPTIMIZERS = {
     "sparse_adam_defaults": Opt("sparse_adam", lr=0.05),
     "rowwise_adagrad": Opt("rowwise_adagrad", lr=0.3, eps=1e-6),
     "rowwise_adagrad_defaults": Opt("rowwise_adagrad", lr=0.3),
+    "ftrl": Opt("ftrl", lr=0.2, lr_power=-0.6, l1=0.05, l2=0.1, beta=0.5,
+                initial_accumulator_value=0.2),
 }
 
 VARIANTS = {
@@ -32,16 +34,6 @@ VARIANTS = {
 }
 
 
-def _train(stub, table, ref, rng, steps, learning_rates=None):
-    for step in range(steps):
-        idx = random_indices(rng, NUM, SHAPES[step % len(SHAPES)],
-                             ref.padding_idx)
-        check_lookup(stub, table, ref, idx, f"step {step}")
-        lr = learning_rates(step) if learning_rates else None
-        check_push(stub, table, ref, idx, random_grad(rng, idx.shape + (DIM,)),
-                   f"step {step}", learning_rate=lr)
-
-
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_optimizer_matches_torch_after_every_push(stub, table, optimizer,
@@ -49,19 +41,20 @@ def test_optimizer_matches_torch_after_every_push(stub, table, optimizer,
     ref = TorchTable(NUM, DIM, optimizer=OPTIMIZERS[optimizer], seed=21,
                      **VARIANTS[variant])
     ref.create_on(stub, table)
-    _train(stub, table, ref, np.random.default_rng(22), steps=21)
+    check_training(stub, table, ref, np.random.default_rng(22), 21, SHAPES)
     info = stub.GetTable(pb.GetTableRequest(name=table))
     assert info.step == ref.pushes
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "sparse_adam",
-                                       "rowwise_adagrad"])
+                                       "rowwise_adagrad", "ftrl"])
 def test_learning_rate_override_applies_to_one_push(stub, table, optimizer):
     ref = TorchTable(NUM, DIM, optimizer=OPTIMIZERS[optimizer], seed=23,
                      padding_idx=0)
     ref.create_on(stub, table)
-    _train(stub, table, ref, np.random.default_rng(24), steps=8,
-           learning_rates=lambda step: 0.5 / (step + 1) if step % 2 else None)
+    check_training(stub, table, ref, np.random.default_rng(24), 8, SHAPES,
+                   learning_rates=lambda step: (0.5 / (step + 1) if step % 2
+                                                else None))
 
 
 SET_OPTIMIZER = {
@@ -70,6 +63,7 @@ SET_OPTIMIZER = {
                     eps=1e-4),
     "sparse_adam": dict(lr=0.02, betas=(0.5, 0.9), eps=1e-3),
     "rowwise_adagrad": dict(lr=0.1, eps=1e-3),
+    "ftrl": dict(lr=0.1, lr_power=-0.8, l1=0.2, l2=0.05, beta=1.0),
 }
 
 
@@ -80,9 +74,9 @@ def test_set_optimizer_keeps_state_and_replaces_hyperparameters(
                      scale_grad_by_freq=True)
     ref.create_on(stub, table)
     rng = np.random.default_rng(26)
-    _train(stub, table, ref, rng, steps=4)
+    check_training(stub, table, ref, rng, 4, SHAPES)
     ref.set_hparams(**SET_OPTIMIZER[optimizer])
     info = stub.SetOptimizer(pb.SetOptimizerRequest(
         table=table, optimizer=ref.opt.proto()))
     assert info.spec.optimizer.WhichOneof("kind") == optimizer
-    _train(stub, table, ref, rng, steps=5)
+    check_training(stub, table, ref, rng, 5, SHAPES)

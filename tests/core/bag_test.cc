@@ -1,5 +1,12 @@
+// Bag validation, pooling and its backward on hand-checkable rows; the
+// comparison with torch's embedding_bag is in tests/conformance.
 #include "server/core/bag.h"
 
+#include <functional>
+#include <limits>
+#include <map>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -8,39 +15,160 @@
 namespace embedding {
 namespace {
 
-using ::testing::HasSubstr;
+using ::testing::ElementsAre;
+using ::testing::Pair;
+
+constexpr int64_t kDim = 2;
+constexpr int64_t kNoPadding = -1;
 
 absl::Status Check(std::vector<int64_t> indices, std::vector<int64_t> offsets,
                    BagMode mode = BagMode::kSum,
                    std::vector<float> weights = {}, bool last = false) {
-  BagBatch batch{indices, offsets, mode, weights, last};
-  return ValidateBagBatch(batch).status();
+  return ValidateBagBatch({indices, offsets, mode, weights, last}).status();
+}
+
+void ExpectInvalid(const absl::Status& status, const std::string& message) {
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+  EXPECT_EQ(status.message(), message);
+}
+
+// Row r of the test table is {r, 10 - r}.
+void ReadTestRow(int64_t index, const std::function<void(const float*)>& use) {
+  const float row[kDim] = {static_cast<float>(index),
+                           static_cast<float>(10 - index)};
+  use(row);
+}
+
+struct Pooled {
+  std::vector<float> out;
+  std::vector<int64_t> max_indices;
+};
+
+Pooled Pool(const BagBatch& unchecked, int64_t padding_row = kNoPadding) {
+  absl::StatusOr<ValidatedBagBatch> batch = ValidateBagBatch(unchecked);
+  EXPECT_TRUE(batch.ok()) << batch.status();
+  Pooled pooled{std::vector<float>(batch->bags() * kDim),
+                std::vector<int64_t>(batch->bags() * kDim)};
+  PoolBags(*batch, kDim, padding_row, ReadTestRow, DType::kFloat32,
+           pooled.out.data(), pooled.max_indices.data());
+  return pooled;
+}
+
+// The summed gradient per row (row -> dim floats) after a scatter.
+absl::StatusOr<std::map<int64_t, std::vector<float>>> Scatter(
+    const BagBatch& unchecked, std::vector<float> grad,
+    std::vector<int64_t> max_indices = {}, int64_t padding_row = kNoPadding) {
+  absl::StatusOr<ValidatedBagBatch> batch = ValidateBagBatch(unchecked);
+  EXPECT_TRUE(batch.ok()) << batch.status();
+  GradientAccumulator& gradient = GradientAccumulator::ForThisThread(kDim, 4);
+  absl::Status status = ScatterBagGradients(*batch, kDim, padding_row, grad,
+                                            max_indices, gradient);
+  if (!status.ok()) return status;
+  std::map<int64_t, std::vector<float>> sums;
+  for (size_t slot = 0; slot < gradient.size(); ++slot) {
+    sums[gradient.row(slot)].assign(gradient.sum(slot),
+                                    gradient.sum(slot) + kDim);
+  }
+  return sums;
 }
 
 TEST(BagTest, CountsBagsWithAndWithoutLastOffset) {
   std::vector<int64_t> indices = {1, 2, 3}, offsets = {0, 1, 3};
-  EXPECT_EQ(*ValidateBagBatch({indices, offsets}), 3);
-  BagBatch last{indices, offsets, BagMode::kSum, {}, true};
-  EXPECT_EQ(*ValidateBagBatch(last), 2);
-  EXPECT_EQ(BagBounds(last, 1), (std::pair<int64_t, int64_t>{1, 3}));
+  EXPECT_EQ(ValidateBagBatch({indices, offsets})->bags(), 3);
+  absl::StatusOr<ValidatedBagBatch> last =
+      ValidateBagBatch({indices, offsets, BagMode::kSum, {}, true});
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ(last->bags(), 2);
+  EXPECT_EQ(last->Bounds(1), (std::pair<int64_t, int64_t>{1, 3}));
+  EXPECT_EQ(ValidateBagBatch({indices, offsets})->Bounds(2),
+            (std::pair<int64_t, int64_t>{3, 3}));
 }
 
 TEST(BagTest, BadOffsetsAreInvalidArgument) {
-  EXPECT_THAT(Check({1}, {}).message(), HasSubstr("offsets is empty"));
-  EXPECT_THAT(Check({1}, {1}).message(), HasSubstr("offsets[0] must be 0"));
-  EXPECT_THAT(Check({1, 2}, {0, 2, 1}).message(), HasSubstr("non-decreasing"));
-  EXPECT_THAT(Check({1}, {0, 2}).message(), HasSubstr("past the end"));
-  EXPECT_EQ(Check({1}, {0, 2}).code(), absl::StatusCode::kInvalidArgument);
+  ExpectInvalid(Check({1}, {}),
+                "offsets is empty: a batch needs at least one bag");
+  ExpectInvalid(Check({1}, {0}, BagMode::kSum, {}, /*last=*/true),
+                "offsets needs at least 2 entries with include_last_offset");
+  ExpectInvalid(Check({1}, {1}), "offsets[0] must be 0, got 1");
+  ExpectInvalid(Check({1, 2}, {0, 2, 1}),
+                "offsets must be non-decreasing: offsets[2] = 1 < "
+                "offsets[1] = 2");
+  ExpectInvalid(Check({1}, {0, 2}),
+                "offsets[1] = 2 is past the end of indices (1)");
 }
 
-TEST(BagTest, PerSampleWeightsOnlyWithSumAndOnePerIndex) {
+TEST(BagTest, PerSampleWeightsOnlyWithSumOnePerIndexAndFinite) {
   EXPECT_TRUE(Check({1, 2}, {0}, BagMode::kSum, {1, 2}).ok());
-  EXPECT_THAT(Check({1, 2}, {0}, BagMode::kMean, {1, 2}).message(),
-              HasSubstr("only supported with mode SUM"));
-  EXPECT_THAT(Check({1, 2}, {0}, BagMode::kMax, {1, 2}).message(),
-              HasSubstr("only supported with mode SUM"));
-  EXPECT_THAT(Check({1, 2}, {0}, BagMode::kSum, {1}).message(),
-              HasSubstr("expected one per index (2)"));
+  for (BagMode mode : {BagMode::kMean, BagMode::kMax}) {
+    ExpectInvalid(
+        Check({1, 2}, {0}, mode, {1, 2}),
+        "per_sample_weights are only supported with mode SUM, as in torch");
+  }
+  ExpectInvalid(Check({1, 2}, {0}, BagMode::kSum, {1}),
+                "per_sample_weights has 1 entries, expected one per index (2)");
+  ExpectInvalid(Check({1, 2}, {0}, BagMode::kSum,
+                      {1, std::numeric_limits<float>::infinity()}),
+                "per_sample_weights[1] is not finite");
+}
+
+TEST(BagTest, SumAppliesWeightsAndEmptyBagIsZeros) {
+  const std::vector<int64_t> indices = {1, 2, 3}, offsets = {0, 2, 2};
+  const std::vector<float> weights = {2, 1, -1};
+  Pooled pooled = Pool({indices, offsets, BagMode::kSum, weights});
+  // Bag 0: 2 * {1, 9} + {2, 8}; bag 1 is empty; bag 2: -{3, 7}.
+  EXPECT_THAT(pooled.out, ElementsAre(4, 26, 0, 0, -3, -7));
+}
+
+TEST(BagTest, MeanSkipsPaddingAndLeavesItOutOfTheCount) {
+  const std::vector<int64_t> indices = {1, 0, 3}, offsets = {0};
+  Pooled pooled = Pool({indices, offsets, BagMode::kMean}, /*padding_row=*/0);
+  EXPECT_THAT(pooled.out, ElementsAre(2, 8));  // ({1, 9} + {3, 7}) / 2.
+}
+
+TEST(BagTest, MaxTakesEachColumnsWinnerAndNamesIt) {
+  const std::vector<int64_t> indices = {1, 4, 2}, offsets = {0, 3};
+  Pooled pooled = Pool({indices, offsets, BagMode::kMax});
+  EXPECT_THAT(pooled.out, ElementsAre(4, 9, 0, 0));
+  EXPECT_THAT(pooled.max_indices, ElementsAre(4, 1, -1, -1));
+}
+
+TEST(BagTest, MeanBackwardDividesByTheNonPaddingCount) {
+  const std::vector<int64_t> indices = {1, 0, 3, 3}, offsets = {0, 3};
+  auto sums = Scatter({indices, offsets, BagMode::kMean}, {4, 8, 1, 1},
+                      /*max_indices=*/{}, /*padding_row=*/0);
+  ASSERT_TRUE(sums.ok()) << sums.status();
+  // Bag 0 has two rows that count (1, 3); bag 1 has one (3).
+  EXPECT_THAT(*sums, ElementsAre(Pair(1, ElementsAre(2, 4)),
+                                 Pair(3, ElementsAre(3, 5))));
+}
+
+TEST(BagTest, SumBackwardScalesByTheSampleWeight) {
+  const std::vector<int64_t> indices = {1, 2, 1}, offsets = {0};
+  const std::vector<float> weights = {2, 3, -1};
+  auto sums = Scatter({indices, offsets, BagMode::kSum, weights}, {1, 10});
+  ASSERT_TRUE(sums.ok()) << sums.status();
+  EXPECT_THAT(*sums, ElementsAre(Pair(1, ElementsAre(1, 10)),
+                                 Pair(2, ElementsAre(3, 30))));
+}
+
+TEST(BagTest, MaxBackwardRoutesEachElementToItsWinner) {
+  const std::vector<int64_t> indices = {1, 4, 2}, offsets = {0, 3};
+  auto sums =
+      Scatter({indices, offsets, BagMode::kMax}, {5, 6, 7, 8}, {4, 1, -1, -1});
+  ASSERT_TRUE(sums.ok()) << sums.status();
+  EXPECT_THAT(*sums, ElementsAre(Pair(1, ElementsAre(0, 6)),
+                                 Pair(4, ElementsAre(5, 0))));
+}
+
+TEST(BagTest, BadMaxIndicesAreInvalidArgument) {
+  const std::vector<int64_t> indices = {1, 2}, offsets = {0};
+  ExpectInvalid(
+      Scatter({indices, offsets, BagMode::kMax}, {1, 1}, {1}).status(),
+      "max_indices has 1 entries, expected bags x embedding_dim = "
+      "2 (as LookupBag returned them)");
+  ExpectInvalid(
+      Scatter({indices, offsets, BagMode::kMax}, {1, 1}, {1, 7}).status(),
+      "max_indices[1] = 7 is not one of the batch's indices");
 }
 
 }  // namespace

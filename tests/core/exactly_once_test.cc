@@ -16,8 +16,9 @@ TEST(ExactlyOnceTest, SecondClaimOfASequenceIsADuplicate) {
 
 TEST(ExactlyOnceTest, SequenceZeroIsInvalidArgument) {
   ExactlyOnceTracker tracker;
-  EXPECT_EQ(tracker.Claim("a", 0).status().code(),
-            absl::StatusCode::kInvalidArgument);
+  const absl::Status status = tracker.Claim("a", 0).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(), "client_id \"a\" needs a sequence > 0");
 }
 
 TEST(ExactlyOnceTest, SequenceOlderThanTheWindowIsFailedPrecondition) {
@@ -25,8 +26,11 @@ TEST(ExactlyOnceTest, SequenceOlderThanTheWindowIsFailedPrecondition) {
   for (uint64_t s = 10; s < 10 + ExactlyOnceTracker::kWindow + 5; ++s) {
     ASSERT_TRUE(*tracker.Claim("a", s));
   }
-  EXPECT_EQ(tracker.Claim("a", 1).status().code(),
-            absl::StatusCode::kFailedPrecondition);
+  const absl::Status status = tracker.Claim("a", 1).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(status.message(),
+            "sequence 1 of client \"a\" is older than the last 4096 "
+            "remembered; cannot tell whether it was applied");
   EXPECT_FALSE(*tracker.Claim("a", 10 + ExactlyOnceTracker::kWindow));
 }
 

@@ -1,12 +1,9 @@
 #include "server/core/table_registry.h"
 
-#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
 namespace embedding {
 namespace {
-
-using ::testing::HasSubstr;
 
 TableSpec Spec(const std::string& name, int64_t rows, int64_t dim) {
   TableSpec spec;
@@ -19,14 +16,18 @@ TableSpec Spec(const std::string& name, int64_t rows, int64_t dim) {
 TEST(TableRegistryTest, DuplicateNameIsAlreadyExists) {
   TableRegistry registry({});
   ASSERT_TRUE(registry.Create(Spec("a", 4, 2), {}).ok());
-  EXPECT_EQ(registry.Create(Spec("a", 4, 2), {}).status().code(),
-            absl::StatusCode::kAlreadyExists);
+  absl::Status status = registry.Create(Spec("a", 4, 2), {}).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(status.message(), "table \"a\" already exists");
 }
 
 TEST(TableRegistryTest, UnknownNameIsNotFound) {
   TableRegistry registry({});
-  EXPECT_EQ(registry.Get("nope").status().code(), absl::StatusCode::kNotFound);
-  EXPECT_EQ(registry.Delete("nope").code(), absl::StatusCode::kNotFound);
+  for (const absl::Status& status :
+       {registry.Get("nope").status(), registry.Delete("nope")}) {
+    EXPECT_EQ(status.code(), absl::StatusCode::kNotFound);
+    EXPECT_EQ(status.message(), "table \"nope\" not found");
+  }
 }
 
 TEST(TableRegistryTest, MemoryBudgetRefusesAndDeleteFrees) {
@@ -34,7 +35,9 @@ TEST(TableRegistryTest, MemoryBudgetRefusesAndDeleteFrees) {
   ASSERT_TRUE(registry.Create(Spec("a", 50, 4), {}).ok());  // 800 bytes.
   absl::Status status = registry.Create(Spec("b", 50, 4), {}).status();
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(status.message(), HasSubstr("needs 800 bytes"));
+  EXPECT_EQ(status.message(),
+            "table \"b\" needs 800 bytes; the memory budget is 1000 bytes of "
+            "which 200 are free");
   EXPECT_EQ(registry.memory_used_bytes(), 800);
   ASSERT_TRUE(registry.Delete("a").ok());
   EXPECT_EQ(registry.memory_used_bytes(), 0);
@@ -43,7 +46,10 @@ TEST(TableRegistryTest, MemoryBudgetRefusesAndDeleteFrees) {
 
 TEST(TableRegistryTest, FailedCreateReleasesNameAndBudget) {
   TableRegistry registry({.memory_budget_bytes = 1000});
-  EXPECT_FALSE(registry.Create(Spec("a", 4, 2), {1.0f}).ok());
+  absl::Status status = registry.Create(Spec("a", 4, 2), {1.0f}).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(),
+            "initial_weights has 1 elements, expected [4, 2] = 8");
   EXPECT_EQ(registry.memory_used_bytes(), 0);
   EXPECT_TRUE(registry.Create(Spec("a", 4, 2), {}).ok());
 }

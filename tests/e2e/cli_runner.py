@@ -2,23 +2,14 @@
 
     cli = Cli("127.0.0.1:50051")
     out = cli.ok("list")              # stdout; fails the test on error
-    err = cli.fails("describe", "x")  # stderr; fails the test on success
+    err = cli.fails("describe", "x", code="NOT_FOUND")
     shape, rows = parse_rows(cli.ok("lookup", "t", "--indices=1,2"))
 """
 
-import os
-import pathlib
 import re
 import subprocess
 
-import pytest
-
-_REPO = pathlib.Path(__file__).resolve().parents[2]
-_DEFAULT_CLI = _REPO / "build" / "client" / "cpp" / "embedding_cli"
-
-
-def cli_binary():
-    return pathlib.Path(os.environ.get("EMBEDDING_CLI", _DEFAULT_CLI))
+from tests.testing.binaries import cli_binary
 
 
 class Cli:
@@ -40,20 +31,21 @@ class Cli:
             f"{result.returncode}:\n{result.stderr}")
         return result.stdout
 
-    def fails(self, *args):
+    def fails(self, *args, code):
+        """Runs a command that must fail with `code` (a gRPC code name, or a
+        tuple of them): exit status 1 and "error: CODE: message" on stderr.
+        Returns the message."""
         result = self.run(*args)
-        assert result.returncode != 0, (
-            f"embedding_cli {' '.join(args)} succeeded:\n{result.stdout}")
-        assert result.stderr.startswith("error: "), result.stderr
-        return result.stderr
-
-    def unless_unimplemented(self, *args):
-        """Like ok(), but skips the test when the server lacks the RPC."""
-        result = self.run(*args)
-        if result.returncode != 0 and "UNIMPLEMENTED" in result.stderr:
-            pytest.skip(f"server does not implement {args[0]} yet")
-        assert result.returncode == 0, result.stderr
-        return result.stdout
+        assert result.returncode == 1, (
+            f"embedding_cli {' '.join(args)} exited with "
+            f"{result.returncode}:\n{result.stdout}{result.stderr}")
+        codes = (code,) if isinstance(code, str) else code
+        match = re.fullmatch(r"error: ([A-Z_]+): (.*)\n", result.stderr,
+                             re.DOTALL)
+        assert match and match.group(1) in codes, (
+            f"embedding_cli {' '.join(args)}: expected {' or '.join(codes)}, "
+            f"got:\n{result.stderr}")
+        return match.group(2)
 
 
 def parse_rows(stdout):

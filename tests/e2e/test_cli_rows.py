@@ -1,7 +1,6 @@
 """Row traffic through embedding_cli: lookup, push, write-rows, read-rows."""
 
 import math
-import re
 
 from tests.e2e.cli_runner import parse_fields, parse_rows
 
@@ -133,23 +132,20 @@ def test_write_rows_then_read_rows(cli):
 def test_out_of_range_index_is_invalid_argument_naming_it(cli):
     create(cli)
     before = lookup(cli, [1, 2])
-    err = cli.fails("lookup", "t", "--indices=1,10")
-    assert err.startswith("error: INVALID_ARGUMENT: ")
     # The message names the index and its position.
-    assert re.search(r"\b10\b", err) and re.search(r"position\D*1\b", err)
-
-    err = cli.fails("lookup", "t", "--indices=-1")
-    assert err.startswith("error: INVALID_ARGUMENT: ")
-    assert "-1" in err
-
+    err = cli.fails("lookup", "t", "--indices=1,10", code="INVALID_ARGUMENT")
+    assert err == "index 10 at position 1 is outside [0, 10)"
+    err = cli.fails("lookup", "t", "--indices=-1", code="INVALID_ARGUMENT")
+    assert err == "index -1 at position 0 is outside [0, 10)"
     err = cli.fails("push", "t", "--indices=1,2,12",
-                    "--grad=" + floats([1.0] * 12))
-    assert err.startswith("error: INVALID_ARGUMENT: ")
-    assert "12" in err
+                    "--grad=" + floats([1.0] * 12), code="INVALID_ARGUMENT")
+    assert err == "index 12 at position 2 is outside [0, 10)"
     err = cli.fails("write-rows", "t", "--indices=2,10",
-                    "--values=" + floats([1.0] * 8))
-    assert err.startswith("error: INVALID_ARGUMENT: ")
-    assert "10" in err
+                    "--values=" + floats([1.0] * 8), code="INVALID_ARGUMENT")
+    assert err == "index 10 at position 1 is outside [0, 10)"
+    err = cli.fails("read-rows", "t", "--indices=3,11",
+                    code="INVALID_ARGUMENT")
+    assert err == "index 11 at position 1 is outside [0, 10)"
     # Nothing was applied.
     assert lookup(cli, [1, 2]) == before
 
@@ -159,13 +155,14 @@ def test_bad_gradients_are_invalid_argument_and_change_nothing(cli):
     before = lookup(cli, [1, 2])
     # [2, 3] is not [len(indices), embedding_dim] = [2, 4].
     err = cli.fails("push", "t", "--indices=1,2",
-                    "--grad=" + floats([1.0] * 6))
-    assert err.startswith("error: INVALID_ARGUMENT: ")
+                    "--grad=" + floats([1.0] * 6), code="INVALID_ARGUMENT")
+    assert "grad" in err and "[2, 4]" in err, err
     err = cli.fails("push", "t", "--indices=1,2",
-                    "--grad=1,1,1,1,1,nan,1,1")
-    assert err.startswith("error: INVALID_ARGUMENT: ")
-    err = cli.fails("push", "t", "--indices=1,2", "--grad=1,1,1,1,1,inf,1,1")
-    assert err.startswith("error: INVALID_ARGUMENT: ")
+                    "--grad=1,1,1,1,1,nan,1,1", code="INVALID_ARGUMENT")
+    assert "non-finite value (nan) at row 1, column 1" in err, err
+    err = cli.fails("push", "t", "--indices=1,2", "--grad=1,1,1,1,1,inf,1,1",
+                    code="INVALID_ARGUMENT")
+    assert "non-finite value (inf) at row 1, column 1" in err, err
     assert lookup(cli, [1, 2]) == before
     assert parse_fields(cli.ok("describe", "t"))["step"] == "0"
 

@@ -3,7 +3,8 @@
 import signal
 import subprocess
 
-from tests.e2e.cli_runner import Cli, cli_binary
+from tests.e2e.cli_runner import Cli
+from tests.testing.binaries import cli_binary
 from tests.testing.server_process import ServerProcess
 
 

@@ -2,8 +2,8 @@
 // writes against small tables. Checks that nothing crashes (under ASan and
 // UBSan) and the promise that a rejected request changes nothing.
 //
-//   scripts/test.sh builds it with clang (EMBEDDING_FUZZ) and runs it for a
-//   few seconds; longer: build-fuzz/tests/fuzz/engine_fuzzer
+//   scripts/test.sh builds it with clang (EMBEDDING_SANITIZE) and runs it for a
+//   few seconds; longer: build-asan/tests/fuzz/engine_fuzzer
 //   -max_total_time=600
 #include <fuzzer/FuzzedDataProvider.h>
 
@@ -14,6 +14,7 @@
 #include <memory>
 #include <vector>
 
+#include "common/status_macros.h"
 #include "server/core/embedding_table.h"
 
 namespace embedding {
@@ -21,7 +22,7 @@ namespace {
 
 constexpr int64_t kRows = 40;
 
-std::unique_ptr<EmbeddingTable> MakeTable(OptimizerSpec::Kind optimizer,
+std::unique_ptr<EmbeddingTable> MakeTable(OptimizerKind optimizer,
                                           bool max_norm, bool by_frequency) {
   TableSpec spec;
   spec.name = "fuzz";
@@ -133,18 +134,21 @@ absl::Status RunOne(FuzzedDataProvider& data, EmbeddingTable& table) {
                          options)
           .status();
     case 2: {
-      const size_t bags = offsets.size();  // Upper bound on the bag count.
-      std::vector<float> out(bags * dim);
-      std::vector<int64_t> max_indices(bags * dim);
-      return table.LookupBag(batch, DType::kFloat32, out.data(),
+      EMBEDDING_ASSIGN_OR_RETURN(const ValidatedBagBatch valid,
+                                 ValidateBagBatch(batch));
+      std::vector<float> out(valid.bags() * dim);
+      std::vector<int64_t> max_indices(valid.bags() * dim);
+      return table.LookupBag(valid, DType::kFloat32, out.data(),
                              max_indices.data());
     }
     case 3: {
-      const size_t bags = offsets.size() - (batch.include_last_offset ? 1 : 0);
+      EMBEDDING_ASSIGN_OR_RETURN(const ValidatedBagBatch valid,
+                                 ValidateBagBatch(batch));
+      const size_t bags = valid.bags();
       const std::vector<int64_t> max_indices =
           Indices(data, Size(data, bags * dim));
       return table
-          .PushBagGradients(batch, Floats(data, Size(data, bags * dim)),
+          .PushBagGradients(valid, Floats(data, Size(data, bags * dim)),
                             max_indices, options)
           .status();
     }
@@ -157,13 +161,16 @@ absl::Status RunOne(FuzzedDataProvider& data, EmbeddingTable& table) {
                          Floats(data, Size(data, count * dim)))
           .status();
     default: {
+      // Any kind of the table, any of its hyper-parameters, any value.
       OptimizerSpec optimizer = table.Stats().spec.optimizer;
       if (data.ConsumeBool()) {
-        optimizer.kind =
-            static_cast<OptimizerSpec::Kind>(data.ConsumeIntegralInRange(0, 3));
+        optimizer.kind = static_cast<OptimizerKind>(
+            data.ConsumeIntegralInRange<size_t>(0, AllOptimizers().size() - 1));
       }
-      optimizer.lr = data.ConsumeFloatingPointInRange(-1.0f, 1.0f);
-      optimizer.beta1 = data.ConsumeFloatingPointInRange(0.0f, 1.2f);
+      const auto params = InfoOf(optimizer.kind).params;
+      const HyperParameter& param =
+          params[data.ConsumeIntegralInRange<size_t>(0, params.size() - 1)];
+      optimizer.*param.field = data.ConsumeFloatingPointInRange(-2.0f, 2.0f);
       return table.SetOptimizer(optimizer);
     }
   }
@@ -173,17 +180,15 @@ absl::Status RunOne(FuzzedDataProvider& data, EmbeddingTable& table) {
 }  // namespace embedding
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* bytes, size_t size) {
-  using embedding::OptimizerSpec;
+  // One table per optimizer; max_norm and scale_grad_by_freq alternate.
   static auto* tables = [] {
     auto* made = new std::vector<std::unique_ptr<embedding::EmbeddingTable>>;
-    made->push_back(
-        embedding::MakeTable(OptimizerSpec::Kind::kSgd, false, false));
-    made->push_back(
-        embedding::MakeTable(OptimizerSpec::Kind::kAdagrad, true, false));
-    made->push_back(
-        embedding::MakeTable(OptimizerSpec::Kind::kSparseAdam, false, true));
-    made->push_back(
-        embedding::MakeTable(OptimizerSpec::Kind::kRowwiseAdagrad, true, true));
+    int i = 0;
+    for (const embedding::OptimizerInfo& info : embedding::AllOptimizers()) {
+      made->push_back(
+          embedding::MakeTable(info.kind, i % 2 == 1, i / 2 % 2 == 1));
+      ++i;
+    }
     return made;
   }();
   FuzzedDataProvider data(bytes, size);

@@ -10,16 +10,9 @@ import pathlib
 
 import pytest
 
-from embedding_client import EmbeddingClient
-from tests.testing.fixtures import server, table  # noqa: F401
+from tests.testing.fixtures import client, server, table  # noqa: F401
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def client(server):
-    with EmbeddingClient(server.address, timeout=30) as connection:
-        yield connection
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,12 @@ The server runs with --max_message_bytes=1 MiB (and the client is told the
 same), so a 3 MiB table needs several messages each way.
 """
 
+import grpc
 import numpy as np
 import pytest
 
-from embedding_client import EmbeddingClient, ResourceExhaustedError
+from embedding_client import EmbeddingClient
+from tests.testing.errors import raises
 from tests.testing.server_process import ServerProcess
 
 LIMIT = 1 << 20
@@ -36,7 +38,7 @@ def _random_weights(seed):
 
 def test_one_message_cannot_hold_the_table(small_client, table):
     small_client.create_table(table, ROWS, DIM)
-    with pytest.raises(ResourceExhaustedError):
+    with raises(grpc.StatusCode.RESOURCE_EXHAUSTED):
         small_client.lookup(table, np.arange(ROWS))
 
 

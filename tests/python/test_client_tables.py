@@ -5,12 +5,13 @@ import grpc
 import numpy as np
 import pytest
 
-from embedding_client import (SGD, Adagrad, AlreadyExistsError, Constant,
-                              EmbeddingClient, EmbeddingError,
+from embedding_client import (OPTIMIZERS, SGD, Adagrad, AlreadyExistsError,
+                              Constant, EmbeddingClient, EmbeddingError,
                               FailedPreconditionError, InvalidArgumentError,
                               Normal, NotFoundError, ResourceExhaustedError,
-                              RowwiseAdagrad, SparseAdam, Uniform,
-                              UnavailableError)
+                              SparseAdam, Uniform, UnavailableError)
+from embedding_client._stubs import pb
+from tests.testing.errors import raises
 from tests.testing.server_process import ServerProcess
 
 
@@ -34,16 +35,45 @@ def test_create_table_returns_spec_as_given(client, table):
     assert info.memory_bytes >= 2 * 10 * 4 * 4  # Weights + accumulators.
 
 
-@pytest.mark.parametrize("optimizer", [
-    SGD(lr=0.25), Adagrad(lr=0.125), SparseAdam(lr=0.5, betas=(0.8, 0.9)),
-    RowwiseAdagrad(lr=0.75, eps=1e-4),
-    {"type": "sparse_adam", "lr": 0.5, "betas": [0.8, 0.9]}])
-def test_every_optimizer_round_trips(client, table, optimizer):
+def _away_from_defaults(kind):
+    """The kind's dataclass with every field moved off its default, inside
+    every optimizer's valid range, as float32 fields hold it."""
+    values = {}
+    for field, wire, defaults in kind.fields():
+        moved = tuple(float(str(np.float32(default / 2 + 0.125)))
+                      for default in defaults)
+        values[field] = moved if len(wire) > 1 else moved[0]
+    return kind.options(**values)
+
+
+@pytest.mark.parametrize("kind", OPTIMIZERS, ids=lambda kind: kind.name)
+def test_every_optimizer_round_trips(client, table, kind):
+    optimizer = _away_from_defaults(kind)
     info = client.create_table(table, 3, 2, optimizer=optimizer)
-    expected = (optimizer if not isinstance(optimizer, dict)
-                else SparseAdam(lr=0.5, betas=(0.8, 0.9)))
-    assert info.optimizer == expected
-    assert client.get_table(table).optimizer == expected
+    assert info.optimizer == optimizer
+    assert client.get_table(table).optimizer == optimizer
+
+
+@pytest.mark.parametrize("kind", OPTIMIZERS, ids=lambda kind: kind.name)
+def test_unsent_hyper_parameters_take_the_clients_defaults(client, table,
+                                                          kind):
+    info = client.create_table(table, 3, 2, optimizer=pb.Optimizer(
+        **{kind.name: {}}))
+    assert info.optimizer == kind.options()
+
+
+def test_dict_form_names_the_optimizer(client, table):
+    info = client.create_table(
+        table, 3, 2, optimizer={"type": "sparse_adam", "lr": 0.5,
+                                "betas": [0.8, 0.9]})
+    assert info.optimizer == SparseAdam(lr=0.5, betas=(0.8, 0.9))
+
+
+@pytest.mark.parametrize("kind", OPTIMIZERS, ids=lambda kind: kind.name)
+def test_state_floats_are_what_the_server_holds(client, table, kind):
+    rows, dim = 5, 3
+    info = client.create_table(table, rows, dim, optimizer=kind.options())
+    assert info.memory_bytes == 4 * rows * (dim + kind.state_floats(dim))
 
 
 def test_defaults_are_sgd_and_normal(client, table):
@@ -115,14 +145,14 @@ def test_bad_spec_is_invalid_argument(client, table, kwargs, words):
 
 
 def test_bad_name_is_invalid_argument(client):
-    with pytest.raises(InvalidArgumentError):
+    with raises(grpc.StatusCode.INVALID_ARGUMENT, match="name"):
         client.create_table("bad name!", 2, 2)
 
 
 def test_weights_of_the_wrong_shape_are_refused_by_the_client(client, table):
-    with pytest.raises(InvalidArgumentError, match=r"\[3, 2\]"):
+    with raises(grpc.StatusCode.INVALID_ARGUMENT, match=r"\[3, 2\]"):
         client.create_table(table, 4, 2, weights=np.zeros((3, 2)))
-    with pytest.raises(NotFoundError):
+    with raises(grpc.StatusCode.NOT_FOUND):
         client.get_table(table)
 
 
@@ -142,9 +172,9 @@ def test_set_optimizer_of_another_kind_is_failed_precondition(client, table):
 
 
 def test_bad_optimizer_arguments_are_refused_by_the_client(client, table):
-    with pytest.raises(InvalidArgumentError, match="type"):
+    with raises(grpc.StatusCode.INVALID_ARGUMENT, match="type"):
         client.create_table(table, 2, 2, optimizer={"type": "lbfgs"})
-    with pytest.raises(InvalidArgumentError, match="optimizer"):
+    with raises(grpc.StatusCode.INVALID_ARGUMENT, match="optimizer"):
         client.create_table(table, 2, 2, optimizer="sgd")
 
 
@@ -156,7 +186,7 @@ def test_limits_are_resource_exhausted(table):
                 client.create_table(table, 100_000, 64)
             assert error.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
             client.create_table(table, 10, 2)
-            with pytest.raises(ResourceExhaustedError):
+            with raises(grpc.StatusCode.RESOURCE_EXHAUSTED, match="101"):
                 client.lookup(table, np.zeros(101, np.int64))
 
 

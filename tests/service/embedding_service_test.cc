@@ -68,9 +68,6 @@ class EmbeddingServiceTest : public ::testing::Test {
   template <typename Method, typename Request>
   grpc::Status Call(Method method, const Request& request) {
     grpc::ClientContext context;
-    typename std::remove_pointer_t<decltype(std::declval<Request>(),
-                                            (void*)nullptr)>* unused = nullptr;
-    (void)unused;
     return CallWith(method, request, &context);
   }
 
@@ -391,8 +388,9 @@ TEST_F(EmbeddingServiceTest, HealthGoesNotServingOnShutdown) {
   request.set_service("no.such.Service");
   {
     grpc::ClientContext context;
-    EXPECT_EQ(health->Check(&context, request, &response).error_code(),
-              grpc::StatusCode::NOT_FOUND);
+    ExpectError(health->Check(&context, request, &response),
+                grpc::StatusCode::NOT_FOUND,
+                "unknown service \"no.such.Service\"");
   }
   // A watcher sees SERVING, then NOT_SERVING once shutdown begins.
   request.set_service("embedding.v1.EmbeddingService");

@@ -1,6 +1,6 @@
 """Pytest fixtures shared by the Python suites; a conftest imports them:
 
-    from tests.testing.fixtures import server, table  # noqa: F401
+    from tests.testing.fixtures import client, server, table  # noqa: F401
 """
 
 import itertools
@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from embedding_client import EmbeddingClient
 from tests.testing.server_process import ServerProcess
 
 _names = itertools.count()
@@ -18,6 +19,13 @@ def server():
     """One real embedding_server per test module."""
     with ServerProcess() as process:
         yield process
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    """An EmbeddingClient (the Python package) to the module's server."""
+    with EmbeddingClient(server.address) as connection:
+        yield connection
 
 
 @pytest.fixture

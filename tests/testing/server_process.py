@@ -3,22 +3,19 @@
     with ServerProcess() as server:
         channel = grpc.insecure_channel(server.address)
 
-The binary comes from $EMBEDDING_SERVER (set by ctest) or build/server/.
-The server binds port 0 and reports the port it got through --port_file, so
-parallel tests never race for a port.
+The binary comes from $EMBEDDING_SERVER (set by ctest) or build/server/
+(see binaries.py). The server binds port 0 and reports the port it got
+through --port_file, so parallel tests never race for a port.
 """
 
 import ctypes
-import os
 import pathlib
 import signal
 import subprocess
 import tempfile
 import time
 
-_REPO = pathlib.Path(__file__).resolve().parents[2]
-_DEFAULT_BINARY = _REPO / "build" / "server" / "embedding_server"
-
+from tests.testing.binaries import server_binary
 
 _PR_SET_PDEATHSIG = 1
 
@@ -27,10 +24,6 @@ def _die_with_parent():
     """Runs in the child: SIGTERM it when the test process dies, so a test
     run that aborts (e.g. inside torch) leaves no server behind."""
     ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def server_binary():
-    return pathlib.Path(os.environ.get("EMBEDDING_SERVER", _DEFAULT_BINARY))
 
 
 class ServerProcess:

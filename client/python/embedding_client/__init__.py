@@ -9,7 +9,8 @@
 
 Modules:
 - client:  EmbeddingClient, numpy in and out, one method per RPC;
-- options: optimizer / initializer dataclasses, TableInfo, PushResult;
+- options: optimizer / initializer dataclasses (OPTIMIZERS lists the
+           optimizers), TableInfo, PushResult;
 - errors:  EmbeddingError and one subclass per gRPC code;
 - nn:      RemoteEmbedding, RemoteEmbeddingBag and upload/download helpers
            (imports torch, so it is loaded on first use).
@@ -21,9 +22,10 @@ from embedding_client.errors import (AlreadyExistsError,
                                      FailedPreconditionError, InternalError,
                                      InvalidArgumentError, NotFoundError,
                                      ResourceExhaustedError, UnavailableError)
-from embedding_client.options import (SGD, Adagrad, Constant, Normal,
-                                      PushResult, RowwiseAdagrad, SparseAdam,
-                                      TableInfo, Uniform)
+from embedding_client.options import (OPTIMIZERS, SGD, Adagrad, Constant,
+                                      Ftrl, Normal, OptimizerKind, PushResult,
+                                      RowwiseAdagrad, SparseAdam, TableInfo,
+                                      Uniform, optimizer_kind)
 
 __version__ = "0.1.0"
 
@@ -43,5 +45,6 @@ __all__ = ["EmbeddingClient", "EmbeddingError", "InvalidArgumentError",
            "NotFoundError", "AlreadyExistsError", "ResourceExhaustedError",
            "FailedPreconditionError", "UnavailableError",
            "DeadlineExceededError", "InternalError", "SGD", "Adagrad",
-           "SparseAdam", "RowwiseAdagrad", "Normal", "Uniform", "Constant",
+           "SparseAdam", "RowwiseAdagrad", "Ftrl", "OPTIMIZERS",
+           "OptimizerKind", "optimizer_kind", "Normal", "Uniform", "Constant",
            "TableInfo", "PushResult", *_TORCH_NAMES]

@@ -7,17 +7,21 @@
         rows = client.lookup("items", [[1, 2], [3, 4]])      # (2, 2, 64)
         client.push_gradients("items", [[1, 2], [3, 4]], grad_of_rows)
 
-Every failure raises an `EmbeddingError` subclass (see errors.py). Bulk
-transfers (`write_rows`, `read_rows`, `create_table(weights=...)`) are split
-into messages below `max_message_bytes`, which should equal (or be below) the
-server's --max_message_bytes.
+The client follows client/CONTRACT.md, as the C++ client and the CLI do:
+the defaults below, the retry rules and the error codes of each method.
+Every failure raises an `EmbeddingError` subclass (see errors.py) carrying
+the server's code and message; any call may also raise UnavailableError and
+DeadlineExceededError. Bulk transfers (`write_rows`, `read_rows`,
+`create_table(weights=...)`) are split into messages of at most
+min(BULK_MESSAGE_BYTES, max_message_bytes), which should equal (or be below)
+the server's --max_message_bytes.
 
 An EmbeddingClient is thread-safe; share one per process.
 """
 
 import itertools
+import secrets
 import time
-import uuid
 
 import grpc
 import numpy as np
@@ -29,10 +33,18 @@ from embedding_client.options import (Constant, PushResult, TableInfo,
                                       initializer_to_proto,
                                       optimizer_to_proto)
 
-DEFAULT_MAX_MESSAGE_BYTES = 64 << 20  # The server's default.
+# The defaults of client/CONTRACT.md (tests/contract checks them).
+DEFAULT_ADDRESS = "127.0.0.1:50051"  # The server's default --listen_address.
+DEFAULT_TIMEOUT_SECONDS = 30.0  # Deadline of each call (each attempt).
+DEFAULT_MAX_MESSAGE_BYTES = 64 << 20  # The server's --max_message_bytes.
 # Bulk transfers use messages of at most this size: measured 3x faster than
 # 60 MiB messages for a 256 MiB ReadRows (gRPC Python pipelines them).
-_BULK_MESSAGE_BYTES = 4 << 20
+BULK_MESSAGE_BYTES = 4 << 20
+DEFAULT_BAG_MODE = "mean"  # As nn.EmbeddingBag.
+DEFAULT_LOOKUP_DTYPE = "float32"
+DEFAULT_MAX_RETRIES = 3  # Retries of an UNAVAILABLE call after the first.
+RETRY_BACKOFF_SECONDS = 0.05  # Retry k waits this times 2**k.
+
 # Room left in each bulk message for the table name and framing.
 _MESSAGE_HEADROOM = 16 << 10
 # Bytes an index can take on the wire (a 10-byte varint plus slack).
@@ -73,18 +85,22 @@ class EmbeddingClient:
     """A connection to one embedding_server.
 
     address: "host:port". timeout: default deadline of each call in seconds
-    (None: no deadline). metadata: (key, value) pairs sent with every call.
-    credentials: grpc.ChannelCredentials for TLS (default: plaintext).
+    (None: no deadline); a retried call gives each attempt its own.
+    metadata: (key, value) pairs sent with every call. credentials:
+    grpc.ChannelCredentials for TLS (default: plaintext).
     max_message_bytes: the largest message sent or accepted; bulk transfers
-    are chunked below it. max_retries: retries of reads and of pushes (safe:
-    each push carries this client's id and a sequence number, so the server
-    applies it once) when the server is UNAVAILABLE.
+    are chunked below it. max_retries: retries of a call that failed with
+    UNAVAILABLE, for the methods that are safe to repeat: reads, and pushes
+    (each carries client_id and a sequence number, so the server applies it
+    once). client_id: this client's exactly-once id (default: random).
     """
 
-    def __init__(self, address, *, timeout=60.0, metadata=(),
+    def __init__(self, address=DEFAULT_ADDRESS, *,
+                 timeout=DEFAULT_TIMEOUT_SECONDS, metadata=(),
                  credentials=None,
                  max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES,
-                 max_retries=3, client_id=None, channel_options=()):
+                 max_retries=DEFAULT_MAX_RETRIES, client_id=None,
+                 channel_options=()):
         options = [("grpc.max_send_message_length", max_message_bytes),
                    ("grpc.max_receive_message_length", max_message_bytes),
                    *channel_options]
@@ -98,7 +114,7 @@ class EmbeddingClient:
         self.metadata = tuple(metadata)
         self.max_message_bytes = max_message_bytes
         self.max_retries = max_retries
-        self.client_id = client_id or uuid.uuid4().hex
+        self.client_id = client_id or secrets.token_hex(16)  # 128 bits.
         self._sequences = itertools.count(1)  # next() is atomic under the GIL.
 
     def close(self):
@@ -116,29 +132,34 @@ class EmbeddingClient:
 
     # ---- plumbing ---------------------------------------------------------
 
-    def _call(self, method, request, timeout=None, retry=False):
-        """Calls a unary RPC; raises EmbeddingError on failure."""
-        attempts = 1 + (self.max_retries if retry else 0)
-        for attempt in range(attempts):
+    def _with_retries(self, attempt, retry):
+        """Returns attempt(); with `retry`, calls it again after an
+        UNAVAILABLE, up to max_retries times, retry k after
+        RETRY_BACKOFF_SECONDS * 2**k. Raises EmbeddingError."""
+        retries = self.max_retries if retry else 0
+        for k in itertools.count():
             try:
-                return method(request, timeout=self._timeout(timeout),
-                              metadata=self.metadata)
+                return attempt()
             except grpc.RpcError as error:
-                if (attempt + 1 < attempts and
-                        error.code() == grpc.StatusCode.UNAVAILABLE):
-                    time.sleep(0.05 * 2 ** attempt)
+                if k < retries and error.code() == grpc.StatusCode.UNAVAILABLE:
+                    time.sleep(RETRY_BACKOFF_SECONDS * 2 ** k)
                     continue
                 raise from_rpc_error(error) from None
+
+    def _call(self, method, request, timeout=None, retry=False):
+        """Calls a unary RPC; raises EmbeddingError on failure."""
+        return self._with_retries(
+            lambda: method(request, timeout=self._timeout(timeout),
+                           metadata=self.metadata), retry)
 
     def _timeout(self, timeout):
         return self.timeout if timeout is None else timeout
 
     def _rows_per_message(self, dim, with_indices=True):
         """Rows of `dim` floats that fit one bulk message."""
-        limit = min(self.max_message_bytes, _BULK_MESSAGE_BYTES)
-        budget = max(limit - _MESSAGE_HEADROOM, limit // 2)
+        limit = min(self.max_message_bytes, BULK_MESSAGE_BYTES)
         row_bytes = 4 * dim + (_INDEX_BYTES if with_indices else 0)
-        return max(1, budget // row_bytes)
+        return max(1, (limit - _MESSAGE_HEADROOM) // row_bytes)
 
     def _next_sequence(self, sequence):
         return next(self._sequences) if sequence is None else sequence
@@ -151,14 +172,15 @@ class EmbeddingClient:
                      initializer=None, seed=0, weights=None, timeout=None):
         """Creates a table; the arguments mirror nn.Embedding.
 
-        optimizer: SGD (default, lr 0.01), Adagrad, SparseAdam or
-        RowwiseAdagrad. initializer: Normal (default), Uniform or Constant,
-        drawn from `seed`. weights: optional float32 [num_embeddings,
-        embedding_dim] starting rows (the padding row is zeroed); uploads
-        larger than one message are written in chunks after the table is
-        created, and the table is deleted again if that fails.
-        Raises AlreadyExistsError, InvalidArgumentError,
-        ResourceExhaustedError.
+        optimizer: a dataclass of options.OPTIMIZERS (default SGD()), its
+        dict form or a pb.Optimizer. initializer: Normal (default), Uniform
+        or Constant, drawn from `seed`. weights: optional float32
+        [num_embeddings, embedding_dim] starting rows (the padding row is
+        zeroed); uploads larger than one message are written in chunks
+        after the table is created, and the table is deleted again if that
+        fails (raising the upload's error). Not retried.
+        Raises InvalidArgumentError (bad spec or weights),
+        AlreadyExistsError, ResourceExhaustedError (memory budget).
         """
         spec = pb.TableSpec(name=name, num_embeddings=num_embeddings,
                             embedding_dim=embedding_dim,
@@ -210,13 +232,17 @@ class EmbeddingClient:
             retry=True))
 
     def list_tables(self, *, timeout=None):
-        """Returns a TableInfo for every table on the server."""
+        """Returns a TableInfo for every table on the server. Raises only
+        UnavailableError and DeadlineExceededError."""
         response = self._call(self._stub.ListTables, pb.ListTablesRequest(),
                               timeout, retry=True)
         return [TableInfo.from_proto(info) for info in response.tables]
 
     def delete_table(self, name, *, timeout=None):
-        """Deletes a table and its optimizer state. Raises NotFoundError."""
+        """Deletes a table and its optimizer state. Not retried.
+
+        Raises NotFoundError.
+        """
         self._call(self._stub.DeleteTable, pb.DeleteTableRequest(name=name),
                    timeout)
 
@@ -224,7 +250,9 @@ class EmbeddingClient:
         """Replaces the hyper-parameters of the table's optimizer.
 
         The kind must stay the same (its state is kept); returns TableInfo.
-        Raises NotFoundError, InvalidArgumentError.
+        Not retried. Raises NotFoundError, InvalidArgumentError (a
+        hyper-parameter out of range), FailedPreconditionError (another
+        optimizer kind: the table's state would not fit).
         """
         request = pb.SetOptimizerRequest(
             table=table, optimizer=optimizer_to_proto(optimizer))
@@ -233,13 +261,16 @@ class EmbeddingClient:
 
     # ---- lookups ----------------------------------------------------------
 
-    def lookup(self, table, indices, *, dtype="float32", timeout=None):
+    def lookup(self, table, indices, *, dtype=DEFAULT_LOOKUP_DTYPE,
+               timeout=None):
         """Returns the rows at `indices` (any shape) as `shape + (dim,)`.
 
         dtype: wire format, "float32", "float16" (returned as np.float16) or
         "bfloat16" (returned widened to float32). Tables with max_norm renorm
         the rows they return, as F.embedding. Raises NotFoundError,
-        InvalidArgumentError (an index out of range), ResourceExhaustedError.
+        InvalidArgumentError (an index out of range, with its position; an
+        unknown dtype), ResourceExhaustedError (too many indices, reply over
+        the message limit).
         """
         indices = tensors.as_indices(indices)
         request = pb.LookupRequest(table=table,
@@ -255,16 +286,19 @@ class EmbeddingClient:
         rows = tensors.from_tensor(response.embeddings)
         return rows.reshape(indices.shape + rows.shape[-1:])
 
-    def lookup_bag(self, table, indices, offsets=None, *, mode="mean",
-                   per_sample_weights=None, include_last_offset=False,
-                   dtype="float32", return_max_indices=False, timeout=None):
+    def lookup_bag(self, table, indices, offsets=None, *,
+                   mode=DEFAULT_BAG_MODE, per_sample_weights=None,
+                   include_last_offset=False, dtype=DEFAULT_LOOKUP_DTYPE,
+                   return_max_indices=False, timeout=None):
         """Returns pooled rows [bags, dim], as F.embedding_bag.
 
         indices: 1-D with `offsets` (start of each bag), or 2-D (bags, n)
         without. mode: "sum", "mean" or "max". per_sample_weights: one per
         index, "sum" only. With return_max_indices, returns (rows,
         max_indices) where max_indices [bags, dim] is what push_bag_gradients
-        needs in "max" mode (None in the other modes). Raises NotFoundError, InvalidArgumentError.
+        needs in "max" mode (None in the other modes). Raises as lookup,
+        plus InvalidArgumentError for bad offsets, per_sample_weights
+        outside "sum", and "max" on a scale_grad_by_freq table.
         """
         indices, offsets = _bag_inputs(indices, offsets)
         request = pb.LookupBagRequest(
@@ -298,9 +332,11 @@ class EmbeddingClient:
 
         grad: float32 `indices.shape + (dim,)`. Rows repeated in `indices`
         have their gradients summed. sequence: exactly-once id of this push
-        for this client (default: the next one). Returns PushResult.
-        Raises NotFoundError, InvalidArgumentError (shape, NaN/Inf),
-        FailedPreconditionError (a sequence too old to check).
+        for this client (default: the next one, counting from 1); a retry
+        sends the same one. Returns PushResult. Raises NotFoundError,
+        InvalidArgumentError (gradient shape or dtype, NaN/Inf, bad index),
+        ResourceExhaustedError (too many indices), FailedPreconditionError
+        (a sequence older than the server's exactly-once window).
         """
         indices = tensors.as_indices(indices)
         grad = tensors.as_float32(grad)
@@ -316,13 +352,15 @@ class EmbeddingClient:
         return self._push(self._stub.PushGradients, request, timeout)
 
     def push_bag_gradients(self, table, indices, offsets, grad, *,
-                           mode="mean", per_sample_weights=None,
+                           mode=DEFAULT_BAG_MODE, per_sample_weights=None,
                            include_last_offset=False, max_indices=None,
                            learning_rate=None, sequence=None, timeout=None):
         """Pushes the gradient [bags, dim] of a `lookup_bag`: one step.
 
         Pass the lookup's arguments again, and in "max" mode the max_indices
-        it returned. Returns PushResult; raises as push_gradients.
+        it returned. Returns PushResult; raises as push_gradients, plus
+        InvalidArgumentError for the lookup_bag checks and max_indices that
+        do not match the bags.
         """
         indices, offsets = _bag_inputs(indices, offsets)
         request = pb.PushBagGradientsRequest(
@@ -352,9 +390,11 @@ class EmbeddingClient:
         """Overwrites rows: at `indices`, or rows [start_row, start_row + n).
 
         values: float32 [n, dim]. Sent in as many messages as the size limit
-        needs; each message is applied atomically, the whole call is not.
-        Optimizer state is left as it is. Returns the rows written.
-        Raises NotFoundError, InvalidArgumentError.
+        needs, in order; each message is applied atomically, the whole call
+        is not: a failure stops the upload, earlier messages stay written.
+        Optimizer state is left as it is. Returns the rows written. Not
+        retried. Raises NotFoundError, InvalidArgumentError (shape, repeated
+        index, NaN/Inf, rows outside the table).
         """
         values = tensors.as_float32(values)
         if values.ndim != 2:
@@ -385,8 +425,9 @@ class EmbeddingClient:
 
         end_row None reads to the end of the table. Does not renorm (unlike
         lookup). With return_indices, returns (global row ids, rows) — on a
-        sharded server a range yields only the rows it holds.
-        Raises NotFoundError, InvalidArgumentError.
+        sharded server a range yields only the rows it holds. An UNAVAILABLE
+        starts the whole read again. Raises NotFoundError,
+        InvalidArgumentError (index or range outside the table).
         """
         dim = self.get_table(table, timeout=timeout).embedding_dim
         rows_per_message = self._rows_per_message(dim)
@@ -405,24 +446,24 @@ class EmbeddingClient:
                 tensors.fill_indices(request.indices,
                                      indices[begin:begin + per_request])
                 requests.append(request)
+        ids, values = self._with_retries(
+            lambda: self._read(requests, dim, timeout), retry=True)
+        if return_indices:
+            return ids, values
+        return values
+
+    def _read(self, requests, dim, timeout):
+        """One attempt of read_rows: (ids, rows) of every reply in order.
+        Raises grpc.RpcError."""
         ids = [np.zeros(0, np.int64)]
         rows = [np.zeros((0, dim), np.float32)]
         for request in requests:
-            for response in self._stream(request, timeout):
+            for response in self._stub.ReadRows(
+                    request, timeout=self._timeout(timeout),
+                    metadata=self.metadata):
                 ids.append(tensors.indices_array(response.indices))
                 # Chunks are concatenated (a copy) unless there is just one.
                 rows.append(tensors.from_tensor(response.values,
                                                 writable=False))
         values = np.concatenate(rows) if len(rows) > 2 else rows[-1].copy()
-        if return_indices:
-            return np.concatenate(ids), values
-        return values
-
-    def _stream(self, request, timeout):
-        """Yields the responses of ReadRows; raises EmbeddingError."""
-        try:
-            yield from self._stub.ReadRows(request,
-                                           timeout=self._timeout(timeout),
-                                           metadata=self.metadata)
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+        return np.concatenate(ids), values

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from embedding_client.client import DEFAULT_BAG_MODE, DEFAULT_LOOKUP_DTYPE
+
 
 def _as_float32_tensor(rows, like):
     """Returns a numpy lookup result as a float32 tensor on `like`'s device."""
@@ -85,7 +87,7 @@ class _LookupBag(torch.autograd.Function):
 class _RemoteTable(nn.Module):
     """What both modules share: the table, its spec and the autograd anchor."""
 
-    def __init__(self, client, table, *, wire_dtype="float32",
+    def __init__(self, client, table, *, wire_dtype=DEFAULT_LOOKUP_DTYPE,
                  learning_rate=None):
         super().__init__()
         info = client.get_table(table)
@@ -154,8 +156,8 @@ class RemoteEmbeddingBag(_RemoteTable):
     per_sample_weights get no gradient (they must not require grad).
     """
 
-    def __init__(self, client, table, mode="mean", include_last_offset=False,
-                 **options):
+    def __init__(self, client, table, mode=DEFAULT_BAG_MODE,
+                 include_last_offset=False, **options):
         super().__init__(client, table, **options)
         self.mode = mode
         self.include_last_offset = include_last_offset

@@ -1,17 +1,20 @@
 """Table options as small dataclasses: optimizers, initializers and TableInfo.
 
     client.create_table("items", 1000, 32,
-                        optimizer=Adagrad(lr=0.05),
+                        optimizer=Ftrl(lr=0.05, l1=0.01),
                         initializer=Uniform(-0.1, 0.1))
 
-Optimizers run on the server and mirror torch.optim on sparse gradients.
+Optimizers run on the server. Each is a frozen dataclass whose fields are its
+hyper-parameters with their defaults, listed once in `OPTIMIZERS` with its
+wire name and state size; the conversions to and from protobuf and the dict
+form iterate that table, so adding an optimizer is a dataclass and one entry.
 Anywhere an optimizer or initializer is accepted, the generated protobuf
 message (`pb.Optimizer`, `pb.Initializer`) or a dict such as
 `{"type": "adagrad", "lr": 0.05}` works too.
 """
 
 import dataclasses
-from typing import Optional, Tuple
+from typing import Callable, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -19,52 +22,105 @@ from embedding_client._stubs import pb
 from embedding_client.errors import InvalidArgumentError
 
 
+class _Optimizer:
+    """Gives every optimizer dataclass its `to_proto()`."""
+
+    def to_proto(self):
+        return optimizer_to_proto(self)
+
+
 @dataclasses.dataclass(frozen=True)
-class SGD:
+class SGD(_Optimizer):
     """torch.optim.SGD without momentum."""
     lr: float = 0.01
 
-    def to_proto(self):
-        return pb.Optimizer(sgd=pb.SgdOptions(lr=self.lr))
-
 
 @dataclasses.dataclass(frozen=True)
-class Adagrad:
+class Adagrad(_Optimizer):
     """torch.optim.Adagrad on sparse gradients."""
     lr: float = 0.01
     lr_decay: float = 0.0
     initial_accumulator_value: float = 0.0
     eps: float = 1e-10
 
-    def to_proto(self):
-        return pb.Optimizer(adagrad=pb.AdagradOptions(
-            lr=self.lr, lr_decay=self.lr_decay,
-            initial_accumulator_value=self.initial_accumulator_value,
-            eps=self.eps))
-
 
 @dataclasses.dataclass(frozen=True)
-class SparseAdam:
+class SparseAdam(_Optimizer):
     """torch.optim.SparseAdam (lazy: only the rows pushed move)."""
     lr: float = 0.001
     betas: Tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
 
-    def to_proto(self):
-        return pb.Optimizer(sparse_adam=pb.SparseAdamOptions(
-            lr=self.lr, beta1=self.betas[0], beta2=self.betas[1],
-            eps=self.eps))
-
 
 @dataclasses.dataclass(frozen=True)
-class RowwiseAdagrad:
+class RowwiseAdagrad(_Optimizer):
     """FBGEMM's row-wise Adagrad: one accumulator per row."""
     lr: float = 0.01
     eps: float = 1e-8
 
-    def to_proto(self):
-        return pb.Optimizer(rowwise_adagrad=pb.RowwiseAdagradOptions(
-            lr=self.lr, eps=self.eps))
+
+@dataclasses.dataclass(frozen=True)
+class Ftrl(_Optimizer):
+    """FTRL-Proximal per coordinate (McMahan et al. 2013), as TensorFlow's.
+
+    lr is the paper's alpha and lr_power -0.5 its square-root schedule;
+    l1 > 0 sets weights to exactly zero, which keeps sparse CTR models small.
+    """
+    lr: float = 0.01
+    lr_power: float = -0.5
+    l1: float = 0.0
+    l2: float = 0.0
+    beta: float = 0.0
+    initial_accumulator_value: float = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimizerKind:
+    """One optimizer described as data.
+
+    name: its field in the pb.Optimizer oneof, also the dict form's "type"
+    and the CLI's --optimizer. options: its dataclass, whose fields are the
+    hyper-parameters and their defaults. state_floats(dim): floats of state
+    the server keeps per row of a dim-wide table. wire_fields: the Python
+    fields whose proto fields are named otherwise; a tuple field is spread
+    over several (SparseAdam's betas are beta1 and beta2).
+    """
+    name: str
+    options: type
+    state_floats: Callable[[int], int]
+    wire_fields: Mapping[str, Tuple[str, ...]] = dataclasses.field(
+        default_factory=dict)
+
+    def fields(self):
+        """Yields (Python field, its proto fields, their defaults)."""
+        for field in dataclasses.fields(self.options):
+            wire = self.wire_fields.get(field.name, (field.name,))
+            defaults = field.default if len(wire) > 1 else (field.default,)
+            yield field.name, wire, defaults
+
+
+# The first is the default, as in the proto.
+OPTIMIZERS = (
+    OptimizerKind("sgd", SGD, state_floats=lambda dim: 0),
+    OptimizerKind("adagrad", Adagrad, state_floats=lambda dim: dim),
+    OptimizerKind("sparse_adam", SparseAdam, state_floats=lambda dim: 2 * dim,
+                  wire_fields={"betas": ("beta1", "beta2")}),
+    OptimizerKind("rowwise_adagrad", RowwiseAdagrad,
+                  state_floats=lambda dim: 1),
+    OptimizerKind("ftrl", Ftrl, state_floats=lambda dim: 2 * dim),
+)
+_OPTIMIZER_CLASSES = {kind.name: kind.options for kind in OPTIMIZERS}
+
+
+def optimizer_kind(optimizer):
+    """Returns the OptimizerKind of an optimizer dataclass, or of its name."""
+    for kind in OPTIMIZERS:
+        if optimizer in (kind.name, kind.options) or isinstance(
+                optimizer, kind.options):
+            return kind
+    raise InvalidArgumentError(
+        f"optimizer must be one of {sorted(_OPTIMIZER_CLASSES)}, "
+        f"got {optimizer!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,36 +155,81 @@ class Constant:
             value=self.value))
 
 
-_OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "sparse_adam": SparseAdam,
-               "rowwise_adagrad": RowwiseAdagrad}
 _INITIALIZERS = {"normal": Normal, "uniform": Uniform, "constant": Constant}
 
 
-def _to_proto(value, message_type, kinds, what):
+def _parameters(options):
+    """'lr=0.01, eps=1e-08': a dataclass's fields with their defaults."""
+    return ", ".join(f"{field.name}={field.default!r}"
+                     for field in dataclasses.fields(options))
+
+
+def _from_dict(fields, kinds, what):
+    """Returns the dataclass that a {"type": name, field: value} dict names."""
+    fields = dict(fields)
+    name = fields.pop("type", None)
+    if name not in kinds:
+        raise InvalidArgumentError(
+            f"{what} dict needs 'type' in {sorted(kinds)}, got {name!r}")
+    options = kinds[name]
+    unknown = set(fields) - {field.name
+                             for field in dataclasses.fields(options)}
+    if unknown:
+        raise InvalidArgumentError(
+            f"{name} takes {_parameters(options)}; got {sorted(unknown)}")
+    # Tuple fields (betas) arrive as lists from JSON or YAML.
+    return options(**{key: tuple(value) if isinstance(value, list) else value
+                      for key, value in fields.items()})
+
+
+def _to_proto(value, message_type, kinds, what, convert):
+    """Returns `convert(dataclass)` for a dataclass of `kinds` or its dict
+    form; a `message_type` message is returned as it is."""
     if isinstance(value, message_type):
         return value
     if isinstance(value, dict):
-        fields = dict(value)
-        kind = fields.pop("type", None)
-        if kind not in kinds:
+        value = _from_dict(value, kinds, what)
+    if type(value) not in kinds.values():
+        raise InvalidArgumentError(
+            f"not an {what}: {value!r}; pass one of "
+            f"{', '.join(kind.__name__ for kind in kinds.values())}, a dict "
+            f"with 'type' in {sorted(kinds)} or a pb.{message_type.__name__}")
+    return convert(value)
+
+
+def _optimizer_message(optimizer):
+    """The pb.Optimizer of an optimizer dataclass, every field set."""
+    kind = optimizer_kind(optimizer)
+    message = pb.Optimizer()
+    options = getattr(message, kind.name)
+    options.SetInParent()  # Names the kind even with no field set.
+    for field, wire, _ in kind.fields():
+        value = getattr(optimizer, field)
+        try:
+            values = tuple(value) if len(wire) > 1 else (value,)
+            if len(values) != len(wire):
+                raise ValueError
+            for name, element in zip(wire, values):
+                setattr(options, name, element)
+        except (TypeError, ValueError):
+            expected = ("a number" if len(wire) == 1 else
+                        f"{len(wire)} numbers ({', '.join(wire)})")
             raise InvalidArgumentError(
-                f"{what} dict needs 'type' in {sorted(kinds)}, got {kind!r}")
-        if "betas" in fields:
-            fields["betas"] = tuple(fields["betas"])
-        value = kinds[kind](**fields)
-    if not hasattr(value, "to_proto"):
-        raise InvalidArgumentError(f"not a {what}: {value!r}")
-    return value.to_proto()
+                f"{kind.name} {field} must be {expected}, got {value!r}"
+            ) from None
+    return message
 
 
 def optimizer_to_proto(optimizer):
     """Returns a pb.Optimizer for a dataclass, dict or pb.Optimizer."""
-    return _to_proto(optimizer, pb.Optimizer, _OPTIMIZERS, "optimizer")
+    return _to_proto(optimizer, pb.Optimizer, _OPTIMIZER_CLASSES, "optimizer",
+                     _optimizer_message)
 
 
 def initializer_to_proto(initializer):
     """Returns a pb.Initializer for a dataclass, dict or pb.Initializer."""
-    return _to_proto(initializer, pb.Initializer, _INITIALIZERS, "initializer")
+    return _to_proto(initializer, pb.Initializer, _INITIALIZERS,
+                     "initializer", lambda options: options.to_proto())
 
 
 def _f(value):
@@ -142,26 +243,25 @@ def _optional(message, field, default, convert=_f):
     return convert(getattr(message, field))
 
 
+def _hyper_parameter(message, field, default):
+    """A hyper-parameter's value; `default` when unset, which for a field
+    without presence (lr) means zero, as the server reads it."""
+    if message.DESCRIPTOR.fields_by_name[field].has_presence:
+        return _optional(message, field, default)
+    value = getattr(message, field)
+    return _f(value) if value else default
+
+
 def optimizer_from_proto(message):
-    """Returns the dataclass for a pb.Optimizer (SGD() when unset)."""
-    kind = message.WhichOneof("kind")
-    if kind == "adagrad":
-        m = message.adagrad
-        return Adagrad(lr=_f(m.lr or 0.01), lr_decay=_f(m.lr_decay),
-                       initial_accumulator_value=_f(
-                           m.initial_accumulator_value),
-                       eps=_optional(m, "eps", 1e-10))
-    if kind == "sparse_adam":
-        m = message.sparse_adam
-        return SparseAdam(lr=_f(m.lr or 0.001),
-                          betas=(_optional(m, "beta1", 0.9),
-                                 _optional(m, "beta2", 0.999)),
-                          eps=_optional(m, "eps", 1e-8))
-    if kind == "rowwise_adagrad":
-        m = message.rowwise_adagrad
-        return RowwiseAdagrad(lr=_f(m.lr or 0.01),
-                              eps=_optional(m, "eps", 1e-8))
-    return SGD(lr=_f(message.sgd.lr or 0.01))
+    """Returns the dataclass for a pb.Optimizer (the default when unset)."""
+    kind = optimizer_kind(message.WhichOneof("kind") or OPTIMIZERS[0].name)
+    options = getattr(message, kind.name)
+    values = {}
+    for field, wire, defaults in kind.fields():
+        got = tuple(_hyper_parameter(options, name, default)
+                    for name, default in zip(wire, defaults))
+        values[field] = got if len(wire) > 1 else got[0]
+    return kind.options(**values)
 
 
 def initializer_from_proto(message):

@@ -1,0 +1,36 @@
+// What a server binary's main does around its server: block the shutdown
+// signals before any thread starts, publish the bound port, wait for a
+// signal. Shared by embedding_server and the benchmark's bare server.
+//
+//   const ShutdownSignals signals = BlockShutdownSignals();  // first thing
+//   ... start the server ...
+//   if (!WritePortFile(path, port)) return 1;
+//   const int signal = WaitForShutdownSignal(signals);
+//
+// Thread-safe (each function acts on the calling thread or on a file).
+#ifndef COMMON_PROCESS_H_
+#define COMMON_PROCESS_H_
+
+#include <signal.h>
+
+#include <string>
+
+namespace embedding {
+
+// SIGINT and SIGTERM, blocked in the caller; threads started afterwards
+// inherit the mask, so only WaitForShutdownSignal sees them.
+struct ShutdownSignals {
+  sigset_t set;
+};
+ShutdownSignals BlockShutdownSignals();
+
+// Blocks until SIGINT or SIGTERM arrives; returns its number.
+int WaitForShutdownSignal(const ShutdownSignals& signals);
+
+// Writes "PORT\n" to a temporary name beside `path` and renames it, so a
+// reader never sees a partial port. False when either step fails.
+bool WritePortFile(const std::string& path, int port);
+
+}  // namespace embedding
+
+#endif  // COMMON_PROCESS_H_

@@ -1,0 +1,104 @@
+// Server::Start checks every option before it starts anything: each bad
+// option is INVALID_ARGUMENT with a message naming its flag, so main.cc can
+// pass flags through unchecked.
+#include "server/service/server.h"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+
+namespace embedding {
+namespace {
+
+constexpr int64_t kMiB = int64_t{1} << 20;
+constexpr int64_t kGiB = int64_t{1} << 30;
+
+ServerOptions ValidOptions() {
+  ServerOptions options;
+  options.listen_address = "127.0.0.1:0";
+  return options;
+}
+
+struct BadOption {
+  const char* name;
+  std::function<void(ServerOptions&)> set;
+  std::string message;
+};
+
+TEST(ServerTest, EachBadOptionIsInvalidArgumentNamingItsFlag) {
+  const std::vector<BadOption> cases = {
+      {"worker_threads", [](ServerOptions& o) { o.worker_threads = -1; },
+       "--worker_threads must be >= 0 (0 lets gRPC decide), got -1"},
+      {"memory_budget_bytes",
+       [](ServerOptions& o) { o.registry.memory_budget_bytes = -5; },
+       "--memory_budget_bytes must be >= 0, got -5"},
+      {"shard_count zero", [](ServerOptions& o) { o.registry.shard_count = 0; },
+       "--shard_count must be >= 1, got 0"},
+      {"shard_index negative",
+       [](ServerOptions& o) { o.registry.shard_index = -1; },
+       "--shard_index must be in [0, --shard_count = 1), got -1"},
+      {"shard_index too large",
+       [](ServerOptions& o) {
+         o.registry.shard_index = 3;
+         o.registry.shard_count = 3;
+       },
+       "--shard_index must be in [0, --shard_count = 3), got 3"},
+      {"max_indices_per_request zero",
+       [](ServerOptions& o) { o.service.max_indices_per_request = 0; },
+       "--max_indices_per_request must be > 0, got 0"},
+      {"max_indices_per_request negative",
+       [](ServerOptions& o) { o.service.max_indices_per_request = -7; },
+       "--max_indices_per_request must be > 0, got -7"},
+      {"max_message_bytes too small",
+       [](ServerOptions& o) { o.service.max_message_bytes = kMiB - 1; },
+       "--max_message_bytes must be in [1 MiB, 2 GiB) = [1048576, "
+       "2147483648), got 1048575"},
+      {"max_message_bytes 2 GiB",
+       [](ServerOptions& o) { o.service.max_message_bytes = 2 * kGiB; },
+       "--max_message_bytes must be in [1 MiB, 2 GiB) = [1048576, "
+       "2147483648), got 2147483648"},
+      // Once cast to int unchecked: 4 GiB + 1 MiB became 1 MiB.
+      {"max_message_bytes past int",
+       [](ServerOptions& o) { o.service.max_message_bytes = 4 * kGiB + kMiB; },
+       "--max_message_bytes must be in [1 MiB, 2 GiB) = [1048576, "
+       "2147483648), got 4296015872"},
+  };
+  for (const BadOption& bad : cases) {
+    SCOPED_TRACE(bad.name);
+    ServerOptions options = ValidOptions();
+    bad.set(options);
+    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options);
+    EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(server.status().message(), bad.message);
+  }
+}
+
+TEST(ServerTest, BoundaryOptionsStart) {
+  ServerOptions options = ValidOptions();
+  options.worker_threads = 0;
+  options.registry.memory_budget_bytes = 0;
+  options.registry.shard_index = 2;
+  options.registry.shard_count = 3;
+  options.service.max_indices_per_request = 1;
+  for (int64_t bytes : {kMiB, 2 * kGiB - 1}) {
+    options.service.max_message_bytes = bytes;
+    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    EXPECT_GT((*server)->port(), 0);
+  }
+}
+
+TEST(ServerTest, AddressThatCannotBeBoundIsUnavailable) {
+  // 192.0.2.0/24 is TEST-NET-1: never an address of this host.
+  ServerOptions options = ValidOptions();
+  options.listen_address = "192.0.2.1:0";
+  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options);
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(server.status().message(), "cannot listen on 192.0.2.1:0");
+}
+
+}  // namespace
+}  // namespace embedding

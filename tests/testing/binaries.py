@@ -1,0 +1,19 @@
+"""Where the tests find the project's binaries: $EMBEDDING_SERVER and
+$EMBEDDING_CLI (ctest sets them), else the default build tree, build/."""
+
+import os
+import pathlib
+
+_BUILD = pathlib.Path(__file__).resolve().parents[2] / "build"
+
+
+def _binary(variable, default):
+    return pathlib.Path(os.environ.get(variable) or _BUILD / default)
+
+
+def server_binary():
+    return _binary("EMBEDDING_SERVER", "server/embedding_server")
+
+
+def cli_binary():
+    return _binary("EMBEDDING_CLI", "client/cpp/embedding_cli")
