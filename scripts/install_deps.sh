@@ -11,7 +11,7 @@ set -euo pipefail
 run=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev libspdlog-dev
+  libabsl-dev libspdlog-dev libxxhash-dev
 )
 python=(
   python3 python3-grpcio python3-protobuf python3-numpy python3-torch

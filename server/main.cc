@@ -1,5 +1,6 @@
 // embedding_server: flags -> ServerOptions -> Server, until SIGINT/SIGTERM.
 #include <malloc.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -21,7 +22,9 @@ ABSL_FLAG(std::string, listen_address, "127.0.0.1:50051",
           "host:port to listen on (port 0 picks a free one). Loopback by "
           "default; use 0.0.0.0:50051 to serve other machines.");
 ABSL_FLAG(std::string, port_file, "",
-          "If set, the bound port is written to this file once serving.");
+          "If set, the bound port is written to this file once listening. "
+          "With --checkpoint_dir that is before the tables are restored: "
+          "poll grpc.health.v1.Health until it reports SERVING.");
 ABSL_FLAG(int, worker_threads, 0,
           "Most threads for handling RPCs; 0 lets gRPC decide.");
 ABSL_FLAG(std::string, log_level, "info",
@@ -36,7 +39,20 @@ ABSL_FLAG(int64_t, max_message_bytes, int64_t{64} << 20,
 ABSL_FLAG(int, shard_index, 0, "This server's shard (0-based).");
 ABSL_FLAG(int, shard_count, 1, "Servers that hold each table.");
 ABSL_FLAG(double, shutdown_grace_seconds, 10,
-          "On SIGTERM, how long in-flight calls may take to finish.");
+          "On SIGTERM, how long in-flight calls and then the final "
+          "checkpoint may take; a final checkpoint still running then is "
+          "abandoned (the previous one stays).");
+ABSL_FLAG(std::string, checkpoint_dir, "",
+          "Existing directory for checkpoints. The server restores every "
+          "table found there before it reports SERVING, and saves every "
+          "table in full on SIGTERM/SIGINT. Empty: no checkpoints.");
+ABSL_FLAG(double, checkpoint_interval_s, 0,
+          "Seconds between periodic incremental checkpoints of every table "
+          "(needs --checkpoint_dir); 0: none.");
+ABSL_FLAG(int, checkpoint_keep, 2,
+          "Complete full checkpoints kept per table (with their deltas).");
+ABSL_FLAG(int, full_checkpoint_every, 8,
+          "Incremental checkpoints between two full ones; 0: always full.");
 
 namespace {
 
@@ -61,6 +77,10 @@ embedding::ServerOptions ServerOptionsFromFlags() {
   options.service.max_indices_per_request =
       absl::GetFlag(FLAGS_max_indices_per_request);
   options.service.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
+  options.checkpoint_interval_s = absl::GetFlag(FLAGS_checkpoint_interval_s);
+  options.checkpoint_keep = absl::GetFlag(FLAGS_checkpoint_keep);
+  options.full_checkpoint_every = absl::GetFlag(FLAGS_full_checkpoint_every);
   return options;
 }
 
@@ -93,6 +113,9 @@ int main(int argc, char** argv) {
   // Block the shutdown signals in every thread (gRPC's threads inherit the
   // mask); the main thread waits for them below.
   const embedding::ShutdownSignals signals = embedding::BlockShutdownSignals();
+  // A file-size limit (RLIMIT_FSIZE) reached by a checkpoint write must fail
+  // that save with EFBIG, not kill the server.
+  signal(SIGXFSZ, SIG_IGN);
 
   const embedding::ServerOptions options = ServerOptionsFromFlags();
   absl::StatusOr<std::unique_ptr<embedding::Server>> server =
@@ -103,10 +126,11 @@ int main(int argc, char** argv) {
     return absl::IsInvalidArgument(server.status()) ? 2 : 1;
   }
   spdlog::info(
-      "serving on port {} (listen address {}, shard {} of {}, memory budget "
-      "{} bytes)",
+      "listening on port {} (listen address {}, shard {} of {}, memory budget "
+      "{} bytes, checkpoints {})",
       (*server)->port(), options.listen_address, options.registry.shard_index,
-      options.registry.shard_count, options.registry.memory_budget_bytes);
+      options.registry.shard_count, options.registry.memory_budget_bytes,
+      options.checkpoint_dir.empty() ? "off" : options.checkpoint_dir);
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
   if (!port_file.empty() &&
       !embedding::WritePortFile(port_file, (*server)->port())) {

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "client/cpp/npy_transfer.h"
 #include "common/status_macros.h"
 
 namespace embedding::cli {
@@ -39,6 +40,18 @@ Rows (lists are comma-separated; matrices are row-major)
   write-rows NAME (--indices=1,2 | --start=ROW) --values=V00,V01,...
   read-rows NAME [--indices=1,2 | --start=ROW --end=ROW]
                                 prints "shape [..]", then "INDEX: v0 v1 ..."
+
+Checkpoints and NumPy files
+  checkpoint [NAME...] [--incremental]
+                                saves the tables (all when none is named) to
+                                the server's --checkpoint_dir; prints "saved
+                                NAME: version V, N rows, B bytes,
+                                full|incremental, PATH" per table
+  export NAME FILE.npy          writes the table as float32 [num_embeddings,
+                                embedding_dim] for numpy.load, in chunks
+  import NAME FILE.npy          overwrites every row of an existing table of
+                                that shape from a float32 C-order .npy file
+                                (as numpy.save writes it), in chunks
 
 Bags (nn.EmbeddingBag)
   lookup-bag NAME --indices=... --offsets=0,2 [--mode=sum|mean|max]
@@ -96,6 +109,8 @@ namespace {
 struct Context {
   const EmbeddingClient& client;
   const std::string& table;  // Empty for commands without a NAME.
+  // Everything after the command's name (the NAME first, if it takes one).
+  absl::Span<const std::string> operands;
   const CommandFlags& flags;
   std::ostream& out;
 };
@@ -306,6 +321,38 @@ absl::Status ReadRows(const Context& ctx) {
   return absl::OkStatus();
 }
 
+absl::Status Checkpoint(const Context& ctx) {
+  const std::vector<std::string> tables(ctx.operands.begin(),
+                                        ctx.operands.end());
+  EMBEDDING_ASSIGN_OR_RETURN(
+      const v1::SaveCheckpointResponse response,
+      ctx.client.SaveCheckpoint(tables, ctx.flags.incremental));
+  for (const v1::SaveCheckpointResponse::Saved& saved : response.saved()) {
+    ctx.out << FormatSavedCheckpoint(saved) << "\n";
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Export(const Context& ctx) {
+  const std::string& file = ctx.operands[1];
+  EMBEDDING_ASSIGN_OR_RETURN(const NpyTransfer exported,
+                             ExportNpy(ctx.client, ctx.table, file));
+  ctx.out << "exported " << ctx.table << ": " << exported.rows << " rows x "
+          << exported.dim << " to " << file << " (" << exported.file_bytes
+          << " bytes)\n";
+  return absl::OkStatus();
+}
+
+absl::Status Import(const Context& ctx) {
+  const std::string& file = ctx.operands[1];
+  EMBEDDING_ASSIGN_OR_RETURN(const NpyTransfer imported,
+                             ImportNpy(ctx.client, ctx.table, file));
+  ctx.out << "imported " << ctx.table << ": " << imported.rows << " rows x "
+          << imported.dim << " from " << file << ", version "
+          << imported.version << "\n";
+  return absl::OkStatus();
+}
+
 absl::Status LookupBag(const Context& ctx) {
   EMBEDDING_ASSIGN_OR_RETURN(const std::unique_ptr<BagFlags> parsed,
                              ParseBags(ctx.flags));
@@ -346,29 +393,56 @@ absl::Status PushBag(const Context& ctx) {
                                                     grad, max_indices, push));
 }
 
+// What a command takes after its name.
+enum class Operands { kNone, kTable, kTables, kTableAndFile };
+
 // Which hyper-parameter flags a command takes.
 enum class Params { kNone, kLearningRate, kOptimizer };
 
 struct Command {
   const char* name;
-  bool takes_table;
+  Operands operands;
   Params params;
   absl::Status (*run)(const Context&);
 };
 
 constexpr Command kCommands[] = {
-    {"create-table", true, Params::kOptimizer, CreateTable},
-    {"list", false, Params::kNone, List},
-    {"describe", true, Params::kNone, Describe},
-    {"delete", true, Params::kNone, Delete},
-    {"set-optimizer", true, Params::kOptimizer, SetOptimizer},
-    {"lookup", true, Params::kNone, Lookup},
-    {"push", true, Params::kLearningRate, Push},
-    {"write-rows", true, Params::kNone, WriteRows},
-    {"read-rows", true, Params::kNone, ReadRows},
-    {"lookup-bag", true, Params::kNone, LookupBag},
-    {"push-bag", true, Params::kLearningRate, PushBag},
+    {"create-table", Operands::kTable, Params::kOptimizer, CreateTable},
+    {"list", Operands::kNone, Params::kNone, List},
+    {"describe", Operands::kTable, Params::kNone, Describe},
+    {"delete", Operands::kTable, Params::kNone, Delete},
+    {"set-optimizer", Operands::kTable, Params::kOptimizer, SetOptimizer},
+    {"lookup", Operands::kTable, Params::kNone, Lookup},
+    {"push", Operands::kTable, Params::kLearningRate, Push},
+    {"write-rows", Operands::kTable, Params::kNone, WriteRows},
+    {"read-rows", Operands::kTable, Params::kNone, ReadRows},
+    {"lookup-bag", Operands::kTable, Params::kNone, LookupBag},
+    {"push-bag", Operands::kTable, Params::kLearningRate, PushBag},
+    {"checkpoint", Operands::kTables, Params::kNone, Checkpoint},
+    {"export", Operands::kTableAndFile, Params::kNone, Export},
+    {"import", Operands::kTableAndFile, Params::kNone, Import},
 };
+
+// INVALID_ARGUMENT unless `command` may take `count` operands.
+absl::Status CheckOperandCount(const Command& command, size_t count) {
+  const char* expected = nullptr;
+  switch (command.operands) {
+    case Operands::kNone:
+      if (count != 0) expected = " takes no operands";
+      break;
+    case Operands::kTable:
+      if (count != 1) expected = " takes one table NAME";
+      break;
+    case Operands::kTables:
+      break;
+    case Operands::kTableAndFile:
+      if (count != 2) expected = " takes a table NAME and a FILE";
+      break;
+  }
+  if (expected == nullptr) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat(command.name, expected, ", got ", count, " operands"));
+}
 
 }  // namespace
 
@@ -381,21 +455,18 @@ absl::Status RunCommand(const EmbeddingClient& client,
   }
   for (const Command& command : kCommands) {
     if (args[0] != command.name) continue;
-    const size_t expected = command.takes_table ? 2 : 1;
-    if (args.size() != expected) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          command.name,
-          command.takes_table ? " takes one table NAME" : " takes no operands",
-          ", got ", args.size() - 1, " operands"));
-    }
+    const absl::Span<const std::string> operands = args.subspan(1);
+    EMBEDDING_RETURN_IF_ERROR(CheckOperandCount(command, operands.size()));
     if (command.params == Params::kNone && !flags.params.empty()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "--", flags.params[0].name, " is an optimizer hyper-parameter; ",
           command.name, " takes none"));
     }
+    const bool named = command.operands == Operands::kTable ||
+                       command.operands == Operands::kTableAndFile;
     const std::string no_table;
     return command.run(
-        Context{client, command.takes_table ? args[1] : no_table, flags, out});
+        Context{client, named ? operands[0] : no_table, operands, flags, out});
   }
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown command \"", args[0], "\"; run embedding_cli --help"));

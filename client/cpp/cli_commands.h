@@ -77,12 +77,15 @@ struct CommandFlags {
   std::string max_indices;
   // Exactly-once pushes: default the client's next sequence.
   std::optional<uint64_t> sequence;
+  // checkpoint: only the rows changed since each table's last checkpoint.
+  bool incremental = false;
 };
 
 // Runs `args` = {command, operands...}, printing its result to `out`.
 // Returns the server's error unchanged, or INVALID_ARGUMENT for an unknown
 // command, a missing table name, a malformed flag or a hyper-parameter the
-// command or the optimizer does not take.
+// command or the optimizer does not take; export and import also return
+// the errors of ExportNpy and ImportNpy (client/cpp/npy_transfer.h).
 absl::Status RunCommand(const EmbeddingClient& client,
                         absl::Span<const std::string> args,
                         const CommandFlags& flags, std::ostream& out);

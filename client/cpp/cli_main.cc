@@ -81,6 +81,10 @@ ABSL_FLAG(std::optional<uint64_t>, sequence, std::nullopt,
           "push, push-bag: exactly-once sequence number (> 0). Default 1: "
           "each run is a new client, so with --client_id give it too.");
 
+ABSL_FLAG(bool, incremental, false,
+          "checkpoint: save only the rows changed since each table's last "
+          "checkpoint (the server writes a full one when due).");
+
 namespace {
 
 embedding::ClientOptions FlagsToClientOptions() {
@@ -118,6 +122,7 @@ embedding::cli::CommandFlags FlagsToCommandFlags(
   flags.include_last_offset = absl::GetFlag(FLAGS_include_last_offset);
   flags.max_indices = absl::GetFlag(FLAGS_max_indices);
   flags.sequence = absl::GetFlag(FLAGS_sequence);
+  flags.incremental = absl::GetFlag(FLAGS_incremental);
   return flags;
 }
 

@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/time.h"
 #include "common/optimizer_kinds.h"
 #include "common/optimizer_proto.h"
 #include "common/status_macros.h"
@@ -274,12 +275,34 @@ std::string FormatTableInfo(const v1::TableInfo& info) {
       {"memory_bytes", absl::StrCat(info.memory_bytes())},
       {"version", absl::StrCat(info.version())},
       {"step", absl::StrCat(info.step())},
+      {"last_checkpoint", info.has_last_checkpoint()
+                              ? FormatCheckpoint(info.last_checkpoint())
+                              : "none"},
   };
   std::string text;
   for (const auto& [key, value] : fields) {
     absl::StrAppendFormat(&text, "%-19s %s\n", absl::StrCat(key, ":"), value);
   }
   return text;
+}
+
+std::string FormatCheckpoint(const v1::CheckpointInfo& checkpoint) {
+  return absl::StrCat(
+      "version ", checkpoint.version(), ", ",
+      checkpoint.incremental() ? "incremental" : "full", ", ",
+      absl::FormatTime(absl::RFC3339_full,
+                       absl::FromUnixMicros(checkpoint.time_unix_micros()),
+                       absl::UTCTimeZone()),
+      ", ", checkpoint.path());
+}
+
+std::string FormatSavedCheckpoint(
+    const v1::SaveCheckpointResponse::Saved& saved) {
+  return absl::StrCat("saved ", saved.table(), ": version ",
+                      saved.checkpoint().version(), ", ", saved.rows(),
+                      " rows, ", saved.bytes_written(), " bytes, ",
+                      saved.checkpoint().incremental() ? "incremental" : "full",
+                      ", ", saved.checkpoint().path());
 }
 
 std::string FormatTableList(absl::Span<const v1::TableInfo> tables) {

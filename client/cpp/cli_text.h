@@ -90,6 +90,13 @@ std::string FormatInitializer(const v1::Initializer& initializer);
 // One "key: value" line per field of the spec and counters.
 std::string FormatTableInfo(const v1::TableInfo& info);
 
+// "version 7, incremental, 2026-11-27T12:35:25.123456+00:00, PATH".
+std::string FormatCheckpoint(const v1::CheckpointInfo& checkpoint);
+
+// "saved NAME: version V, N rows, B bytes, full|incremental, PATH".
+std::string FormatSavedCheckpoint(
+    const v1::SaveCheckpointResponse::Saved& saved);
+
 // A table with one line per table under a header, or "no tables".
 std::string FormatTableList(absl::Span<const v1::TableInfo> tables);
 

@@ -120,6 +120,25 @@ size_t BagCount(const Bags& bags) {
   return bags.offsets.size();
 }
 
+// Appends the rows of one ReadRows reply to `result`. INTERNAL when the
+// server sent a reply that does not match the table's dimension.
+absl::Status AppendReadReply(const v1::ReadRowsResponse& reply, int64_t dim,
+                             ReadRowsResult* result) {
+  const v1::Tensor& values = reply.values();
+  if (values.shape_size() != 2 || values.shape(0) != reply.indices_size() ||
+      values.shape(1) != dim) {
+    return absl::InternalError(absl::StrCat(
+        "server sent ", reply.indices_size(), " row ids with values of shape [",
+        absl::StrJoin(values.shape(), ", "), "] for a table of dimension ",
+        dim));
+  }
+  result->indices.insert(result->indices.end(), reply.indices().begin(),
+                         reply.indices().end());
+  EMBEDDING_RETURN_IF_ERROR(AppendTensorData(values, &result->values.data));
+  result->values.shape = {static_cast<int64_t>(result->indices.size()), dim};
+  return absl::OkStatus();
+}
+
 // Bytes one row of `dim` floats takes in a bulk message, with its index or
 // without; saturates instead of overflowing.
 int64_t BulkRowBytes(int64_t dim, bool with_index) {
@@ -215,6 +234,11 @@ absl::StatusOr<Response> EmbeddingClient::Call(
         FromGrpcStatus((stub_.get()->*method)(&context, request, &response)));
     return response;
   });
+}
+
+int64_t EmbeddingClient::BulkRows(int64_t embedding_dim,
+                                  bool with_indices) const {
+  return RowsPerBulkMessage(BulkRowBytes(embedding_dim, with_indices));
 }
 
 int64_t EmbeddingClient::RowsPerBulkMessage(int64_t row_bytes) const {
@@ -453,10 +477,7 @@ absl::StatusOr<ReadRowsResult> EmbeddingClient::ReadInChunks(
   // The replies are sized from the table's dimension.
   EMBEDDING_ASSIGN_OR_RETURN(v1::TableInfo info, GetTable(table, call));
   const int64_t dim = info.spec().embedding_dim();
-  v1::ReadRowsRequest base;
-  base.set_table(std::string(table));
-  base.set_rows_per_message(
-      RowsPerBulkMessage(BulkRowBytes(dim, /*with_index=*/true)));
+  v1::ReadRowsRequest base = ReadRequest(table, dim);
   std::vector<v1::ReadRowsRequest> requests;
   if (!indices.has_value()) {
     base.set_start_row(start_row);
@@ -489,25 +510,79 @@ absl::StatusOr<ReadRowsResult> EmbeddingClient::ReadOnce(
     v1::ReadRowsResponse chunk;
     while (reader->Read(&chunk)) {
       if (!decode_status.ok()) continue;  // Drain the stream, keep the error.
-      const v1::Tensor& values = chunk.values();
-      if (values.shape_size() != 2 || values.shape(0) != chunk.indices_size() ||
-          values.shape(1) != dim) {
-        decode_status = absl::InternalError(
-            absl::StrCat("server sent ", chunk.indices_size(),
-                         " row ids with values of shape [",
-                         absl::StrJoin(values.shape(), ", "),
-                         "] for a table of dimension ", dim));
-        continue;
-      }
-      result.indices.insert(result.indices.end(), chunk.indices().begin(),
-                            chunk.indices().end());
-      decode_status = AppendTensorData(values, &result.values.data);
+      decode_status = AppendReadReply(chunk, dim, &result);
     }
     EMBEDDING_RETURN_IF_ERROR(FromGrpcStatus(reader->Finish()));
     EMBEDDING_RETURN_IF_ERROR(decode_status);
   }
   result.values.shape = {static_cast<int64_t>(result.indices.size()), dim};
   return result;
+}
+
+v1::ReadRowsRequest EmbeddingClient::ReadRequest(absl::string_view table,
+                                                 int64_t dim) const {
+  v1::ReadRowsRequest request;
+  request.set_table(std::string(table));
+  request.set_rows_per_message(
+      RowsPerBulkMessage(BulkRowBytes(dim, /*with_index=*/true)));
+  return request;
+}
+
+absl::Status EmbeddingClient::ReadRowRangeInChunks(
+    absl::string_view table, int64_t start_row, int64_t end_row,
+    absl::FunctionRef<absl::Status(const ReadRowsResult& chunk)> sink,
+    const CallOptions& call) const {
+  EMBEDDING_ASSIGN_OR_RETURN(v1::TableInfo info, GetTable(table, call));
+  const int64_t dim = info.spec().embedding_dim();
+  v1::ReadRowsRequest request = ReadRequest(table, dim);
+  request.set_end_row(end_row);
+  // Where an attempt starts: after the last row handed to the sink, so a
+  // retry never hands a row over twice.
+  int64_t next_row = start_row;
+  absl::Status sink_status;
+  ReadRowsResult chunk;
+  const absl::StatusOr<bool> read =
+      WithRetries(Retry::kOnUnavailable, [&]() -> absl::StatusOr<bool> {
+        request.set_start_row(next_row);
+        grpc::ClientContext context;
+        PrepareContext(call, &context);
+        std::unique_ptr<grpc::ClientReaderInterface<v1::ReadRowsResponse>>
+            reader = stub_->ReadRows(&context, request);
+        absl::Status decode_status;
+        v1::ReadRowsResponse reply;
+        while (reader->Read(&reply)) {
+          chunk.indices.clear();
+          chunk.values.data.clear();
+          decode_status = AppendReadReply(reply, dim, &chunk);
+          if (decode_status.ok() && !chunk.indices.empty()) {
+            sink_status = sink(chunk);
+            next_row = chunk.indices.back() + 1;
+          }
+          if (!decode_status.ok() || !sink_status.ok()) {
+            context.TryCancel();  // The rest is of no use.
+            break;
+          }
+        }
+        const absl::Status status = FromGrpcStatus(reader->Finish());
+        // The sink's error is not the server's: never retried.
+        if (!sink_status.ok()) return false;
+        EMBEDDING_RETURN_IF_ERROR(decode_status);
+        EMBEDDING_RETURN_IF_ERROR(status);
+        return true;
+      });
+  EMBEDDING_RETURN_IF_ERROR(sink_status);
+  return read.status();
+}
+
+absl::StatusOr<v1::SaveCheckpointResponse> EmbeddingClient::SaveCheckpoint(
+    absl::Span<const std::string> tables, bool incremental,
+    const CallOptions& call) const {
+  v1::SaveCheckpointRequest request;
+  request.mutable_tables()->Add(tables.begin(), tables.end());
+  request.set_incremental(incremental);
+  // Not retried: after a lost reply a repeat would write another
+  // checkpoint; GetTable's last_checkpoint tells whether the first landed.
+  return Call(&Stub::SaveCheckpoint, request, call, Retry::kNever);
 }
 
 absl::StatusOr<v1::TableInfo> EmbeddingClient::SetOptimizer(

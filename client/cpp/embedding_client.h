@@ -37,6 +37,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -279,6 +280,20 @@ class EmbeddingClient {
   absl::StatusOr<ReadRowsResult> ReadRowRange(
       absl::string_view table, int64_t start_row, int64_t end_row,
       const CallOptions& call = {}) const;
+  // Reads the rows [start_row, end_row) as ReadRowRange, but hands each
+  // bulk-sized chunk to `sink` as it arrives instead of keeping it, so one
+  // chunk is in memory at a time (an export). An UNAVAILABLE resumes after
+  // the last row handed over. An error of `sink` stops the read and is
+  // returned as it is. Codes as ReadRowRange.
+  absl::Status ReadRowRangeInChunks(
+      absl::string_view table, int64_t start_row, int64_t end_row,
+      absl::FunctionRef<absl::Status(const ReadRowsResult& chunk)> sink,
+      const CallOptions& call = {}) const;
+
+  // Rows of `embedding_dim` floats that one bulk message carries, with or
+  // without their indices (CONTRACT.md, "Bulk transfers"): the chunk size
+  // of WriteRows, WriteRowRange and ReadRows.
+  int64_t BulkRows(int64_t embedding_dim, bool with_indices) const;
 
   // Replaces the hyper-parameters of a table's optimizer. Not retried.
   // NOT_FOUND; INVALID_ARGUMENT (a hyper-parameter out of range);
@@ -286,6 +301,17 @@ class EmbeddingClient {
   // fit).
   absl::StatusOr<v1::TableInfo> SetOptimizer(
       absl::string_view table, const v1::Optimizer& optimizer,
+      const CallOptions& call = {}) const;
+
+  // Saves `tables` (every table when empty) to the server's
+  // --checkpoint_dir, one entry per table saved in the reply; `incremental`
+  // writes only the rows changed since each table's last checkpoint. Not
+  // retried. FAILED_PRECONDITION (no --checkpoint_dir; the directory missing
+  // or not writable), NOT_FOUND (an unknown table; nothing is written),
+  // RESOURCE_EXHAUSTED (disk full), UNAVAILABLE (another I/O error),
+  // CANCELLED (the server shut down before the save ended).
+  absl::StatusOr<v1::SaveCheckpointResponse> SaveCheckpoint(
+      absl::Span<const std::string> tables = {}, bool incremental = false,
       const CallOptions& call = {}) const;
 
  private:
@@ -323,6 +349,8 @@ class EmbeddingClient {
   absl::StatusOr<ReadRowsResult> ReadOnce(
       const std::vector<v1::ReadRowsRequest>& requests, int64_t dim,
       const CallOptions& call) const;
+  // The base of every ReadRows request of a table of dimension `dim`.
+  v1::ReadRowsRequest ReadRequest(absl::string_view table, int64_t dim) const;
 
   const std::unique_ptr<v1::EmbeddingService::StubInterface> stub_;
   const ClientOptions options_;

@@ -104,7 +104,8 @@ absl::StatusOr<std::unique_ptr<EmbeddingTable>> EmbeddingTable::Create(
   std::unique_ptr<EmbeddingTable> table(
       new (std::nothrow) EmbeddingTable(spec, local_rows, state_width));
   if (table == nullptr || table->weights_ == nullptr ||
-      (state_width > 0 && table->state_ == nullptr)) {
+      (state_width > 0 && table->state_ == nullptr) ||
+      table->stamps_ == nullptr) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot allocate table \"", spec.name, "\" of ",
                      local_rows, " x ", dim, " rows"));
@@ -144,6 +145,7 @@ EmbeddingTable::EmbeddingTable(TableSpec spec, int64_t local_rows,
                  ? new (std::nothrow) float[local_rows * state_width]
                  : nullptr),
       stripes_(new Stripe[kLockStripes]),
+      stamps_(new (std::nothrow) std::atomic<uint32_t>[local_rows]()),
       spec_(std::move(spec)) {}
 
 TableStats EmbeddingTable::Stats() const {
@@ -191,15 +193,47 @@ void EmbeddingTable::PrefetchRow(int64_t local_row, bool state) const {
     for (int64_t d = 0; d < state_width_; d += kFloatsPerLine) {
       __builtin_prefetch(row_state + d, 1);
     }
+    __builtin_prefetch(&stamps_[local_row], 1);
   }
+}
+
+EmbeddingTable::MutationContext EmbeddingTable::CurrentMutation() const {
+  return {.epoch = epoch_,
+          .snapshot = snapshot_open_,
+          .cut = snapshot_cut_,
+          .since = snapshot_since_};
+}
+
+void EmbeddingTable::BeforeRowChange(Stripe& stripe, int64_t local_row,
+                                     const MutationContext& mutation) {
+  std::atomic<uint32_t>& stamp = stamps_[local_row];
+  const uint32_t old_stamp = stamp.load(std::memory_order_relaxed);
+  // Already changed in this epoch: stamped, and its pre-image (if one was
+  // needed) kept by that first change.
+  if (old_stamp == mutation.epoch) return;
+  // The open snapshot holds this row as it is now if it has not changed
+  // since the cut, was part of the snapshot and is not yet copied.
+  if (mutation.snapshot && old_stamp <= mutation.cut &&
+      int64_t{old_stamp} > mutation.since &&
+      local_row >= snapshot_copied_below_.load(std::memory_order_acquire)) {
+    std::vector<float> values(dim_ + state_width_);
+    std::copy_n(RowData(local_row), dim_, values.data());
+    std::copy_n(StateData(local_row), state_width_, values.data() + dim_);
+    if (stripe.pre_images == nullptr) {
+      stripe.pre_images = std::make_unique<PreImages>();
+    }
+    stripe.pre_images->emplace(local_row,
+                               PreImage{old_stamp, std::move(values)});
+  }
+  stamp.store(mutation.epoch, std::memory_order_relaxed);
 }
 
 template <typename Use>
 void EmbeddingTable::ReadRow(int64_t local_row, bool renorm, Use&& use) {
-  SharedMutex& mu = StripeOf(local_row);
+  Stripe& stripe = StripeOf(local_row);
   const float* row = RowData(local_row);
   {
-    ReaderLock lock(&mu);
+    ReaderLock lock(&stripe.mu);
     if (!renorm || !max_norm_.has_value() ||
         RowNorm(row, dim_, norm_type_) <= *max_norm_) {
       use(row);
@@ -208,9 +242,13 @@ void EmbeddingTable::ReadRow(int64_t local_row, bool renorm, Use&& use) {
   }
   // torch's embedding_renorm_: scale = max_norm / (norm + 1e-7). Re-check
   // under the writer lock: another lookup may have renormed it meanwhile.
-  WriterLock lock(&mu);
+  // Renorming changes the row, so it is a mutation for snapshots.
+  ReaderLock barrier(&mutation_barrier_);
+  const MutationContext mutation = CurrentMutation();
+  WriterLock lock(&stripe.mu);
   const double norm = RowNorm(row, dim_, norm_type_);
   if (norm > *max_norm_) {
+    BeforeRowChange(stripe, local_row, mutation);
     const float scale = static_cast<float>(*max_norm_ / (norm + 1e-7));
     float* mutable_row = RowData(local_row);
     for (int64_t d = 0; d < dim_; ++d) mutable_row[d] *= scale;
@@ -303,6 +341,9 @@ absl::StatusOr<PushResult> EmbeddingTable::ApplyPush(
         absl::StrCat("learning_rate must be a finite number > 0, got ",
                      *options.learning_rate));
   }
+  // Held from the claim to the version's increment, so that a snapshot's
+  // exactly-once windows, rows and version agree.
+  ReaderLock barrier(&mutation_barrier_);
   if (!options.client_id.empty()) {
     EMBEDDING_ASSIGN_OR_RETURN(
         const bool fresh,
@@ -322,6 +363,7 @@ absl::StatusOr<PushResult> EmbeddingTable::ApplyPush(
   const int64_t step = step_.fetch_add(1, std::memory_order_relaxed) + 1;
   const StepParams params =
       MakeStepParams(optimizer, step, options.learning_rate);
+  const MutationContext mutation = CurrentMutation();
   // The accumulator holds global rows.
   for (size_t slot = 0; slot < gradient.size(); ++slot) {
     if (slot + kPrefetchDistance < gradient.size()) {
@@ -329,7 +371,9 @@ absl::StatusOr<PushResult> EmbeddingTable::ApplyPush(
                   /*state=*/true);
     }
     const int64_t row = LocalRow(gradient.row(slot));
-    WriterLock lock(&StripeOf(row));
+    Stripe& stripe = StripeOf(row);
+    WriterLock lock(&stripe.mu);
+    BeforeRowChange(stripe, row, mutation);
     ApplyOptimizerRow(optimizer, params, dim_, gradient.sum(slot), RowData(row),
                       StateData(row));
   }
@@ -353,9 +397,13 @@ absl::StatusOr<int64_t> EmbeddingTable::WriteRows(
                        " is written twice in one request"));
     }
   }
+  ReaderLock barrier(&mutation_barrier_);
+  const MutationContext mutation = CurrentMutation();
   for (size_t i = 0; i < indices.size(); ++i) {
     const int64_t row = LocalRow(indices[i]);
-    WriterLock lock(&StripeOf(row));
+    Stripe& stripe = StripeOf(row);
+    WriterLock lock(&stripe.mu);
+    BeforeRowChange(stripe, row, mutation);
     std::copy_n(&values[i * dim_], dim_, RowData(row));
   }
   return version_.fetch_add(1, std::memory_order_relaxed) + 1;
@@ -379,9 +427,13 @@ absl::StatusOr<int64_t> EmbeddingTable::WriteRowRange(
   EMBEDDING_RETURN_IF_ERROR(CheckFinite(values, dim_, "values"));
   EMBEDDING_ASSIGN_OR_RETURN(std::vector<int64_t> held,
                              HeldRows(start_row, start_row + rows));
+  ReaderLock barrier(&mutation_barrier_);
+  const MutationContext mutation = CurrentMutation();
   for (int64_t global : held) {
     const int64_t row = LocalRow(global);
-    WriterLock lock(&StripeOf(row));
+    Stripe& stripe = StripeOf(row);
+    WriterLock lock(&stripe.mu);
+    BeforeRowChange(stripe, row, mutation);
     std::copy_n(&values[(global - start_row) * dim_], dim_, RowData(row));
   }
   return version_.fetch_add(1, std::memory_order_relaxed) + 1;

@@ -18,6 +18,13 @@
 // concurrent pushes to one row never lose each other's update. Every request
 // is validated completely before any row is touched: a rejected request
 // changes nothing.
+//
+// Snapshots (table_snapshot.h) take a consistent cut while all this goes on:
+// every mutation (push, write, max_norm renorm) holds the table's mutation
+// barrier shared for its duration, and stamps each row it changes with the
+// current epoch; beginning a snapshot holds the barrier exclusively for an
+// instant. A mutation of a row the snapshot has yet to copy first saves the
+// row's pre-image (copy-on-write).
 #ifndef SERVER_CORE_EMBEDDING_TABLE_H_
 #define SERVER_CORE_EMBEDDING_TABLE_H_
 
@@ -28,6 +35,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
@@ -40,6 +49,9 @@
 #include "server/core/table_spec.h"
 
 namespace embedding {
+
+class TableLoader;
+class TableSnapshot;
 
 struct PushOptions {
   // Replaces the table's learning rate for this push.
@@ -144,16 +156,62 @@ class EmbeddingTable {
   // `spec` is of another kind than the table's (its state would not fit).
   absl::Status SetOptimizer(const OptimizerSpec& spec);
 
+  // Begins a snapshot of the table as it is now (see table_snapshot.h): all
+  // rows, or with `since` (the epoch() of an earlier snapshot) only the rows
+  // changed after that snapshot's cut. FAILED_PRECONDITION while another
+  // snapshot of the table is open; INVALID_ARGUMENT for a `since` that is
+  // not an earlier epoch. The table must outlive the snapshot.
+  absl::StatusOr<std::unique_ptr<TableSnapshot>> BeginSnapshot(
+      std::optional<uint32_t> since);
+
  private:
+  friend class TableLoader;
+  friend class TableSnapshot;
+
   static constexpr int64_t kLockStripes = 1024;
   // Rows ahead that a gather or push prefetches.
   static constexpr size_t kPrefetchDistance = 8;
 
+  // A row (weights, then optimizer state) as it was at a snapshot's cut,
+  // kept because it changed before the snapshot copied it.
+  struct PreImage {
+    uint32_t stamp;  // The row's epoch stamp at the cut.
+    std::vector<float> values;
+  };
+
+  using PreImages = absl::flat_hash_map<int64_t, PreImage>;
+
+  // One cache line: the lock (56 bytes) and a pointer.
   struct alignas(64) Stripe {
     SharedMutex mu;
+    // Pre-images of this stripe's rows, by local row; allocated when the
+    // first is kept.
+    std::unique_ptr<PreImages> pre_images ABSL_GUARDED_BY(mu);
+  };
+  static_assert(sizeof(Stripe) == 64, "a stripe is one cache line");
+
+  // What a mutation needs to know of the snapshot in progress; read under
+  // the mutation barrier, so it stays valid until the barrier is released.
+  struct MutationContext {
+    uint32_t epoch;  // Stamp of the rows the mutation changes.
+    bool snapshot;   // A snapshot is open...
+    uint32_t cut;    // ...of the rows whose stamp was <= cut at its cut
+    int64_t since;   // ...and > since (-1: every row).
   };
 
   EmbeddingTable(TableSpec spec, int64_t local_rows, int64_t state_width);
+
+  MutationContext CurrentMutation() const
+      ABSL_SHARED_LOCKS_REQUIRED(mutation_barrier_);
+
+  // Call before changing a row (weights or state) during a mutation: saves
+  // its pre-image if an open snapshot still needs it, and stamps it.
+  void BeforeRowChange(Stripe& stripe, int64_t local_row,
+                       const MutationContext& mutation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(stripe.mu);
+
+  // Ends the open snapshot and frees its pre-images.
+  void EndSnapshot();
 
   // INVALID_ARGUMENT for MAX mode on a scale_grad_by_freq table, as torch.
   absl::Status CheckBagMode(BagMode mode) const;
@@ -170,8 +228,8 @@ class EmbeddingTable {
   bool IsPadding(int64_t global_row) const {
     return global_row == padding_global_row_;
   }
-  SharedMutex& StripeOf(int64_t local_row) const {
-    return stripes_[local_row & (kLockStripes - 1)].mu;
+  Stripe& StripeOf(int64_t local_row) const {
+    return stripes_[local_row & (kLockStripes - 1)];
   }
   float* RowData(int64_t local_row) const {
     return weights_.get() + local_row * dim_;
@@ -217,9 +275,28 @@ class EmbeddingTable {
   const std::unique_ptr<float[]> weights_;
   const std::unique_ptr<float[]> state_;
   const std::unique_ptr<Stripe[]> stripes_;
+  // The epoch in which each row last changed (0: not since creation or
+  // restore). Written under the row's stripe lock; atomic only so that a
+  // snapshot may skip rows unchanged since an earlier cut without taking
+  // their locks (stamps only grow, so a stale read is still <= since).
+  const std::unique_ptr<std::atomic<uint32_t>[]> stamps_;
 
   mutable SharedMutex spec_mu_;
   TableSpec spec_ ABSL_GUARDED_BY(spec_mu_);  // The optimizer may change.
+
+  // Held shared by every mutation, exclusively to begin or end a snapshot.
+  // Writers are preferred: pushes hold it shared nearly all the time.
+  // Lock order: mutation_barrier_, then a stripe, spec_mu_ or exactly_once_.
+  mutable SharedMutex mutation_barrier_{SharedMutex::Prefer::kWriters};
+  uint32_t epoch_ ABSL_GUARDED_BY(mutation_barrier_) = 1;
+  bool snapshot_open_ ABSL_GUARDED_BY(mutation_barrier_) = false;
+  uint32_t snapshot_cut_ ABSL_GUARDED_BY(mutation_barrier_) = 0;
+  int64_t snapshot_since_ ABSL_GUARDED_BY(mutation_barrier_) = -1;
+  // Local rows below it have been copied by the open snapshot, so they need
+  // no pre-image. The saver stores it after copying (release); a mutation
+  // loads it under the row's stripe lock, so a value it sees never runs
+  // ahead of the copy (acquire).
+  std::atomic<int64_t> snapshot_copied_below_{0};
 
   std::atomic<int64_t> version_{0};
   std::atomic<int64_t> step_{0};

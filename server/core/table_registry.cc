@@ -13,6 +13,16 @@ TableRegistry::TableRegistry(const RegistryOptions& options)
 
 absl::StatusOr<TableStats> TableRegistry::Create(
     TableSpec spec, absl::Span<const float> initial_weights) {
+  return CreateWith(std::move(spec), [&](const TableSpec& validated) {
+    return EmbeddingTable::Create(validated, initial_weights);
+  });
+}
+
+absl::StatusOr<TableStats> TableRegistry::CreateWith(
+    TableSpec spec,
+    absl::FunctionRef<
+        absl::StatusOr<std::unique_ptr<EmbeddingTable>>(const TableSpec&)>
+        build) {
   spec.shard_index = options_.shard_index;
   spec.shard_count = options_.shard_count;
   EMBEDDING_RETURN_IF_ERROR(ValidateTableSpec(spec));
@@ -38,8 +48,7 @@ absl::StatusOr<TableStats> TableRegistry::Create(
     memory_used_bytes_ += bytes;
     pending_.insert(spec.name);
   }
-  absl::StatusOr<std::unique_ptr<EmbeddingTable>> table =
-      EmbeddingTable::Create(spec, initial_weights);
+  absl::StatusOr<std::unique_ptr<EmbeddingTable>> table = build(spec);
   WriterLock lock(&mu_);
   pending_.erase(spec.name);
   if (!table.ok()) {

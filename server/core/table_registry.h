@@ -17,6 +17,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -51,6 +52,16 @@ class TableRegistry {
   absl::StatusOr<TableStats> Create(TableSpec spec,
                                     absl::Span<const float> initial_weights);
 
+  // Creates a table built by `build` (e.g. restored from a checkpoint by a
+  // TableLoader) from `spec` with its shard fields set from the options and
+  // validated; the name and the memory are reserved while it runs. Errors
+  // as Create, or what `build` returns.
+  absl::StatusOr<TableStats> CreateWith(
+      TableSpec spec,
+      absl::FunctionRef<
+          absl::StatusOr<std::unique_ptr<EmbeddingTable>>(const TableSpec&)>
+          build);
+
   // NOT_FOUND for an unknown name.
   absl::StatusOr<std::shared_ptr<EmbeddingTable>> Get(
       absl::string_view name) const;
@@ -62,6 +73,9 @@ class TableRegistry {
   absl::Status Delete(absl::string_view name);
 
   int64_t memory_used_bytes() const;
+
+  int32_t shard_index() const { return options_.shard_index; }
+  int32_t shard_count() const { return options_.shard_count; }
 
  private:
   const RegistryOptions options_;

@@ -48,6 +48,13 @@ absl::Status ValidateInitializer(const InitializerSpec& init) {
   return absl::OkStatus();
 }
 
+template <typename T>
+absl::Status CheckSame(const char* field, const T& expected, const T& actual) {
+  if (expected == actual) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      absl::StrCat("spec field ", field, " differs from the table's"));
+}
+
 }  // namespace
 
 absl::Status ValidateTableSpec(TableSpec& spec) {
@@ -86,6 +93,37 @@ absl::Status ValidateTableSpec(TableSpec& spec) {
   }
   EMBEDDING_RETURN_IF_ERROR(ValidateInitializer(spec.initializer));
   return ValidateOptimizerSpec(spec.optimizer);
+}
+
+absl::Status CheckSameTable(const TableSpec& expected,
+                            const TableSpec& actual) {
+  EMBEDDING_RETURN_IF_ERROR(CheckSame("name", expected.name, actual.name));
+  EMBEDDING_RETURN_IF_ERROR(CheckSame("num_embeddings", expected.num_embeddings,
+                                      actual.num_embeddings));
+  EMBEDDING_RETURN_IF_ERROR(
+      CheckSame("embedding_dim", expected.embedding_dim, actual.embedding_dim));
+  EMBEDDING_RETURN_IF_ERROR(
+      CheckSame("padding_idx", expected.padding_idx, actual.padding_idx));
+  EMBEDDING_RETURN_IF_ERROR(
+      CheckSame("max_norm", expected.max_norm, actual.max_norm));
+  EMBEDDING_RETURN_IF_ERROR(
+      CheckSame("norm_type", expected.norm_type, actual.norm_type));
+  EMBEDDING_RETURN_IF_ERROR(CheckSame("scale_grad_by_freq",
+                                      expected.scale_grad_by_freq,
+                                      actual.scale_grad_by_freq));
+  EMBEDDING_RETURN_IF_ERROR(CheckSame(
+      "initializer.kind", expected.initializer.kind, actual.initializer.kind));
+  EMBEDDING_RETURN_IF_ERROR(
+      CheckSame("initializer.a", expected.initializer.a, actual.initializer.a));
+  EMBEDDING_RETURN_IF_ERROR(
+      CheckSame("initializer.b", expected.initializer.b, actual.initializer.b));
+  EMBEDDING_RETURN_IF_ERROR(CheckSame("seed", expected.seed, actual.seed));
+  EMBEDDING_RETURN_IF_ERROR(
+      CheckSame("shard_index", expected.shard_index, actual.shard_index));
+  EMBEDDING_RETURN_IF_ERROR(
+      CheckSame("shard_count", expected.shard_count, actual.shard_count));
+  return CheckSame("optimizer kind", expected.optimizer.kind,
+                   actual.optimizer.kind);
 }
 
 }  // namespace embedding

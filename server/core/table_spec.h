@@ -41,6 +41,12 @@ struct TableSpec {
 // INVALID_ARGUMENT names the first bad field.
 absl::Status ValidateTableSpec(TableSpec& spec);
 
+// OK when `actual` describes the same table as `expected` (shard included)
+// but perhaps for the optimizer's hyper-parameters, which SetOptimizer may
+// change during its life; INVALID_ARGUMENT naming the first field that
+// differs otherwise.
+absl::Status CheckSameTable(const TableSpec& expected, const TableSpec& actual);
+
 }  // namespace embedding
 
 #endif  // SERVER_CORE_TABLE_SPEC_H_

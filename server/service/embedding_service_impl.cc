@@ -12,6 +12,7 @@
 #include "common/grpc_status.h"
 #include "common/optimizer_proto.h"
 #include "common/status_macros.h"
+#include "server/service/checkpoint_proto.h"
 #include "server/service/proto_convert.h"
 #include "spdlog/spdlog.h"
 
@@ -89,8 +90,32 @@ absl::Status SetLookupShape(const v1::LookupRequest& request, int64_t dim,
 }  // namespace
 
 EmbeddingServiceImpl::EmbeddingServiceImpl(TableRegistry* registry,
-                                           const ServiceOptions& options)
-    : registry_(registry), options_(options) {}
+                                           const ServiceOptions& options,
+                                           Checkpointer* checkpointer)
+    : registry_(registry), options_(options), checkpointer_(checkpointer) {}
+
+template <typename Handler>
+grpc::Status EmbeddingServiceImpl::Handle(const char* method,
+                                          const Handler& handler) {
+  // Refused while restoring or shutting down: UNAVAILABLE, which clients
+  // retry where that is safe; health says NOT_SERVING meanwhile.
+  if (absl::Status refused = gate_.Enter(); !refused.ok()) {
+    return Reply(method, refused);
+  }
+  const grpc::Status status = Reply(method, handler());
+  gate_.Exit();
+  return status;
+}
+
+void EmbeddingServiceImpl::SetTableInfo(const TableStats& stats,
+                                        v1::TableInfo* info) const {
+  ToProto(stats, info);
+  if (checkpointer_ == nullptr) return;
+  if (const std::optional<CheckpointRecord> last =
+          checkpointer_->LastCheckpoint(stats.spec.name)) {
+    ToProto(*last, info->mutable_last_checkpoint());
+  }
+}
 
 absl::Status EmbeddingServiceImpl::CheckIndexCount(int64_t count,
                                                    bool allow_empty) const {
@@ -131,7 +156,7 @@ absl::Status EmbeddingServiceImpl::DoCreateTable(
   spdlog::info("created table \"{}\" ({} x {}, {} bytes)", stats.spec.name,
                stats.spec.num_embeddings, stats.spec.embedding_dim,
                stats.memory_bytes);
-  ToProto(stats, response);
+  SetTableInfo(stats, response);
   return absl::OkStatus();
 }
 
@@ -261,97 +286,153 @@ absl::Status EmbeddingServiceImpl::DoSetOptimizer(
                              registry_->Get(request.table()));
   EMBEDDING_RETURN_IF_ERROR(
       table->SetOptimizer(OptimizerFromProto(request.optimizer())));
-  ToProto(table->Stats(), response);
+  SetTableInfo(table->Stats(), response);
+  return absl::OkStatus();
+}
+
+absl::Status EmbeddingServiceImpl::DoGetTable(
+    const v1::GetTableRequest& request, v1::TableInfo* response) {
+  EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<EmbeddingTable> table,
+                             registry_->Get(request.name()));
+  SetTableInfo(table->Stats(), response);
+  return absl::OkStatus();
+}
+
+absl::Status EmbeddingServiceImpl::DoListTables(
+    v1::ListTablesResponse* response) {
+  for (const TableStats& stats : registry_->List()) {
+    SetTableInfo(stats, response->add_tables());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EmbeddingServiceImpl::DoSaveCheckpoint(
+    const v1::SaveCheckpointRequest& request,
+    v1::SaveCheckpointResponse* response) {
+  if (checkpointer_ == nullptr) {
+    return absl::FailedPreconditionError(
+        "this server keeps no checkpoints: start it with --checkpoint_dir");
+  }
+  const std::vector<std::string> tables(request.tables().begin(),
+                                        request.tables().end());
+  EMBEDDING_ASSIGN_OR_RETURN(
+      const std::vector<SavedTable> saved,
+      checkpointer_->Save(
+          tables,
+          request.incremental() ? SaveKind::kIncremental : SaveKind::kFull,
+          "SaveCheckpoint"));
+  for (const SavedTable& table : saved) {
+    ToProto(table, response->add_saved());
+  }
   return absl::OkStatus();
 }
 
 grpc::Status EmbeddingServiceImpl::CreateTable(
     grpc::ServerContext* context, const v1::CreateTableRequest* request,
     v1::TableInfo* response) {
-  return Reply("CreateTable", DoCreateTable(*request, response));
+  return Handle("CreateTable",
+                [&] { return DoCreateTable(*request, response); });
 }
 
 grpc::Status EmbeddingServiceImpl::GetTable(grpc::ServerContext* context,
                                             const v1::GetTableRequest* request,
                                             v1::TableInfo* response) {
-  absl::StatusOr<std::shared_ptr<EmbeddingTable>> table =
-      registry_->Get(request->name());
-  if (table.ok()) ToProto((*table)->Stats(), response);
-  return Reply("GetTable", table.status());
+  return Handle("GetTable", [&] { return DoGetTable(*request, response); });
 }
 
 grpc::Status EmbeddingServiceImpl::ListTables(
     grpc::ServerContext* context, const v1::ListTablesRequest* request,
     v1::ListTablesResponse* response) {
-  for (const TableStats& stats : registry_->List()) {
-    ToProto(stats, response->add_tables());
-  }
-  return Reply("ListTables", absl::OkStatus());
+  return Handle("ListTables", [&] { return DoListTables(response); });
 }
 
 grpc::Status EmbeddingServiceImpl::DeleteTable(
     grpc::ServerContext* context, const v1::DeleteTableRequest* request,
     v1::DeleteTableResponse* response) {
-  absl::Status status = registry_->Delete(request->name());
-  if (status.ok()) spdlog::info("deleted table \"{}\"", request->name());
-  return Reply("DeleteTable", status);
+  return Handle("DeleteTable", [&] {
+    absl::Status status = registry_->Delete(request->name());
+    if (status.ok()) spdlog::info("deleted table \"{}\"", request->name());
+    return status;
+  });
 }
 
 grpc::Status EmbeddingServiceImpl::Lookup(grpc::ServerContext* context,
                                           const v1::LookupRequest* request,
                                           v1::LookupResponse* response) {
-  return Reply("Lookup", DoLookup(*request, response));
+  return Handle("Lookup", [&] { return DoLookup(*request, response); });
 }
 
 grpc::Status EmbeddingServiceImpl::LookupStream(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::LookupResponse, v1::LookupRequest>* stream) {
+  if (absl::Status refused = gate_.EnterStream(context); !refused.ok()) {
+    return Reply("LookupStream", refused);
+  }
+  const grpc::Status status = Reply("LookupStream", DoLookupStream(stream));
+  gate_.ExitStream(context);
+  return status;
+}
+
+absl::Status EmbeddingServiceImpl::DoLookupStream(
+    grpc::ServerReaderWriter<v1::LookupResponse, v1::LookupRequest>* stream) {
   v1::LookupRequest request;
   v1::LookupResponse response;
+  // A drain cancels the stream, which ends a Read that waits for the client.
   while (stream->Read(&request)) {
-    response.Clear();
-    if (absl::Status status = DoLookup(request, &response); !status.ok()) {
-      return Reply("LookupStream", status);
+    if (gate_.draining()) {
+      return absl::UnavailableError("the server is shutting down");
     }
+    response.Clear();
+    EMBEDDING_RETURN_IF_ERROR(DoLookup(request, &response));
     if (!stream->Write(response)) break;  // The client went away.
   }
-  return grpc::Status::OK;
+  return absl::OkStatus();
 }
 
 grpc::Status EmbeddingServiceImpl::LookupBag(
     grpc::ServerContext* context, const v1::LookupBagRequest* request,
     v1::LookupBagResponse* response) {
-  return Reply("LookupBag", DoLookupBag(*request, response));
+  return Handle("LookupBag", [&] { return DoLookupBag(*request, response); });
 }
 
 grpc::Status EmbeddingServiceImpl::PushGradients(
     grpc::ServerContext* context, const v1::PushGradientsRequest* request,
     v1::PushGradientsResponse* response) {
-  return Reply("PushGradients", DoPushGradients(*request, response));
+  return Handle("PushGradients",
+                [&] { return DoPushGradients(*request, response); });
 }
 
 grpc::Status EmbeddingServiceImpl::PushBagGradients(
     grpc::ServerContext* context, const v1::PushBagGradientsRequest* request,
     v1::PushGradientsResponse* response) {
-  return Reply("PushBagGradients", DoPushBagGradients(*request, response));
+  return Handle("PushBagGradients",
+                [&] { return DoPushBagGradients(*request, response); });
 }
 
 grpc::Status EmbeddingServiceImpl::WriteRows(
     grpc::ServerContext* context, const v1::WriteRowsRequest* request,
     v1::WriteRowsResponse* response) {
-  return Reply("WriteRows", DoWriteRows(*request, response));
+  return Handle("WriteRows", [&] { return DoWriteRows(*request, response); });
 }
 
 grpc::Status EmbeddingServiceImpl::SetOptimizer(
     grpc::ServerContext* context, const v1::SetOptimizerRequest* request,
     v1::TableInfo* response) {
-  return Reply("SetOptimizer", DoSetOptimizer(*request, response));
+  return Handle("SetOptimizer",
+                [&] { return DoSetOptimizer(*request, response); });
 }
 
 grpc::Status EmbeddingServiceImpl::ReadRows(
     grpc::ServerContext* context, const v1::ReadRowsRequest* request,
     grpc::ServerWriter<v1::ReadRowsResponse>* writer) {
-  return Reply("ReadRows", DoReadRows(*request, writer));
+  return Handle("ReadRows", [&] { return DoReadRows(*request, writer); });
+}
+
+grpc::Status EmbeddingServiceImpl::SaveCheckpoint(
+    grpc::ServerContext* context, const v1::SaveCheckpointRequest* request,
+    v1::SaveCheckpointResponse* response) {
+  return Handle("SaveCheckpoint",
+                [&] { return DoSaveCheckpoint(*request, response); });
 }
 
 absl::Status EmbeddingServiceImpl::DoReadRows(

@@ -4,8 +4,10 @@
 // holds no row data itself.
 //
 //   TableRegistry registry(registry_options);
-//   EmbeddingServiceImpl service(&registry, ServiceOptions{});
+//   EmbeddingServiceImpl service(&registry, ServiceOptions{}, checkpointer);
+//   service.SetRestoring(true);   // UNAVAILABLE until the tables are back
 //   builder.RegisterService(&service);
+//   service.Drain(deadline);      // Shutdown: refuse calls, await running.
 //
 // Thread-safe. Handlers use the synchronous API (measured faster than the
 // callback API on gRPC 1.51, see BENCHMARKS.md) and never block on locks held
@@ -16,8 +18,11 @@
 #include <cstdint>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "embedding/v1/embedding_service.grpc.pb.h"
 #include "server/core/table_registry.h"
+#include "server/service/call_gate.h"
+#include "server/service/checkpointer.h"
 
 namespace embedding {
 
@@ -34,8 +39,20 @@ struct ServiceOptions {
 
 class EmbeddingServiceImpl final : public v1::EmbeddingService::Service {
  public:
-  // `registry` must outlive the service.
-  EmbeddingServiceImpl(TableRegistry* registry, const ServiceOptions& options);
+  // `registry` and `checkpointer` must outlive the service; `checkpointer`
+  // is null when the server has no --checkpoint_dir.
+  EmbeddingServiceImpl(TableRegistry* registry, const ServiceOptions& options,
+                       Checkpointer* checkpointer = nullptr);
+
+  // While true, every call fails with UNAVAILABLE ("restoring checkpoints"):
+  // a table created or written before the restore ends would collide with
+  // the restored one. Default: false.
+  void SetRestoring(bool restoring) { gate_.SetRestoring(restoring); }
+
+  // Refuses every call from now on (UNAVAILABLE), ends open LookupStreams,
+  // and waits until the calls under way have ended or `deadline` passes.
+  // Returns the number of calls still running.
+  int64_t Drain(absl::Time deadline) { return gate_.Drain(deadline); }
 
   grpc::Status CreateTable(grpc::ServerContext* context,
                            const v1::CreateTableRequest* request,
@@ -74,12 +91,26 @@ class EmbeddingServiceImpl final : public v1::EmbeddingService::Service {
   grpc::Status SetOptimizer(grpc::ServerContext* context,
                             const v1::SetOptimizerRequest* request,
                             v1::TableInfo* response) override;
+  grpc::Status SaveCheckpoint(grpc::ServerContext* context,
+                              const v1::SaveCheckpointRequest* request,
+                              v1::SaveCheckpointResponse* response) override;
 
  private:
+  // Runs `handler` (returning absl::Status) if the gate lets the call in,
+  // and converts its status for the wire.
+  template <typename Handler>
+  grpc::Status Handle(const char* method, const Handler& handler);
+
+  void SetTableInfo(const TableStats& stats, v1::TableInfo* info) const;
+  absl::Status DoGetTable(const v1::GetTableRequest& request,
+                          v1::TableInfo* response);
+  absl::Status DoListTables(v1::ListTablesResponse* response);
   absl::Status DoCreateTable(const v1::CreateTableRequest& request,
                              v1::TableInfo* response);
   absl::Status DoLookup(const v1::LookupRequest& request,
                         v1::LookupResponse* response);
+  absl::Status DoLookupStream(
+      grpc::ServerReaderWriter<v1::LookupResponse, v1::LookupRequest>* stream);
   absl::Status DoLookupBag(const v1::LookupBagRequest& request,
                            v1::LookupBagResponse* response);
   absl::Status DoPushGradients(const v1::PushGradientsRequest& request,
@@ -92,6 +123,8 @@ class EmbeddingServiceImpl final : public v1::EmbeddingService::Service {
                           grpc::ServerWriter<v1::ReadRowsResponse>* writer);
   absl::Status DoSetOptimizer(const v1::SetOptimizerRequest& request,
                               v1::TableInfo* response);
+  absl::Status DoSaveCheckpoint(const v1::SaveCheckpointRequest& request,
+                                v1::SaveCheckpointResponse* response);
 
   // RESOURCE_EXHAUSTED past max_indices_per_request; INVALID_ARGUMENT if
   // `count` is zero and `allow_empty` is false.
@@ -101,6 +134,8 @@ class EmbeddingServiceImpl final : public v1::EmbeddingService::Service {
 
   TableRegistry* const registry_;
   const ServiceOptions options_;
+  Checkpointer* const checkpointer_;
+  CallGate gate_;
 };
 
 }  // namespace embedding

@@ -22,22 +22,30 @@ HealthCheckResponse::ServingStatus StatusOf(bool serving) {
 
 void HealthService::SetServing(bool serving) {
   absl::MutexLock lock(&mu_);
-  serving_ = serving;
+  if (state_.stopped) return;
+  state_.serving = serving;
   changed_.SignalAll();
 }
 
-bool HealthService::serving() const {
+void HealthService::Stop() {
   absl::MutexLock lock(&mu_);
-  return serving_;
+  state_ = {.serving = false, .stopped = true};
+  changed_.SignalAll();
 }
 
-bool HealthService::AwaitChange(bool from, absl::Duration timeout) const {
+HealthService::State HealthService::state() const {
+  absl::MutexLock lock(&mu_);
+  return state_;
+}
+
+HealthService::State HealthService::AwaitChange(bool from,
+                                                absl::Duration timeout) const {
   absl::MutexLock lock(&mu_);
   const absl::Time deadline = absl::Now() + timeout;
-  while (serving_ == from) {
+  while (state_.serving == from && !state_.stopped) {
     if (changed_.WaitWithDeadline(&mu_, deadline)) break;  // Timed out.
   }
-  return serving_;
+  return state_;
 }
 
 grpc::Status HealthService::Check(
@@ -48,7 +56,7 @@ grpc::Status HealthService::Check(
     return grpc::Status(grpc::StatusCode::NOT_FOUND,
                         "unknown service \"" + request->service() + "\"");
   }
-  response->set_status(StatusOf(serving()));
+  response->set_status(StatusOf(state().serving));
   return grpc::Status::OK;
 }
 
@@ -62,15 +70,17 @@ grpc::Status HealthService::Watch(
     writer->Write(response);
     return grpc::Status::OK;
   }
-  bool sent = serving();
+  State state = this->state();
+  bool sent = state.serving;
   response.set_status(StatusOf(sent));
   if (!writer->Write(response)) return grpc::Status::OK;
-  // A watch holds one sync thread; it ends when the server stops serving.
+  // A watch holds one sync thread; it ends when the server stops (a watch
+  // begun while checkpoints are restored sees NOT_SERVING turn SERVING).
   // The sync API has no cancellation callback, hence the one-second wake-ups.
-  while (sent && !context->IsCancelled()) {
-    const bool now = AwaitChange(sent, absl::Seconds(1));
-    if (now != sent) {
-      sent = now;
+  while (!state.stopped && !context->IsCancelled()) {
+    state = AwaitChange(sent, absl::Seconds(1));
+    if (state.serving != sent) {
+      sent = state.serving;
       response.set_status(StatusOf(sent));
       if (!writer->Write(response)) break;
     }

@@ -6,8 +6,10 @@
 // This one answers Check from the sync thread pool like every other RPC.
 //
 //   HealthService health;
+//   health.SetServing(false);  // While checkpoints are restored.
 //   builder.RegisterService(&health);
-//   health.SetServing(false);  // On shutdown: Check and Watch report it.
+//   health.SetServing(true);
+//   health.Stop();             // On shutdown: NOT_SERVING, watches end.
 //
 // Thread-safe.
 #ifndef SERVER_SERVICE_HEALTH_SERVICE_H_
@@ -23,30 +25,41 @@ namespace embedding {
 class HealthService final : public grpc::health::v1::Health::Service {
  public:
   // SERVING or NOT_SERVING for the whole server (service name "") and for
-  // "embedding.v1.EmbeddingService"; other names are NOT_FOUND.
+  // "embedding.v1.EmbeddingService"; other names are NOT_FOUND. No effect
+  // after Stop.
   void SetServing(bool serving) ABSL_LOCKS_EXCLUDED(mu_);
+
+  // NOT_SERVING for good; every Watch ends, so shutdown need not wait for
+  // watchers.
+  void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
   grpc::Status Check(grpc::ServerContext* context,
                      const grpc::health::v1::HealthCheckRequest* request,
                      grpc::health::v1::HealthCheckResponse* response) override;
 
   // Sends the status now and again on every change until the client cancels
-  // or the server stops serving. Writes happen outside the lock, so a slow
-  // watcher never delays SetServing (and so shutdown).
+  // or Stop. Writes happen outside the lock, so a slow watcher never delays
+  // SetServing (and so shutdown).
   grpc::Status Watch(grpc::ServerContext* context,
                      const grpc::health::v1::HealthCheckRequest* request,
                      grpc::ServerWriter<grpc::health::v1::HealthCheckResponse>*
                          writer) override;
 
  private:
-  bool serving() const ABSL_LOCKS_EXCLUDED(mu_);
-  // The status once it differs from `from`, or after `timeout`.
-  bool AwaitChange(bool from, absl::Duration timeout) const
+  struct State {
+    bool serving = true;
+    bool stopped = false;
+  };
+
+  State state() const ABSL_LOCKS_EXCLUDED(mu_);
+  // The state once its serving status differs from `from` or it is stopped,
+  // or after `timeout`.
+  State AwaitChange(bool from, absl::Duration timeout) const
       ABSL_LOCKS_EXCLUDED(mu_);
 
   mutable absl::Mutex mu_;
   mutable absl::CondVar changed_;
-  bool serving_ ABSL_GUARDED_BY(mu_) = true;
+  State state_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace embedding

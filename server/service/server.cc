@@ -4,11 +4,17 @@
 #include <grpcpp/resource_quota.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <filesystem>
+#include <system_error>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
+#include "spdlog/spdlog.h"
 
 namespace embedding {
 namespace {
@@ -16,6 +22,43 @@ namespace {
 constexpr int64_t kMinMessageBytes = int64_t{1} << 20;
 // gRPC takes message limits as int.
 constexpr int64_t kMaxMessageBytes = int64_t{1} << 31;
+
+absl::Status ValidateCheckpointOptions(const ServerOptions& options) {
+  const double interval = options.checkpoint_interval_s;
+  if (!std::isfinite(interval) || interval < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--checkpoint_interval_s must be a finite number >= 0 (0: no "
+        "periodic checkpoints), got ",
+        interval));
+  }
+  if (options.checkpoint_keep < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--checkpoint_keep must be >= 1, got ", options.checkpoint_keep));
+  }
+  if (options.full_checkpoint_every < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--full_checkpoint_every must be >= 0 (0: every "
+                     "checkpoint is full), got ",
+                     options.full_checkpoint_every));
+  }
+  if (options.checkpoint_dir.empty()) {
+    if (interval > 0) {
+      return absl::InvalidArgumentError(
+          "--checkpoint_interval_s needs --checkpoint_dir");
+    }
+    return absl::OkStatus();
+  }
+  std::error_code error;
+  if (!std::filesystem::is_directory(options.checkpoint_dir, error)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--checkpoint_dir=", options.checkpoint_dir,
+                     " is not an existing directory",
+                     error && error != std::errc::no_such_file_or_directory
+                         ? absl::StrCat(" (", error.message(), ")")
+                         : ""));
+  }
+  return absl::OkStatus();
+}
 
 // INVALID_ARGUMENT naming the flag (main.cc: one flag per field, same name)
 // of the first option outside its REQUIRES.
@@ -53,22 +96,60 @@ absl::Status ValidateOptions(const ServerOptions& options) {
         "--max_message_bytes must be in [1 MiB, 2 GiB) = [", kMinMessageBytes,
         ", ", kMaxMessageBytes, "), got ", service.max_message_bytes));
   }
-  return absl::OkStatus();
+  return ValidateCheckpointOptions(options);
+}
+
+absl::StatusOr<std::unique_ptr<Checkpointer>> CreateCheckpointer(
+    const ServerOptions& options, TableRegistry* registry) {
+  absl::StatusOr<std::unique_ptr<Checkpointer>> checkpointer =
+      Checkpointer::Create({.directory = options.checkpoint_dir,
+                            .keep = options.checkpoint_keep,
+                            .full_every = options.full_checkpoint_every},
+                           registry);
+  if (!checkpointer.ok()) {
+    // Still the flag's fault: main exits with a usage error.
+    return absl::InvalidArgumentError(
+        absl::StrCat("--checkpoint_dir=", options.checkpoint_dir, ": ",
+                     checkpointer.status().message()));
+  }
+  return checkpointer;
 }
 
 }  // namespace
 
-Server::Server(const ServerOptions& options)
-    : registry_(options.registry), service_(&registry_, options.service) {}
+Server::Server(const ServerOptions& options,
+               std::unique_ptr<TableRegistry> registry,
+               std::unique_ptr<Checkpointer> checkpointer)
+    : registry_(std::move(registry)),
+      checkpointer_(std::move(checkpointer)),
+      service_(registry_.get(), options.service, checkpointer_.get()) {}
 
 Server::~Server() {
-  if (server_ != nullptr) Shutdown(absl::ZeroDuration());
+  if (server_ != nullptr) {
+    Stop(absl::ZeroDuration(), /*final_checkpoint=*/false);
+  }
 }
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const ServerOptions& options) {
   EMBEDDING_RETURN_IF_ERROR(ValidateOptions(options));
-  std::unique_ptr<Server> server(new Server(options));
+  auto registry = std::make_unique<TableRegistry>(options.registry);
+  std::unique_ptr<Checkpointer> checkpointer;
+  if (!options.checkpoint_dir.empty()) {
+    EMBEDDING_ASSIGN_OR_RETURN(checkpointer,
+                               CreateCheckpointer(options, registry.get()));
+  }
+  std::unique_ptr<Server> server(
+      new Server(options, std::move(registry), std::move(checkpointer)));
+  if (server->checkpointer_ != nullptr) {
+    // Listening before the restore lets probes see NOT_SERVING (rather than
+    // nothing) while a large restore runs.
+    server->health_.SetServing(false);
+    server->service_.SetRestoring(true);
+  } else {
+    absl::MutexLock lock(&server->mu_);
+    server->restored_ = true;
+  }
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address,
@@ -89,13 +170,110 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.listen_address));
   }
+  if (server->checkpointer_ != nullptr) {
+    server->checkpoint_thread_ =
+        std::thread(&Server::RunCheckpoints, server.get(),
+                    absl::Seconds(options.checkpoint_interval_s));
+  }
   return server;
 }
 
+bool Server::WaitUntilServing(absl::Duration timeout) {
+  absl::MutexLock lock(&mu_);
+  mu_.AwaitWithTimeout(absl::Condition(this, &Server::RestoredOrStopping),
+                       timeout);
+  return restored_ && !stopping_;
+}
+
+void Server::RunCheckpoints(absl::Duration interval) {
+  checkpointer_->RestoreAll();
+  {
+    absl::MutexLock lock(&mu_);
+    restored_ = true;
+    if (stopping_) return;  // Shutdown keeps the service unavailable.
+    service_.SetRestoring(false);
+    health_.SetServing(true);
+  }
+  spdlog::info("serving");
+  if (interval == absl::ZeroDuration()) return;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      mu_.AwaitWithTimeout(absl::Condition(&stopping_), interval);
+      if (stopping_) return;
+    }
+    // Each failure is logged; the server serves on, and the next period
+    // tries again.
+    checkpointer_->SaveAll(SaveKind::kIncremental, "periodic").IgnoreError();
+  }
+}
+
 void Server::Shutdown(absl::Duration grace) {
-  health_.SetServing(false);
-  server_->Shutdown(std::chrono::system_clock::now() +
-                    absl::ToChronoNanoseconds(grace));
+  Stop(grace, /*final_checkpoint=*/true);
+}
+
+void Server::Stop(absl::Duration grace, bool final_checkpoint) {
+  const absl::Time deadline = absl::Now() + grace;
+  bool restored = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    restored = restored_;
+  }
+  health_.Stop();
+  // The grace period covers the drain and the final checkpoint. When it
+  // runs out, every save still running (a SaveCheckpoint call, a periodic
+  // save, the final one) stops cleanly, so neither outlives it by more than
+  // one block of writing.
+  absl::Notification stopped;
+  std::thread watchdog;
+  if (checkpointer_ != nullptr) {
+    watchdog = std::thread([this, deadline, &stopped] {
+      if (!stopped.WaitForNotificationWithDeadline(deadline)) {
+        checkpointer_->CancelSaves();
+      }
+    });
+  }
+  // Our own drain rather than gRPC's Shutdown, which also waits (up to its
+  // deadline) for idle client connections to close.
+  if (const int64_t running = service_.Drain(deadline); running > 0) {
+    spdlog::warn("{} calls still running when the grace period ran out",
+                 running);
+  }
+  // A restore cannot be cancelled: a shutdown during one waits for it.
+  if (checkpoint_thread_.joinable()) checkpoint_thread_.join();
+  if (final_checkpoint && checkpointer_ != nullptr) {
+    if (restored) {
+      FinalCheckpoint(deadline, grace);
+    } else {
+      // No call was served, so the checkpoints on disk are still current.
+      spdlog::info(
+          "no final checkpoint: shutdown began before the restore ended");
+    }
+  }
+  stopped.Notify();
+  if (watchdog.joinable()) watchdog.join();
+  // Drained (or out of time): cancel what is left, close the connections.
+  server_->Shutdown(std::chrono::system_clock::now());
+}
+
+void Server::FinalCheckpoint(absl::Time deadline, absl::Duration grace) {
+  // The drain may have used up the grace period before the watchdog ran:
+  // then no save starts at all.
+  if (absl::Now() >= deadline) checkpointer_->CancelSaves();
+  spdlog::info("final checkpoint of every table to {}",
+               checkpointer_->directory());
+  const absl::Status status =
+      checkpointer_->SaveAll(SaveKind::kFull, "shutdown");
+  if (absl::IsCancelled(status)) {
+    spdlog::error(
+        "final checkpoint abandoned: the shutdown grace period ({} s) ran "
+        "out; tables it did not save keep their previous checkpoint",
+        absl::ToDoubleSeconds(grace));
+  } else if (!status.ok()) {
+    spdlog::error("final checkpoint incomplete: {}", status.ToString());
+  }
 }
 
 void Server::Wait() { server_->Wait(); }

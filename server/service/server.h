@@ -1,10 +1,12 @@
 // Server: an EmbeddingService listening on an address, with the standard
-// health and reflection services beside it. Its factory checks the options,
-// so main.cc only maps flags to them.
+// health and reflection services beside it, and the life of its checkpoints:
+// with a checkpoint_dir it restores the tables found there before it serves,
+// saves them every checkpoint_interval_s and once more on Shutdown. Its
+// factory checks the options, so main.cc only maps flags to them.
 //
 //   absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options);
 //   if (!server.ok()) return Exit(server.status());
-//   Announce((*server)->port());
+//   Announce((*server)->port());  // Listening; maybe still restoring.
 //   (*server)->Shutdown(absl::Seconds(10));  // Health goes NOT_SERVING first.
 //
 // Thread-safe.
@@ -15,10 +17,14 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/core/table_registry.h"
+#include "server/service/checkpointer.h"
 #include "server/service/embedding_service_impl.h"
 #include "server/service/health_service.h"
 
@@ -38,36 +44,88 @@ struct ServerOptions {
   RegistryOptions registry;
   // Request and message limits; REQUIRES as documented there.
   ServiceOptions service;
+  // Where checkpoints go and where the tables are restored from at start;
+  // empty: no checkpoints (SaveCheckpoint is FAILED_PRECONDITION).
+  // Default: "". REQUIRES: empty or an existing directory.
+  std::string checkpoint_dir;
+  // Seconds between periodic incremental saves of every table; 0: none.
+  // Default: 0. REQUIRES: finite, >= 0; > 0 only with checkpoint_dir.
+  double checkpoint_interval_s = 0;
+  // Complete full checkpoints kept per table. Default: 2. REQUIRES: >= 1.
+  int checkpoint_keep = 2;
+  // Incremental checkpoints between two full ones. Default: 8.
+  // REQUIRES: >= 0 (0: every checkpoint is full).
+  int full_checkpoint_every = 8;
 };
 
 class Server {
  public:
-  // Checks `options`, then starts listening. INVALID_ARGUMENT naming the
-  // flag of the first option outside its REQUIRES; UNAVAILABLE when the
-  // address cannot be bound.
+  // Checks `options`, then starts listening. With a checkpoint_dir, health
+  // is NOT_SERVING and every EmbeddingService call UNAVAILABLE until a
+  // background thread has restored the tables (see WaitUntilServing).
+  // INVALID_ARGUMENT naming the flag of the first option outside its
+  // REQUIRES; UNAVAILABLE when the address cannot be bound.
   static absl::StatusOr<std::unique_ptr<Server>> Start(
       const ServerOptions& options);
 
+  // Shuts down at once (in-flight calls are cancelled, no final checkpoint)
+  // unless Shutdown was called.
   ~Server();
 
   // The bound port (useful with port 0).
   int port() const { return port_; }
 
+  // Blocks until the restore is over and health reports SERVING (at once
+  // without a checkpoint_dir), or `timeout` passes, or Shutdown begins.
+  // Returns whether the server is serving.
+  bool WaitUntilServing(absl::Duration timeout) ABSL_LOCKS_EXCLUDED(mu_);
+
   // Marks health NOT_SERVING, stops accepting calls and lets in-flight calls
-  // finish for up to `grace`, then cancels the rest.
-  void Shutdown(absl::Duration grace);
+  // finish, then, with a checkpoint_dir, saves every table in full. All of
+  // it gets `grace`: when it runs out, calls still running are cancelled
+  // and saves still running stop cleanly (their checkpoint is not made
+  // visible; the previous one stays) and are logged as abandoned. During
+  // the restore it waits for the restore to end (the manager cannot cancel
+  // one) and saves nothing, since nothing changed. A second call does
+  // nothing.
+  void Shutdown(absl::Duration grace) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Blocks until Shutdown completes.
   void Wait();
 
  private:
-  explicit Server(const ServerOptions& options);
+  Server(const ServerOptions& options, std::unique_ptr<TableRegistry> registry,
+         std::unique_ptr<Checkpointer> checkpointer);
 
-  TableRegistry registry_;
+  // The checkpoint thread: restores the tables, then marks the server
+  // serving, then saves every table every `interval` (never when zero)
+  // until Shutdown.
+  void RunCheckpoints(absl::Duration interval) ABSL_LOCKS_EXCLUDED(mu_);
+  bool RestoredOrStopping() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return restored_ || stopping_;
+  }
+  // Shutdown's work; `final_checkpoint` is false from the destructor.
+  void Stop(absl::Duration grace, bool final_checkpoint)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Saves every table in full, unless `deadline` (when `grace` is over)
+  // passes first; logs the outcome.
+  void FinalCheckpoint(absl::Time deadline, absl::Duration grace);
+
+  const std::unique_ptr<TableRegistry> registry_;
+  // Null without a checkpoint_dir.
+  const std::unique_ptr<Checkpointer> checkpointer_;
   EmbeddingServiceImpl service_;
   HealthService health_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
+
+  absl::Mutex mu_;
+  // The restore is over (or there was none).
+  bool restored_ ABSL_GUARDED_BY(mu_) = false;
+  // Shutdown has begun: the checkpoint thread ends after its current save.
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // Joined by Stop (only one Stop gets past stopping_).
+  std::thread checkpoint_thread_;
 };
 
 }  // namespace embedding

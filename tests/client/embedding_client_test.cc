@@ -574,6 +574,7 @@ class RetryTest : public EmbeddingClientTest {
     if (method == "SetOptimizer") {
       return client_->SetOptimizer("t", v1::Optimizer()).status();
     }
+    if (method == "SaveCheckpoint") return client_->SaveCheckpoint().status();
     return absl::InternalError("no such method " + method);
   }
 
@@ -584,7 +585,7 @@ const char* const kRetried[] = {
     "GetTable", "ListTables",    "Lookup",          "LookupBag",
     "ReadRows", "PushGradients", "PushBagGradients"};
 const char* const kNotRetried[] = {"CreateTable", "DeleteTable", "WriteRows",
-                                   "SetOptimizer"};
+                                   "SetOptimizer", "SaveCheckpoint"};
 
 TEST_F(RetryTest, RetriedMethodsSucceedAfterUnavailable) {
   for (const char* method : kRetried) {
@@ -650,6 +651,57 @@ TEST_F(RetryTest, ReadRowsStartsTheWholeReadAgain) {
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_THAT(result->indices, ElementsAre(0));
   EXPECT_EQ(service_.calls["ReadRows"], 2);
+}
+
+TEST_F(RetryTest, ChunkedReadResumesAfterTheLastRowHandedOver) {
+  // The fake answers every attempt with row 0 of a [0, 2) read; the first
+  // attempt then breaks. The retry must ask for the rows after row 0 only.
+  service_.fail_next["ReadRows"] = {::embedding::testing::Unavailable()};
+  std::vector<int64_t> seen;
+  const absl::Status status = client_->ReadRowRangeInChunks(
+      "t", 0, 2, [&](const ReadRowsResult& chunk) {
+        seen.insert(seen.end(), chunk.indices.begin(), chunk.indices.end());
+        return absl::OkStatus();
+      });
+  ASSERT_TRUE(status.ok()) << status;
+  ASSERT_EQ(service_.read_rows_requests.size(), 2u);
+  EXPECT_EQ(service_.read_rows_requests[0].start_row(), 0);
+  EXPECT_EQ(service_.read_rows_requests[1].start_row(), 1);
+  EXPECT_EQ(service_.read_rows_requests[1].end_row(), 2);
+  EXPECT_THAT(seen, ElementsAre(0, 0));
+}
+
+TEST_F(RetryTest, ChunkedReadStopsAtTheSinksErrorWithoutRetrying) {
+  const absl::Status sink_error = absl::UnavailableError("disk went away");
+  int calls = 0;
+  const absl::Status status =
+      client_->ReadRowRangeInChunks("t", 0, 0, [&](const ReadRowsResult&) {
+        ++calls;
+        return sink_error;
+      });
+  EXPECT_EQ(status, sink_error);
+  EXPECT_EQ(calls, 1);  // A retry would have handed the canned row again.
+}
+
+TEST_F(EmbeddingClientTest, SaveCheckpointSendsTablesAndKind) {
+  v1::SaveCheckpointResponse::Saved* saved =
+      service_.save_checkpoint_response.add_saved();
+  saved->set_table("b");
+  saved->set_rows(7);
+  std::unique_ptr<EmbeddingClient> client = Connect();
+  const std::vector<std::string> tables = {"b", "a"};
+  absl::StatusOr<v1::SaveCheckpointResponse> response =
+      client->SaveCheckpoint(tables, /*incremental=*/true);
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->saved(0).rows(), 7);
+  ASSERT_EQ(service_.save_checkpoint_requests.size(), 1u);
+  EXPECT_THAT(service_.save_checkpoint_requests[0].tables(),
+              ElementsAre("b", "a"));
+  EXPECT_TRUE(service_.save_checkpoint_requests[0].incremental());
+  ASSERT_TRUE(client->SaveCheckpoint().ok());
+  EXPECT_THAT(service_.save_checkpoint_requests[1].tables(),
+              ::testing::IsEmpty());
+  EXPECT_FALSE(service_.save_checkpoint_requests[1].incremental());
 }
 
 TEST_F(EmbeddingClientTest, RetriesBackOffByDoubling) {

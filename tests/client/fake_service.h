@@ -48,6 +48,7 @@ class FakeService final : public v1::EmbeddingService::Service {
   v1::PushGradientsResponse push_response;
   std::vector<v1::ReadRowsResponse> read_rows_chunks;
   std::vector<v1::TableInfo> tables;
+  v1::SaveCheckpointResponse save_checkpoint_response;
 
   // Calls received per method name, failed ones included.
   std::map<std::string, int> calls;
@@ -59,6 +60,7 @@ class FakeService final : public v1::EmbeddingService::Service {
   std::vector<v1::PushBagGradientsRequest> push_bag_requests;
   std::vector<v1::WriteRowsRequest> write_requests;
   std::vector<v1::ReadRowsRequest> read_rows_requests;
+  std::vector<v1::SaveCheckpointRequest> save_checkpoint_requests;
   std::multimap<std::string, std::string> metadata;
 
   grpc::Status CreateTable(grpc::ServerContext* context,
@@ -130,6 +132,14 @@ class FakeService final : public v1::EmbeddingService::Service {
       writer->Write(chunk);
     }
     return Record(context, "ReadRows", *request, &read_rows_requests);
+  }
+
+  grpc::Status SaveCheckpoint(grpc::ServerContext* context,
+                              const v1::SaveCheckpointRequest* request,
+                              v1::SaveCheckpointResponse* response) override {
+    *response = save_checkpoint_response;
+    return Record(context, "SaveCheckpoint", *request,
+                  &save_checkpoint_requests);
   }
 
  private:

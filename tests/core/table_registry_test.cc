@@ -65,5 +65,35 @@ TEST(TableRegistryTest, ListIsSortedAndCarriesShardFields) {
   EXPECT_EQ(tables[0].local_rows, 2);  // Rows 1 and 3 of 5.
 }
 
+TEST(TableRegistryTest, CreateWithBuildsFromTheValidatedSpecWithShardFields) {
+  TableRegistry registry({.shard_index = 1, .shard_count = 2});
+  TableSpec seen;
+  absl::StatusOr<TableStats> created =
+      registry.CreateWith(Spec("a", 5, 2), [&](const TableSpec& spec) {
+        seen = spec;
+        return EmbeddingTable::Create(spec, {});
+      });
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ(seen.shard_index, 1);
+  EXPECT_EQ(seen.shard_count, 2);
+  EXPECT_TRUE(registry.Get("a").ok());
+}
+
+TEST(TableRegistryTest, FailedCreateWithReleasesNameAndBudget) {
+  TableRegistry registry({.memory_budget_bytes = 1000});
+  absl::Status status =
+      registry
+          .CreateWith(Spec("a", 4, 2),
+                      [&](const TableSpec&)
+                          -> absl::StatusOr<std::unique_ptr<EmbeddingTable>> {
+                        EXPECT_EQ(registry.memory_used_bytes(), 32);
+                        return absl::DataLossError("bad checkpoint");
+                      })
+          .status();
+  EXPECT_EQ(status, absl::DataLossError("bad checkpoint"));
+  EXPECT_EQ(registry.memory_used_bytes(), 0);
+  EXPECT_FALSE(registry.Get("a").ok());
+}
+
 }  // namespace
 }  // namespace embedding

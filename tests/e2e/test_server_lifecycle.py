@@ -35,7 +35,8 @@ def test_cli_help_lists_every_command():
     assert "--num_embeddings" in flags_help.stdout
     for command in ("create-table", "list", "describe", "delete", "lookup",
                     "push", "write-rows", "read-rows", "set-optimizer",
-                    "lookup-bag", "push-bag"):
+                    "lookup-bag", "push-bag", "checkpoint", "export",
+                    "import"):
         assert f"  {command} " in result.stdout or \
             f"  {command}\n" in result.stdout, command
 

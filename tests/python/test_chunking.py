@@ -1,26 +1,16 @@
 """Bulk transfers larger than the gRPC message limit round-trip bit-exactly.
 
 The server runs with --max_message_bytes=1 MiB (and the client is told the
-same), so a 3 MiB table needs several messages each way.
+same: the small_client fixture), so a 3 MiB table needs several messages
+each way.
 """
 
 import grpc
 import numpy as np
-import pytest
 
-from embedding_client import EmbeddingClient
 from tests.testing.errors import raises
-from tests.testing.server_process import ServerProcess
 
-LIMIT = 1 << 20
 ROWS, DIM = 24_000, 32  # 3 MiB of float32.
-
-
-@pytest.fixture(scope="module")
-def small_client():
-    with ServerProcess(f"--max_message_bytes={LIMIT}") as server:
-        with EmbeddingClient(server.address, max_message_bytes=LIMIT) as c:
-            yield c
 
 
 def _bits(array):

@@ -3,12 +3,14 @@
 // pass flags through unchecked.
 #include "server/service/server.h"
 
+#include <cmath>
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/service/temp_dir.h"
 
 namespace embedding {
 namespace {
@@ -65,6 +67,30 @@ TEST(ServerTest, EachBadOptionIsInvalidArgumentNamingItsFlag) {
        [](ServerOptions& o) { o.service.max_message_bytes = 4 * kGiB + kMiB; },
        "--max_message_bytes must be in [1 MiB, 2 GiB) = [1048576, "
        "2147483648), got 4296015872"},
+      {"checkpoint_interval_s negative",
+       [](ServerOptions& o) { o.checkpoint_interval_s = -1; },
+       "--checkpoint_interval_s must be a finite number >= 0 (0: no periodic "
+       "checkpoints), got -1"},
+      {"checkpoint_interval_s NaN",
+       [](ServerOptions& o) { o.checkpoint_interval_s = std::nan(""); },
+       "--checkpoint_interval_s must be a finite number >= 0 (0: no periodic "
+       "checkpoints), got nan"},
+      {"checkpoint_interval_s without a directory",
+       [](ServerOptions& o) { o.checkpoint_interval_s = 5; },
+       "--checkpoint_interval_s needs --checkpoint_dir"},
+      {"checkpoint_keep", [](ServerOptions& o) { o.checkpoint_keep = 0; },
+       "--checkpoint_keep must be >= 1, got 0"},
+      {"full_checkpoint_every",
+       [](ServerOptions& o) { o.full_checkpoint_every = -1; },
+       "--full_checkpoint_every must be >= 0 (0: every checkpoint is full), "
+       "got -1"},
+      {"checkpoint_dir missing",
+       [](ServerOptions& o) { o.checkpoint_dir = "/nonexistent/checkpoints"; },
+       "--checkpoint_dir=/nonexistent/checkpoints is not an existing "
+       "directory"},
+      {"checkpoint_dir a file",
+       [](ServerOptions& o) { o.checkpoint_dir = "/dev/null"; },
+       "--checkpoint_dir=/dev/null is not an existing directory"},
   };
   for (const BadOption& bad : cases) {
     SCOPED_TRACE(bad.name);
@@ -89,6 +115,27 @@ TEST(ServerTest, BoundaryOptionsStart) {
     ASSERT_TRUE(server.ok()) << server.status();
     EXPECT_GT((*server)->port(), 0);
   }
+}
+
+TEST(ServerTest, CheckpointOptionsAtTheirBoundsStart) {
+  testing::TempDir dir;
+  ServerOptions options = ValidOptions();
+  options.checkpoint_dir = dir.path();
+  options.checkpoint_interval_s = 0.5;
+  options.checkpoint_keep = 1;
+  options.full_checkpoint_every = 0;
+  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options);
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_TRUE((*server)->WaitUntilServing(absl::Seconds(30)));
+}
+
+TEST(ServerTest, WithoutCheckpointsItServesAtOnce) {
+  absl::StatusOr<std::unique_ptr<Server>> server =
+      Server::Start(ValidOptions());
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_TRUE((*server)->WaitUntilServing(absl::ZeroDuration()));
+  (*server)->Shutdown(absl::Seconds(1));
+  EXPECT_FALSE((*server)->WaitUntilServing(absl::ZeroDuration()));
 }
 
 TEST(ServerTest, AddressThatCannotBeBoundIsUnavailable) {

@@ -1,5 +1,6 @@
-"""Where the tests find the project's binaries: $EMBEDDING_SERVER and
-$EMBEDDING_CLI (ctest sets them), else the default build tree, build/."""
+"""Where the tests find the project's binaries: $EMBEDDING_SERVER,
+$EMBEDDING_CLI (ctest sets them) and $EMBEDDING_BENCH, else the default
+build tree, build/."""
 
 import os
 import pathlib
@@ -17,3 +18,7 @@ def server_binary():
 
 def cli_binary():
     return _binary("EMBEDDING_CLI", "client/cpp/embedding_cli")
+
+
+def bench_binary():
+    return _binary("EMBEDDING_BENCH", "tests/bench/embedding_bench")

@@ -3,80 +3,160 @@
     with ServerProcess() as server:
         channel = grpc.insecure_channel(server.address)
 
+    # Durability: a checkpoint directory, restarts on it, kill -9.
+    server = ServerProcess(checkpoint_dir=path)
+    server.start()                  # returns once health says SERVING
+    server.restart(sig=signal.SIGKILL)
+    server.close()
+
 The binary comes from $EMBEDDING_SERVER (set by ctest) or build/server/
 (see binaries.py). The server binds port 0 and reports the port it got
 through --port_file, so parallel tests never race for a port.
 """
 
-import ctypes
 import pathlib
 import signal
 import subprocess
 import tempfile
 import time
 
+import grpc
+
 from tests.testing.binaries import server_binary
 
-_PR_SET_PDEATHSIG = 1
+# grpc.health.v1.Health/Check, spoken without generated stubs (grpcio's
+# health package is not a Debian package): the request for service "" is
+# empty; the reply is field 1, a ServingStatus varint (absent for UNKNOWN).
+_HEALTH_CHECK = "/grpc.health.v1.Health/Check"
+SERVING = 1
+NOT_SERVING = 2
 
 
-def _die_with_parent():
-    """Runs in the child: SIGTERM it when the test process dies, so a test
-    run that aborts (e.g. inside torch) leaves no server behind."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _serving_status(reply):
+    if not reply:
+        return 0
+    assert reply[0] == 0x08 and len(reply) == 2, f"health reply {reply!r}"
+    return reply[1]
+
+
+def health_status(address, timeout=1.0):
+    """The server's health (SERVING, NOT_SERVING, 0 for UNKNOWN); raises
+    grpc.RpcError when the call fails."""
+    with grpc.insecure_channel(address) as channel:
+        check = channel.unary_unary(
+            _HEALTH_CHECK, request_serializer=lambda _: b"",
+            response_deserializer=_serving_status)
+        return check(None, timeout=timeout)
+
+
+# SIGTERM the server when the test process dies, so a test run that aborts
+# (e.g. inside torch) leaves no server behind. setpriv sets it before it
+# execs the server: a preexec_fn would make subprocess fork() instead of
+# vfork(), and gRPC's fork handlers abort a process whose channels are busy
+# in other threads.
+_DIE_WITH_PARENT = ("setpriv", "--pdeathsig", "TERM", "--")
 
 
 class ServerProcess:
-    """A running embedding_server; stops it (SIGTERM) on exit."""
+    """A running embedding_server; stops it (SIGTERM) on exit.
 
-    def __init__(self, *flags, startup_timeout=30.0):
+    flags: extra command-line flags. checkpoint_dir: passed as
+    --checkpoint_dir (it must exist). command_prefix: a command the server
+    runs under (e.g. setpriv dropping capabilities). Each start writes its
+    own log; log() reads the latest one.
+    """
+
+    def __init__(self, *flags, startup_timeout=30.0, checkpoint_dir=None,
+                 command_prefix=()):
         self._flags = list(flags)
+        if checkpoint_dir is not None:
+            self._flags.append(f"--checkpoint_dir={checkpoint_dir}")
         self._startup_timeout = startup_timeout
+        self._command_prefix = list(command_prefix)
         self._process = None
         self._dir = None
+        self._log = None
+        self._starts = 0
         self.port = None
 
     @property
     def address(self):
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def pid(self):
+        return self._process.pid
+
+    def running(self):
+        """True while the server process has not exited."""
+        return self._process is not None and self._process.poll() is None
+
     def __enter__(self):
         self.start()
         return self
 
     def __exit__(self, *exc):
-        self.stop()
+        self.close()
 
-    def start(self):
-        self._dir = tempfile.TemporaryDirectory(prefix="embedding-server-")
-        port_file = pathlib.Path(self._dir.name) / "port"
-        self._log = open(pathlib.Path(self._dir.name) / "server.log", "w+")
+    def start(self, wait_serving=True):
+        """Starts the server and waits for its port; with wait_serving, also
+        until health reports SERVING (a restore on start comes before)."""
+        if self._dir is None:
+            self._dir = tempfile.TemporaryDirectory(prefix="embedding-server-")
+        self._starts += 1
+        port_file = pathlib.Path(self._dir.name) / f"port.{self._starts}"
+        self._log = open(
+            pathlib.Path(self._dir.name) / f"server.{self._starts}.log", "w+")
         self._process = subprocess.Popen(
-            [str(server_binary()), "--listen_address=127.0.0.1:0",
-             f"--port_file={port_file}", *self._flags],
-            stdout=self._log, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent)
+            [*self._command_prefix, *_DIE_WITH_PARENT, str(server_binary()),
+             "--listen_address=127.0.0.1:0", f"--port_file={port_file}",
+             *self._flags],
+            stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self._startup_timeout
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise RuntimeError(
-                    f"embedding_server exited with {self._process.returncode}:"
-                    f"\n{self.log()}")
+            self._check_alive("exited while starting")
             text = port_file.read_text() if port_file.exists() else ""
             if text.strip():
                 self.port = int(text)
+                if wait_serving:
+                    self.wait_serving(deadline - time.monotonic())
                 return
             time.sleep(0.02)
-        self.stop()
+        self.stop(sig=signal.SIGKILL)
         raise RuntimeError(f"embedding_server did not start:\n{self.log()}")
 
+    def wait_serving(self, timeout=30.0):
+        """Waits until health reports SERVING; returns the seconds waited.
+        Raises RuntimeError if the server exits or the time runs out."""
+        begin = time.monotonic()
+        while time.monotonic() - begin < timeout:
+            self._check_alive("exited before SERVING")
+            try:
+                if health_status(self.address) == SERVING:
+                    return time.monotonic() - begin
+            except grpc.RpcError:
+                pass
+            time.sleep(0.01)
+        raise RuntimeError(
+            f"embedding_server not SERVING after {timeout:.0f} s:\n"
+            f"{self.log()}")
+
+    def _check_alive(self, what):
+        if self._process.poll() is not None:
+            raise RuntimeError(
+                f"embedding_server {what} with {self._process.returncode}:"
+                f"\n{self.log()}")
+
     def log(self):
+        """The output of the latest start."""
         self._log.flush()
         self._log.seek(0)
         return self._log.read()
 
     def stop(self, timeout=20.0, sig=signal.SIGTERM):
-        """Sends `sig` (SIGTERM by default) and returns the exit code."""
+        """Sends `sig` (SIGTERM by default) and returns the exit code (a
+        negative signal number when a signal killed it). The logs stay
+        readable until close()."""
         if self._process is None:
             return None
         if self._process.poll() is None:
@@ -88,6 +168,25 @@ class ServerProcess:
                 self._process.wait()
         code = self._process.returncode
         self._process = None
-        self._log.close()
-        self._dir.cleanup()
         return code
+
+    def kill(self):
+        """kill -9: no final checkpoint, no cleanup."""
+        return self.stop(sig=signal.SIGKILL)
+
+    def restart(self, sig=signal.SIGTERM, wait_serving=True):
+        """Stops the server with `sig` and starts it again with the same
+        flags (so on the same checkpoint directory); returns the exit code
+        of the stop."""
+        code = self.stop(sig=sig)
+        self.start(wait_serving=wait_serving)
+        return code
+
+    def close(self):
+        """Stops the server (SIGTERM) and removes its logs."""
+        self.stop()
+        if self._log is not None:
+            self._log.close()
+        if self._dir is not None:
+            self._dir.cleanup()
+            self._dir = None

@@ -10,22 +10,25 @@
 Modules:
 - client:  EmbeddingClient, numpy in and out, one method per RPC;
 - options: optimizer / initializer dataclasses (OPTIMIZERS lists the
-           optimizers), TableInfo, PushResult;
+           optimizers), TableInfo, PushResult, CheckpointInfo,
+           SavedCheckpoint;
 - errors:  EmbeddingError and one subclass per gRPC code;
 - nn:      RemoteEmbedding, RemoteEmbeddingBag and upload/download helpers
            (imports torch, so it is loaded on first use).
 """
 
 from embedding_client.client import EmbeddingClient
-from embedding_client.errors import (AlreadyExistsError,
+from embedding_client.errors import (AlreadyExistsError, CancelledError,
                                      DeadlineExceededError, EmbeddingError,
                                      FailedPreconditionError, InternalError,
                                      InvalidArgumentError, NotFoundError,
                                      ResourceExhaustedError, UnavailableError)
-from embedding_client.options import (OPTIMIZERS, SGD, Adagrad, Constant,
-                                      Ftrl, Normal, OptimizerKind, PushResult,
-                                      RowwiseAdagrad, SparseAdam, TableInfo,
-                                      Uniform, optimizer_kind)
+from embedding_client.options import (OPTIMIZERS, SGD, Adagrad,
+                                      CheckpointInfo, Constant, Ftrl, Normal,
+                                      OptimizerKind, PushResult,
+                                      RowwiseAdagrad, SavedCheckpoint,
+                                      SparseAdam, TableInfo, Uniform,
+                                      optimizer_kind)
 
 __version__ = "0.1.0"
 
@@ -44,7 +47,9 @@ def __getattr__(name):
 __all__ = ["EmbeddingClient", "EmbeddingError", "InvalidArgumentError",
            "NotFoundError", "AlreadyExistsError", "ResourceExhaustedError",
            "FailedPreconditionError", "UnavailableError",
-           "DeadlineExceededError", "InternalError", "SGD", "Adagrad",
+           "DeadlineExceededError", "CancelledError", "InternalError", "SGD",
+           "Adagrad",
            "SparseAdam", "RowwiseAdagrad", "Ftrl", "OPTIMIZERS",
            "OptimizerKind", "optimizer_kind", "Normal", "Uniform", "Constant",
-           "TableInfo", "PushResult", *_TORCH_NAMES]
+           "TableInfo", "PushResult", "CheckpointInfo", "SavedCheckpoint",
+           *_TORCH_NAMES]

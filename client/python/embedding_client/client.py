@@ -16,21 +16,27 @@ DeadlineExceededError. Bulk transfers (`write_rows`, `read_rows`,
 min(BULK_MESSAGE_BYTES, max_message_bytes), which should equal (or be below)
 the server's --max_message_bytes.
 
+Checkpoints: `save_checkpoint` saves tables to the server's
+--checkpoint_dir. NumPy files: `export_npy` / `import_npy` move a whole
+table to or from a float32 .npy file, one bulk message at a time.
+
 An EmbeddingClient is thread-safe; share one per process.
 """
 
 import itertools
+import os
 import secrets
 import time
 
 import grpc
 import numpy as np
 
-from embedding_client import tensors
+from embedding_client import npy, tensors
 from embedding_client._stubs import pb, pb_grpc
-from embedding_client.errors import InvalidArgumentError, from_rpc_error
-from embedding_client.options import (Constant, PushResult, TableInfo,
-                                      initializer_to_proto,
+from embedding_client.errors import (FailedPreconditionError, InternalError,
+                                     InvalidArgumentError, from_rpc_error)
+from embedding_client.options import (Constant, PushResult, SavedCheckpoint,
+                                      TableInfo, initializer_to_proto,
                                       optimizer_to_proto)
 
 # The defaults of client/CONTRACT.md (tests/contract checks them).
@@ -461,9 +467,147 @@ class EmbeddingClient:
             for response in self._stub.ReadRows(
                     request, timeout=self._timeout(timeout),
                     metadata=self.metadata):
-                ids.append(tensors.indices_array(response.indices))
-                # Chunks are concatenated (a copy) unless there is just one.
-                rows.append(tensors.from_tensor(response.values,
-                                                writable=False))
+                chunk_ids, chunk_rows = _read_reply(response)
+                ids.append(chunk_ids)
+                rows.append(chunk_rows)
+        # Chunks are concatenated (a copy) unless there is just one.
         values = np.concatenate(rows) if len(rows) > 2 else rows[-1].copy()
         return np.concatenate(ids), values
+
+    def _row_chunks(self, table, start_row, end_row, dim, timeout):
+        """Yields (ids, rows) of each ReadRows reply of the range, rows a
+        read-only view of the reply: one chunk in memory at a time. An
+        UNAVAILABLE resumes after the last row yielded (up to max_retries
+        times). Raises EmbeddingError."""
+        next_row = start_row
+        for k in itertools.count():
+            call = self._stub.ReadRows(
+                pb.ReadRowsRequest(table=table, start_row=next_row,
+                                   end_row=end_row,
+                                   rows_per_message=self._rows_per_message(
+                                       dim)),
+                timeout=self._timeout(timeout), metadata=self.metadata)
+            try:
+                for response in call:
+                    ids, rows = _read_reply(response)
+                    if len(ids):
+                        next_row = int(ids[-1]) + 1
+                        yield ids, rows
+                return
+            except grpc.RpcError as error:
+                if (k < self.max_retries and
+                        error.code() == grpc.StatusCode.UNAVAILABLE):
+                    time.sleep(RETRY_BACKOFF_SECONDS * 2 ** k)
+                    continue
+                raise from_rpc_error(error) from None
+            finally:
+                call.cancel()  # A consumer that stops early ends the stream.
+
+    # ---- checkpoints and NumPy files ----------------------------------------
+
+    def save_checkpoint(self, tables=None, *, incremental=False,
+                        timeout=None):
+        """Saves tables to the server's --checkpoint_dir while lookups and
+        pushes go on; returns a SavedCheckpoint per table saved.
+
+        tables: names (or one name); None saves every table. incremental:
+        write only the rows changed since each table's last checkpoint (the
+        server writes a full one when due). Not retried: after a lost reply
+        a repeat would write another checkpoint (get_table's
+        last_checkpoint tells whether the first landed). Raises
+        FailedPreconditionError (no --checkpoint_dir; the directory missing
+        or not writable), NotFoundError (an unknown table; nothing is
+        written), ResourceExhaustedError (disk full), UnavailableError
+        (another I/O error), CancelledError (the server shut down first).
+        """
+        if isinstance(tables, str):
+            tables = [tables]
+        request = pb.SaveCheckpointRequest(tables=tables or [],
+                                           incremental=incremental)
+        response = self._call(self._stub.SaveCheckpoint, request, timeout)
+        return [SavedCheckpoint.from_proto(saved) for saved in response.saved]
+
+    def export_npy(self, table, path, *, timeout=None):
+        """Writes every row of `table` to the .npy file `path`, float32
+        [num_embeddings, embedding_dim] in C order: numpy.load reads it, and
+        torch.from_numpy turns it into nn.Embedding.from_pretrained weights.
+
+        Streamed: the header first, then each ReadRows chunk as it arrives,
+        never more than one chunk in memory. The file is written as
+        `path`.partial and renamed when complete. Rows read while pushes go
+        on are each as of one update, not all as of one instant. Returns the
+        rows written. Raises as read_rows, FailedPreconditionError for a
+        table split over several servers (this one holds only some rows),
+        and OSError when the file cannot be written.
+        """
+        info = self.get_table(table, timeout=timeout)
+        if info.shard_count > 1:
+            raise FailedPreconditionError(
+                f"table {table} is split over {info.shard_count} servers and "
+                f"this one holds shard {info.shard_index} only; an export "
+                "needs the whole table")
+        rows, dim = info.num_embeddings, info.embedding_dim
+        path = os.fspath(path)
+        partial = f"{path}.partial"
+        try:
+            with open(partial, "wb") as file:
+                npy.write_header(file, rows, dim)
+                next_row = 0
+                for ids, values in self._row_chunks(table, 0, rows, dim,
+                                                    timeout):
+                    # Rows go to the file by position: they must be in order.
+                    if ids[0] != next_row or ids[-1] != next_row + len(ids) - 1:
+                        raise InternalError(
+                            f"server sent rows [{ids[0]}, {ids[-1]}] where "
+                            f"row {next_row} was due")
+                    file.write(values.data)
+                    next_row += len(ids)
+                    # Let go of this chunk before the next one arrives.
+                    del ids, values
+                if next_row != rows:
+                    raise InternalError(f"server sent {next_row} of {rows} "
+                                        f"rows of table {table}")
+            os.replace(partial, path)
+        except BaseException:
+            try:
+                os.remove(partial)
+            except OSError:
+                pass
+            raise
+        return rows
+
+    def import_npy(self, table, path, *, timeout=None):
+        """Overwrites every row of the existing `table` with the .npy file
+        `path` (float32 [num_embeddings, embedding_dim], C order, as
+        numpy.save writes it); optimizer state is left as it is.
+
+        Streamed: the file is memory-mapped and sent one WriteRows chunk at
+        a time. Returns the rows written. Not retried. Raises
+        InvalidArgumentError naming the file when it is not such a file
+        (not float32, not 2-D, Fortran order, truncated) or its shape is
+        not the table's, all before anything is written; OSError when it
+        cannot be read; and as write_rows (a failure part way leaves the
+        earlier chunks written).
+        """
+        path = os.fspath(path)
+        rows, dim = npy.check_file(path)
+        info = self.get_table(table, timeout=timeout)
+        if (rows, dim) != (info.num_embeddings, info.embedding_dim):
+            raise InvalidArgumentError(
+                f"{path}: shape ({rows}, {dim}) does not match table {table} "
+                f"[{info.num_embeddings}, {info.embedding_dim}]")
+        weights = np.load(path, mmap_mode="r")
+        step = self._rows_per_message(dim, with_indices=False)
+        written = 0
+        for begin in range(0, rows, step):
+            # One chunk of the file in memory: write_rows sends it as one
+            # message, since it uses this same step.
+            written += self.write_rows(table, weights[begin:begin + step],
+                                       start_row=begin, timeout=timeout)
+        return written
+
+
+def _read_reply(response):
+    """(ids, rows) of a ReadRows reply; rows view the reply's bytes."""
+    return (tensors.indices_array(response.indices),
+            tensors.from_tensor(response.values, writable=False))

@@ -64,6 +64,11 @@ class DeadlineExceededError(EmbeddingError, TimeoutError):
     default_code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
+class CancelledError(EmbeddingError):
+    """The call was cancelled: a checkpoint the server shut down before."""
+    default_code = grpc.StatusCode.CANCELLED
+
+
 class InternalError(EmbeddingError):
     """A bug in the server."""
     default_code = grpc.StatusCode.INTERNAL
@@ -72,7 +77,7 @@ class InternalError(EmbeddingError):
 _BY_CODE = {cls.default_code: cls for cls in (
     InvalidArgumentError, NotFoundError, AlreadyExistsError,
     ResourceExhaustedError, FailedPreconditionError, UnavailableError,
-    DeadlineExceededError, InternalError)}
+    DeadlineExceededError, CancelledError, InternalError)}
 
 
 def from_rpc_error(error):

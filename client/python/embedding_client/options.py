@@ -277,8 +277,45 @@ def initializer_from_proto(message):
 
 
 @dataclasses.dataclass(frozen=True)
+class CheckpointInfo:
+    """A checkpoint of one table on the server's disk."""
+    version: int  # The pushes and writes it holds (the table's version).
+    time_unix_micros: int  # When its save began.
+    path: str  # Its directory on the server.
+    incremental: bool  # Only the rows changed since the checkpoint before.
+
+    @classmethod
+    def from_proto(cls, message):
+        return cls(version=message.version,
+                   time_unix_micros=message.time_unix_micros,
+                   path=message.path, incremental=message.incremental)
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedCheckpoint:
+    """What save_checkpoint wrote for one table."""
+    table: str
+    version: int
+    time_unix_micros: int
+    path: str
+    incremental: bool
+    bytes_written: int  # Data and metadata.
+    rows: int
+
+    @classmethod
+    def from_proto(cls, saved):
+        checkpoint = CheckpointInfo.from_proto(saved.checkpoint)
+        return cls(table=saved.table, **dataclasses.asdict(checkpoint),
+                   bytes_written=saved.bytes_written, rows=saved.rows)
+
+
+@dataclasses.dataclass(frozen=True)
 class TableInfo:
-    """A table's spec and state as the server reports it."""
+    """A table's spec and state as the server reports it.
+
+    last_checkpoint: the newest checkpoint this server saved or restored of
+    the table (CheckpointInfo), None when it has none.
+    """
     name: str
     num_embeddings: int
     embedding_dim: int
@@ -295,6 +332,7 @@ class TableInfo:
     memory_bytes: int
     version: int
     step: int
+    last_checkpoint: Optional[CheckpointInfo] = None
 
     @classmethod
     def from_proto(cls, info):
@@ -315,7 +353,9 @@ class TableInfo:
             local_rows=info.local_rows,
             memory_bytes=info.memory_bytes,
             version=info.version,
-            step=info.step)
+            step=info.step,
+            last_checkpoint=(CheckpointInfo.from_proto(info.last_checkpoint)
+                             if info.HasField("last_checkpoint") else None))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,47 @@
+// Test helpers for whole tables: capture a table's every row, optimizer
+// state and metadata through a snapshot, and compare two captures bit for
+// bit. Shared by the engine and checkpoint tests.
+//
+//   TableImage before = Capture(*table);
+//   ... save and restore ...
+//   ExpectSameImage(Capture(*restored), before);
+#ifndef TESTS_CORE_TABLE_TESTING_H_
+#define TESTS_CORE_TABLE_TESTING_H_
+
+#include <cstdint>
+#include <vector>
+
+#include "server/core/embedding_table.h"
+#include "server/core/table_snapshot.h"
+
+namespace embedding::testing {
+
+// The rows of a snapshot (ascending global ids) and its metadata.
+struct TableImage {
+  TableMetadata metadata;
+  int64_t dim = 0;
+  int64_t state_width = 0;
+  std::vector<int64_t> rows;
+  std::vector<float> weights;  // [rows, dim]
+  std::vector<float> state;    // [rows, state_width]
+};
+
+// Reads what is left of `snapshot`, in chunks of `chunk` rows.
+TableImage ReadAll(TableSnapshot& snapshot, int64_t chunk = 7);
+
+// A full snapshot of `table`, read at once.
+TableImage Capture(EmbeddingTable& table);
+
+// `base` with the rows of `delta` replacing its own, and delta's metadata.
+void ApplyDelta(TableImage& base, const TableImage& delta);
+
+// Rows, weights, state (bit for bit), version, step, optimizer and
+// exactly-once windows are equal.
+void ExpectSameImage(const TableImage& actual, const TableImage& expected);
+
+// Every hyper-parameter is equal.
+bool SameOptimizer(const OptimizerSpec& a, const OptimizerSpec& b);
+
+}  // namespace embedding::testing
+
+#endif  // TESTS_CORE_TABLE_TESTING_H_
