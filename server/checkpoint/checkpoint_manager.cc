@@ -53,6 +53,7 @@ class CheckpointManager::Impl {
   absl::StatusOr<SavedTable> SaveTable(const std::string& name, SaveKind kind,
                                        const std::atomic<bool>* cancelled);
   RestoredTable RestoreTable(const std::string& name);
+  absl::Status Forget(const std::string& name);
   std::optional<CheckpointRecord> LastCheckpoint(absl::string_view name);
   const std::string& directory() const { return options_.directory; }
   TableRegistry& registry() { return registry_; }
@@ -216,6 +217,13 @@ absl::StatusOr<SavedTable> CheckpointManager::Impl::SaveTable(
                              registry_.Get(name));
   TableState& state = StateOf(name);
   WriterLock lock(&state.save_mu);
+  // Deleted (and its checkpoints forgotten) while this save waited.
+  EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<EmbeddingTable> current,
+                             registry_.Get(name));
+  if (current != table) {
+    return absl::NotFoundError(
+        absl::StrCat("table \"", name, "\" was deleted during the save"));
+  }
   EMBEDDING_RETURN_IF_ERROR(Prepare(name, state));
   // A chain saved from an earlier table of the same name is not extended.
   if (state.base_table.lock() != table) state.has_base = false;
@@ -471,6 +479,12 @@ absl::StatusOr<std::vector<RestoredTable>> CheckpointManager::RestoreAll() {
   }
   std::vector<std::string> names;
   for (const std::string& entry : *entries) {
+    // What a Forget interrupted by a crash left: garbage, never a table.
+    // Removing it is best effort; what stays is ignored again next time.
+    if (absl::StartsWith(entry, ".tmp-deleted-")) {
+      internal::RemoveTree(JoinPath(impl_->directory(), entry)).IgnoreError();
+      continue;
+    }
     std::optional<std::string> table = internal::TableOfDirectory(entry);
     if (table.has_value() &&
         internal::IsDirectory(JoinPath(impl_->directory(), entry))) {
@@ -483,6 +497,34 @@ absl::StatusOr<std::vector<RestoredTable>> CheckpointManager::RestoreAll() {
     restored.push_back(impl_->RestoreTable(name));
   }
   return restored;
+}
+
+absl::Status CheckpointManager::Impl::Forget(const std::string& name) {
+  TableState& state = StateOf(name);
+  WriterLock lock(&state.save_mu);
+  const std::string directory = TableDirectory(name);
+  if (internal::IsDirectory(directory)) {
+    // Renamed out of sight first (a dot entry is not a table), so a crash
+    // while removing cannot leave a partial table behind to restore.
+    const std::string doomed = JoinPath(
+        options_.directory,
+        absl::StrCat(".tmp-deleted-", internal::TableDirectoryName(name), "-",
+                     absl::ToUnixNanos(absl::Now())));
+    EMBEDDING_RETURN_IF_ERROR(internal::Rename(directory, doomed));
+    EMBEDDING_RETURN_IF_ERROR(internal::SyncDirectory(options_.directory));
+    EMBEDDING_RETURN_IF_ERROR(internal::RemoveTree(doomed));
+  }
+  state.prepared = false;
+  state.has_base = false;
+  state.deltas = 0;
+  state.refused.clear();
+  WriterLock record_lock(&state.record_mu);
+  state.record.reset();
+  return absl::OkStatus();
+}
+
+absl::Status CheckpointManager::Forget(absl::string_view table) {
+  return impl_->Forget(std::string(table));
 }
 
 std::optional<CheckpointRecord> CheckpointManager::LastCheckpoint(

@@ -128,6 +128,12 @@ class CheckpointManager {
   // serving.
   absl::StatusOr<std::vector<RestoredTable>> RestoreAll();
 
+  // Removes every checkpoint of `table`, after DeleteTable, so that a
+  // restart does not bring the table back. Waits for a save of it that is
+  // in progress; a later save of a table no longer in the registry is
+  // NOT_FOUND. I/O errors as Save.
+  absl::Status Forget(absl::string_view table);
+
   // The newest checkpoint of `table` saved or restored by this manager;
   // nullopt when it has none, or when the table was deleted (or created
   // again) since.

@@ -155,6 +155,10 @@ std::optional<CheckpointRecord> Checkpointer::LastCheckpoint(
   return manager_->LastCheckpoint(table);
 }
 
+absl::Status Checkpointer::Forget(absl::string_view table) {
+  return manager_->Forget(table);
+}
+
 void Checkpointer::CancelSaves() { cancelled_.store(true); }
 
 }  // namespace embedding

@@ -60,6 +60,9 @@ class Checkpointer {
 
   std::optional<CheckpointRecord> LastCheckpoint(absl::string_view table) const;
 
+  // Removes the checkpoints of a deleted table (CheckpointManager::Forget).
+  absl::Status Forget(absl::string_view table);
+
   // Makes running saves stop (they remove their temporary files, the
   // previous checkpoint stays) and later ones fail at once with CANCELLED.
   void CancelSaves();

@@ -350,9 +350,13 @@ grpc::Status EmbeddingServiceImpl::DeleteTable(
     grpc::ServerContext* context, const v1::DeleteTableRequest* request,
     v1::DeleteTableResponse* response) {
   return Handle("DeleteTable", [&] {
-    absl::Status status = registry_->Delete(request->name());
-    if (status.ok()) spdlog::info("deleted table \"{}\"", request->name());
-    return status;
+    EMBEDDING_RETURN_IF_ERROR(registry_->Delete(request->name()));
+    spdlog::info("deleted table \"{}\"", request->name());
+    // Its checkpoints go too, or a restart would bring the table back.
+    if (checkpointer_ != nullptr) {
+      EMBEDDING_RETURN_IF_ERROR(checkpointer_->Forget(request->name()));
+    }
+    return absl::OkStatus();
   });
 }
 

@@ -285,10 +285,12 @@ void FuzzCheckpoint(FuzzedDataProvider& input, const std::string& table_dir,
   WriteFile(JoinPath(dir, internal::kMetadataFile), meta);
 }
 
+// A directory of this process, removed when it exits.
 const std::string& Root() {
   static const std::string* root = [] {
     std::string pattern = "/tmp/checkpoint_fuzzer.XXXXXX";
     if (mkdtemp(pattern.data()) == nullptr) std::abort();
+    std::atexit([] { internal::RemoveTree(Root()).IgnoreError(); });
     return new std::string(pattern);
   }();
   return *root;

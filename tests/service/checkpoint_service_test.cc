@@ -199,6 +199,35 @@ TEST_F(CheckpointServiceTest, RestartRestoresTheTablesAndTheirCheckpoint) {
   EXPECT_EQ(info.last_checkpoint().version(), 1);
 }
 
+TEST_F(CheckpointServiceTest, DeletedTableStaysDeletedAfterARestart) {
+  StartWithCheckpoints();
+  Create("gone");
+  Create("kept");
+  v1::SaveCheckpointResponse response;
+  ASSERT_TRUE(Save({}, false, &response).ok());
+  grpc::ClientContext context;
+  v1::DeleteTableRequest request;
+  request.set_name("gone");
+  v1::DeleteTableResponse deleted;
+  ASSERT_TRUE(stub_->DeleteTable(&context, request, &deleted).ok());
+  EXPECT_FALSE(std::filesystem::exists(dir_.path() + "/gone"));
+  Restart(absl::Seconds(10));  // The final checkpoint must not revive it.
+
+  v1::ListTablesResponse tables;
+  grpc::ClientContext list_context;
+  ASSERT_TRUE(
+      stub_->ListTables(&list_context, v1::ListTablesRequest(), &tables).ok());
+  ASSERT_THAT(tables.tables(), SizeIs(1));
+  EXPECT_EQ(tables.tables(0).spec().name(), "kept");
+  // Nothing left behind but the kept table's directory.
+  int entries = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir_.path())) {
+    EXPECT_EQ(entry.path().filename(), "kept");
+    ++entries;
+  }
+  EXPECT_EQ(entries, 1);
+}
+
 TEST_F(CheckpointServiceTest, ShutdownSavesEveryTableOnceMore) {
   StartWithCheckpoints();
   Create("t");
