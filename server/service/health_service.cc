@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/time/clock.h"
 
 namespace embedding {
@@ -31,6 +32,13 @@ void HealthService::Stop() {
   absl::MutexLock lock(&mu_);
   state_ = {.serving = false, .stopped = true};
   changed_.SignalAll();
+}
+
+void HealthService::WaitForWatchers(absl::Time deadline) {
+  absl::MutexLock lock(&mu_);
+  while (watchers_ > 0) {
+    if (changed_.WaitWithDeadline(&mu_, deadline)) return;  // Timed out.
+  }
 }
 
 HealthService::State HealthService::state() const {
@@ -70,6 +78,16 @@ grpc::Status HealthService::Watch(
     writer->Write(response);
     return grpc::Status::OK;
   }
+  {
+    absl::MutexLock lock(&mu_);
+    ++watchers_;
+  }
+  // Counted until it returns, for WaitForWatchers.
+  const absl::Cleanup done = [this] {
+    absl::MutexLock lock(&mu_);
+    --watchers_;
+    changed_.SignalAll();
+  };
   State state = this->state();
   bool sent = state.serving;
   response.set_status(StatusOf(sent));

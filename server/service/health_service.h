@@ -33,6 +33,11 @@ class HealthService final : public grpc::health::v1::Health::Service {
   // watchers.
   void Stop() ABSL_LOCKS_EXCLUDED(mu_);
 
+  // After Stop: waits until every Watch has sent its last status and
+  // returned, or until `deadline`, so the server does not close connections
+  // under a watcher's final NOT_SERVING.
+  void WaitForWatchers(absl::Time deadline) ABSL_LOCKS_EXCLUDED(mu_);
+
   grpc::Status Check(grpc::ServerContext* context,
                      const grpc::health::v1::HealthCheckRequest* request,
                      grpc::health::v1::HealthCheckResponse* response) override;
@@ -60,6 +65,7 @@ class HealthService final : public grpc::health::v1::Health::Service {
   mutable absl::Mutex mu_;
   mutable absl::CondVar changed_;
   State state_ ABSL_GUARDED_BY(mu_);
+  int watchers_ ABSL_GUARDED_BY(mu_) = 0;  // Watch calls running.
 };
 
 }  // namespace embedding

@@ -254,6 +254,7 @@ void Server::Stop(absl::Duration grace, bool final_checkpoint) {
   }
   stopped.Notify();
   if (watchdog.joinable()) watchdog.join();
+  health_.WaitForWatchers(deadline);
   // Drained (or out of time): cancel what is left, close the connections.
   server_->Shutdown(std::chrono::system_clock::now());
 }
