@@ -52,17 +52,37 @@ def _parent(pid):
         return int(file.read().rsplit(")", 1)[1].split()[1])
 
 
-class OthersMonitor:
+class Background:
+    """Calls self.step() over and over in a thread while the `with` block
+    runs (the step under way when it ends is finished)."""
+
+    def __init__(self):
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.step()
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+class OthersMonitor(Background):
     """Samples, twice a second, the processes of others (not this one's
     descendants, nor kernel threads) that use a CPU (state R): the machine
     is shared, and the report says how quiet it was."""
 
     def __init__(self):
+        super().__init__()
         self.samples = 0
         self.busy_samples = 0
         self.seen = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _ignored(self, pid):
         """This process's descendants, and kernel threads (kthreadd's)."""
@@ -85,20 +105,13 @@ class OthersMonitor:
                 continue
         return busy - {"ps"}
 
-    def _run(self):
-        while not self._stop.wait(0.5):
-            busy = self._sample()
-            self.samples += 1
-            self.busy_samples += bool(busy)
-            self.seen |= busy
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+    def step(self):
+        if self._stop.wait(0.5):
+            return
+        busy = self._sample()
+        self.samples += 1
+        self.busy_samples += bool(busy)
+        self.seen |= busy
 
     def __str__(self):
         if not self.busy_samples:
@@ -142,28 +155,21 @@ def bench_save_speed(client, directory, reps):
     return saved.bytes_written, results, command
 
 
-class SaveLoop:
-    """Full saves of `table` back to back in a thread, until stopped."""
+class SaveLoop(Background):
+    """Full saves of `table` back to back while the `with` block runs."""
 
     def __init__(self, address, table):
+        super().__init__()
         self._client = EmbeddingClient(address, timeout=600)
         self._table = table
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run)
         self.saves = 0
 
-    def _run(self):
-        while not self._stop.is_set():
-            self._client.save_checkpoint([self._table])
-            self.saves += 1
-
-    def __enter__(self):
-        self._thread.start()
-        return self
+    def step(self):
+        self._client.save_checkpoint([self._table])
+        self.saves += 1
 
     def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
+        super().__exit__(*exc)
         self._client.close()
 
 

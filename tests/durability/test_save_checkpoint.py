@@ -6,7 +6,6 @@ import signal
 import time
 
 import grpc
-import pytest
 
 from embedding_client import EmbeddingClient
 from tests.durability.checkpoint_files import checkpoints
@@ -56,12 +55,10 @@ def test_save_without_checkpoint_dir_is_failed_precondition():
             client.save_checkpoint()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bug: DeleteTable leaves the table's checkpoints, and the next start "
-    "restores the deleted table"))
 def test_deleted_table_stays_deleted_after_restart(durable, table):
     durable.client.create_table(table, 10, 4)
     durable.client.save_checkpoint([table])
     durable.client.delete_table(table)
+    assert checkpoints(durable.checkpoint_dir, table) == []
     durable.restart(sig=signal.SIGTERM)
     assert [info.name for info in durable.client.list_tables()] == []
