@@ -31,6 +31,21 @@ inline std::optional<int64_t> CheckedAdd(int64_t a, int64_t b) {
   return sum;
 }
 
+// a - b, or nullopt when it overflows int64.
+inline std::optional<int64_t> CheckedSub(int64_t a, int64_t b) {
+  int64_t difference;
+  if (__builtin_sub_overflow(a, b, &difference)) return std::nullopt;
+  return difference;
+}
+
+// a * b + c, or nullopt when a step overflows int64: the bytes of `a`
+// items of `b` bytes plus `c` more.
+inline std::optional<int64_t> CheckedMulAdd(int64_t a, int64_t b, int64_t c) {
+  const std::optional<int64_t> product = CheckedMul(a, b);
+  if (!product.has_value()) return std::nullopt;
+  return CheckedAdd(*product, c);
+}
+
 // The number of elements of a tensor of `shape` (any container of int64).
 // INVALID_ARGUMENT naming `what` when a dimension is negative or the product
 // overflows int64.

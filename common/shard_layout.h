@@ -38,10 +38,11 @@ class ShardLayout {
   int64_t GlobalRow(int32_t shard, int64_t local_row) const {
     return local_row * shard_count_ + shard;
   }
-  // Rows of a table of `num_embeddings` rows that `shard` holds.
+  // Rows of a table of `num_embeddings` (>= 0) rows that `shard` holds.
+  // No intermediate sum: exact up to num_embeddings = 2^63 - 1.
   int64_t RowsOnShard(int64_t num_embeddings, int32_t shard) const {
-    if (num_embeddings <= shard) return 0;
-    return (num_embeddings - shard + shard_count_ - 1) / shard_count_;
+    return num_embeddings / shard_count_ +
+           (shard < num_embeddings % shard_count_ ? 1 : 0);
   }
 
   friend bool operator==(const ShardLayout&, const ShardLayout&) = default;

@@ -2,8 +2,9 @@
 
 #include <cmath>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "common/cancel_check.h"
+#include "common/checked_math.h"
 #include "common/status_macros.h"
 
 namespace embedding {
@@ -63,20 +64,31 @@ absl::Status ScatterMaxGradients(const ValidatedBagBatch& batch, int64_t dim,
                                  int64_t padding_row,
                                  absl::Span<const float> grad,
                                  absl::Span<const int64_t> max_indices,
-                                 GradientAccumulator& gradient) {
-  if (static_cast<int64_t>(max_indices.size()) != batch.bags() * dim) {
+                                 GradientAccumulator& gradient,
+                                 PeriodicCancelCheck& check) {
+  const std::optional<int64_t> elements = CheckedMul(batch.bags(), dim);
+  if (!elements.has_value() ||
+      static_cast<int64_t>(max_indices.size()) != *elements) {
     return absl::InvalidArgumentError(absl::StrCat(
         "max_indices has ", max_indices.size(),
-        " entries, expected bags x embedding_dim = ", batch.bags() * dim,
+        " entries, expected bags x embedding_dim = ",
+        elements.has_value() ? absl::StrCat(*elements) : "more than 2^63",
         " (as LookupBag returned them)"));
   }
   // Only rows of the batch may get a gradient: the table checked those.
-  const absl::flat_hash_set<int64_t> in_batch(batch.indices().begin(),
-                                              batch.indices().end());
+  const absl::Span<const int64_t> indices = batch.indices();
+  const auto index_at = [&](uint32_t position) { return indices[position]; };
+  PositionIndex in_batch;
+  in_batch.Reset(indices.size());
+  for (size_t i = 0; i < indices.size(); ++i) {
+    if (check.Cancelled()) return check.status();
+    in_batch.FindOrInsert(indices[i], static_cast<uint32_t>(i), index_at);
+  }
   for (size_t i = 0; i < max_indices.size(); ++i) {
+    if (check.Cancelled()) return check.status();
     const int64_t index = max_indices[i];
     if (index == -1 || index == padding_row) continue;
-    if (!in_batch.contains(index)) {
+    if (!in_batch.Contains(index, index_at)) {
       return absl::InvalidArgumentError(
           absl::StrCat("max_indices[", i, "] = ", index,
                        " is not one of the batch's indices"));
@@ -100,10 +112,12 @@ absl::Status ScatterBagGradients(const ValidatedBagBatch& batch, int64_t dim,
                                  int64_t padding_row,
                                  absl::Span<const float> grad,
                                  absl::Span<const int64_t> max_indices,
-                                 GradientAccumulator& gradient) {
+                                 GradientAccumulator& gradient,
+                                 const Cancellation& cancel) {
+  PeriodicCancelCheck check(cancel);
   if (batch.mode() == BagMode::kMax) {
     return ScatterMaxGradients(batch, dim, padding_row, grad, max_indices,
-                               gradient);
+                               gradient, check);
   }
   for (int64_t bag = 0; bag < batch.bags(); ++bag) {
     const auto [begin, end] = batch.Bounds(bag);
@@ -112,6 +126,7 @@ absl::Status ScatterBagGradients(const ValidatedBagBatch& batch, int64_t dim,
       count += batch.indices()[position] == padding_row ? 0 : 1;
     }
     for (int64_t position = begin; position < end; ++position) {
+      if (check.Cancelled()) return check.status();
       const int64_t index = batch.indices()[position];
       if (index == padding_row) continue;
       const float scale = batch.mode() == BagMode::kMean

@@ -8,8 +8,9 @@
 //   absl::StatusOr<ValidatedBagBatch> batch =
 //       ValidateBagBatch({indices, offsets, BagMode::kMean});
 //   if (!batch.ok()) return batch.status();
-//   PoolBags(*batch, dim, padding_row, read_row, DType::kFloat32, out,
-//            /*max_indices=*/nullptr);
+//   absl::Status pooled = PoolBags(*batch, dim, padding_row, read_row,
+//                                  DType::kFloat32, out,
+//                                  /*max_indices=*/nullptr);
 //   absl::Status s = ScatterBagGradients(*batch, dim, padding_row, grad,
 //                                        /*max_indices=*/{}, gradient);
 //
@@ -26,6 +27,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/cancel_check.h"
+#include "common/cancellation.h"
 #include "server/core/dtype.h"
 #include "server/core/gradient_accumulator.h"
 
@@ -92,31 +95,41 @@ absl::StatusOr<ValidatedBagBatch> ValidateBagBatch(const BagBatch& batch);
 // for empty bags); it may be null otherwise. `read_row(index, use)` calls
 // `use(const float* row)` with the floats of global row `index`, read as of
 // one update (the table holds the row's lock during the call). REQUIRES:
-// `read_row` can read every index of the batch.
+// `read_row` can read every index of the batch. Asks `cancel` every
+// kRowsBetweenCancelChecks rows and returns cancel.Status() when it says so
+// (`out` then partly written).
 //
 // A template so that the row read and the pooling inline into one loop: an
 // absl::FunctionRef per row made LookupBag 12% slower.
 template <typename ReadRow>
-void PoolBags(const ValidatedBagBatch& batch, int64_t dim, int64_t padding_row,
-              ReadRow&& read_row, DType dtype, void* out, int64_t* max_indices);
+absl::Status PoolBags(const ValidatedBagBatch& batch, int64_t dim,
+                      int64_t padding_row, ReadRow&& read_row, DType dtype,
+                      void* out, int64_t* max_indices,
+                      const Cancellation& cancel = NeverCancelled());
 
 // Backward of PoolBags: adds `grad` ([bags, dim]) to `gradient`, row by
 // global row id. SUM scales by the per-sample weight, MEAN by 1 / count; in
 // MAX mode each element goes to the row `max_indices` names (what PoolBags
 // returned). INVALID_ARGUMENT when max_indices has the wrong size or names a
-// row that is not in the batch. REQUIRES: grad.size() == bags * dim.
+// row that is not in the batch; cancel.Status() when `cancel`, asked every
+// kRowsBetweenCancelChecks rows, says so. Scratch: MAX mode indexes the
+// batch's rows, PositionIndex::BytesBound(indices) bytes. REQUIRES:
+// grad.size() == bags * dim.
 absl::Status ScatterBagGradients(const ValidatedBagBatch& batch, int64_t dim,
                                  int64_t padding_row,
                                  absl::Span<const float> grad,
                                  absl::Span<const int64_t> max_indices,
-                                 GradientAccumulator& gradient);
+                                 GradientAccumulator& gradient,
+                                 const Cancellation& cancel = NeverCancelled());
 
 // Implementation.
 
 template <typename ReadRow>
-void PoolBags(const ValidatedBagBatch& batch, int64_t dim, int64_t padding_row,
-              ReadRow&& read_row, DType dtype, void* out,
-              int64_t* max_indices) {
+absl::Status PoolBags(const ValidatedBagBatch& batch, int64_t dim,
+                      int64_t padding_row, ReadRow&& read_row, DType dtype,
+                      void* out, int64_t* max_indices,
+                      const Cancellation& cancel) {
+  PeriodicCancelCheck check(cancel);
   const bool is_max = batch.mode() == BagMode::kMax;
   const size_t row_bytes = dim * ElementSize(dtype);
   std::vector<float> pooled(dim);
@@ -127,6 +140,7 @@ void PoolBags(const ValidatedBagBatch& batch, int64_t dim, int64_t padding_row,
     int64_t count = 0;
     const auto [begin, end] = batch.Bounds(bag);
     for (int64_t position = begin; position < end; ++position) {
+      if (check.Cancelled()) return check.status();
       const int64_t index = batch.indices()[position];
       if (index == padding_row) continue;
       const float weight = batch.Weight(position);
@@ -151,6 +165,7 @@ void PoolBags(const ValidatedBagBatch& batch, int64_t dim, int64_t padding_row,
     ConvertFloats(pooled.data(), dim, dtype,
                   static_cast<char*>(out) + bag * row_bytes);
   }
+  return absl::OkStatus();
 }
 
 }  // namespace embedding

@@ -6,9 +6,10 @@
 #include <new>
 #include <utility>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "common/cancel_check.h"
 #include "common/checked_math.h"
+#include "common/quote.h"
 #include "common/status_macros.h"
 #include "server/core/initializer.h"
 #include "server/core/optimizer.h"
@@ -53,10 +54,13 @@ absl::Status CheckFinite(absl::Span<const float> values, int64_t dim,
 
 absl::Status CheckRowsShape(absl::Span<const float> values, int64_t rows,
                             int64_t dim, const char* what) {
-  if (static_cast<int64_t>(values.size()) != rows * dim) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " has ", values.size(), " elements, expected [",
-                     rows, ", ", dim, "] = ", rows * dim));
+  const std::optional<int64_t> expected = CheckedMul(rows, dim);
+  if (!expected.has_value() ||
+      static_cast<int64_t>(values.size()) != *expected) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " has ", values.size(), " elements, expected [", rows, ", ", dim,
+        "] = ",
+        expected.has_value() ? absl::StrCat(*expected) : "more than 2^63"));
   }
   return CheckFinite(values, dim, what);
 }
@@ -66,19 +70,50 @@ ShardLayout LayoutOf(const TableSpec& spec) {
   return *ShardLayout::Create(spec.shard_count);
 }
 
+// RESOURCE_EXHAUSTED past the indices one push or write may carry: their
+// scratch indexes positions in 32 bits (PositionIndex).
+absl::Status CheckIndexCount(size_t count, const char* what) {
+  if (count < (size_t{1} << 31)) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "a ", what, " of ", count, " indices is more than one may carry (2^31)"));
+}
+
+// No allocation can be larger: x86-64 and AArch64 user space is 2^47 bytes.
+// Larger tables are refused without asking the allocator (which may abort,
+// under a sanitizer, rather than fail).
+constexpr int64_t kMaxAllocationBytes = int64_t{1} << 47;
+
+// Bytes a row's pre-image holds beyond its floats: the vector and its hash
+// map entry.
+constexpr int64_t kPreImageOverheadBytes = 64;
+
 }  // namespace
 
+int64_t PushScratchBytes(int64_t indices, int64_t dim) {
+  // The accumulator, plus the index of the batch's rows a MAX bag push
+  // checks its max_indices against, plus small fixed buffers.
+  const std::optional<int64_t> bytes =
+      CheckedAdd(GradientAccumulator::BytesBound(indices, dim),
+                 PositionIndex::BytesBound(indices));
+  if (!bytes.has_value()) return std::numeric_limits<int64_t>::max();
+  return CheckedAdd(*bytes, 4096).value_or(std::numeric_limits<int64_t>::max());
+}
+
 absl::StatusOr<int64_t> EmbeddingTable::MemoryBytes(const TableSpec& spec) {
-  const int64_t rows =
-      LayoutOf(spec).RowsOnShard(spec.num_embeddings, spec.shard_index);
-  // 3 * dim bounds a row plus the widest state (2 * dim), so the row width
-  // below cannot overflow once this product does not.
-  std::optional<int64_t> bytes = CheckedMul(spec.embedding_dim, 3);
-  if (bytes.has_value()) {
-    bytes = CheckedMul(
-        rows, spec.embedding_dim +
-                  OptimizerStateWidth(spec.optimizer.kind, spec.embedding_dim));
+  if (spec.embedding_dim <= 0 || spec.embedding_dim > kMaxEmbeddingDim ||
+      spec.shard_count < 1 || spec.shard_index < 0 ||
+      spec.shard_index >= spec.shard_count) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot size a table of embedding_dim ", spec.embedding_dim, " (1 to ",
+        kMaxEmbeddingDim, ") on shard ", spec.shard_index, " of ",
+        spec.shard_count));
   }
+  // dim <= 2^16, so the row width (weights and at most 2 * dim of state)
+  // is small; only the product with the rows can overflow.
+  const int64_t width =
+      spec.embedding_dim +
+      OptimizerStateWidth(spec.optimizer.kind, spec.embedding_dim);
+  std::optional<int64_t> bytes = CheckedMul(LocalRowCount(spec), width);
   if (bytes.has_value()) bytes = CheckedMul(*bytes, sizeof(float));
   if (!bytes.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -89,28 +124,52 @@ absl::StatusOr<int64_t> EmbeddingTable::MemoryBytes(const TableSpec& spec) {
   return *bytes;
 }
 
+absl::StatusOr<std::unique_ptr<EmbeddingTable>> EmbeddingTable::Allocate(
+    TableSpec spec) {
+  EMBEDDING_ASSIGN_OR_RETURN(const int64_t bytes, MemoryBytes(spec));
+  const int64_t local_rows = LocalRowCount(spec);
+  const int64_t state_width =
+      OptimizerStateWidth(spec.optimizer.kind, spec.embedding_dim);
+  const std::string name = QuoteForMessage(spec.name);
+  const std::string cannot =
+      absl::StrCat("cannot allocate table ", name, " of ", local_rows, " x ",
+                   spec.embedding_dim, " floats and ", state_width,
+                   " floats of optimizer state per row (", bytes, " bytes)");
+  // The epoch stamps take 4 bytes a row more; none of these sums overflow
+  // once MemoryBytes did not.
+  if (bytes > kMaxAllocationBytes || local_rows > kMaxAllocationBytes / 4) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(cannot, ": more than the address space"));
+  }
+  std::unique_ptr<EmbeddingTable> table(new (std::nothrow) EmbeddingTable(
+      std::move(spec), local_rows, state_width));
+  if (table == nullptr || table->weights_ == nullptr ||
+      (state_width > 0 && table->state_ == nullptr) ||
+      table->stripes_ == nullptr || table->stamps_ == nullptr) {
+    return absl::ResourceExhaustedError(cannot);
+  }
+  return table;
+}
+
 absl::StatusOr<std::unique_ptr<EmbeddingTable>> EmbeddingTable::Create(
-    TableSpec spec, absl::Span<const float> initial_weights) {
+    TableSpec spec, absl::Span<const float> initial_weights,
+    const Cancellation& cancel) {
   EMBEDDING_RETURN_IF_ERROR(ValidateTableSpec(spec));
-  EMBEDDING_RETURN_IF_ERROR(MemoryBytes(spec).status());
   const int64_t dim = spec.embedding_dim;
   if (!initial_weights.empty()) {
     EMBEDDING_RETURN_IF_ERROR(CheckRowsShape(
         initial_weights, spec.num_embeddings, dim, "initial_weights"));
   }
-  const int64_t local_rows =
-      LayoutOf(spec).RowsOnShard(spec.num_embeddings, spec.shard_index);
-  const int64_t state_width = OptimizerStateWidth(spec.optimizer.kind, dim);
-  std::unique_ptr<EmbeddingTable> table(
-      new (std::nothrow) EmbeddingTable(spec, local_rows, state_width));
-  if (table == nullptr || table->weights_ == nullptr ||
-      (state_width > 0 && table->state_ == nullptr) ||
-      table->stamps_ == nullptr) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("cannot allocate table \"", spec.name, "\" of ",
-                     local_rows, " x ", dim, " rows"));
-  }
-  for (int64_t local = 0; local < local_rows; ++local) {
+  const InitializerSpec initializer = spec.initializer;
+  const OptimizerSpec optimizer = spec.optimizer;
+  const uint64_t seed = spec.seed;
+  EMBEDDING_ASSIGN_OR_RETURN(std::unique_ptr<EmbeddingTable> table,
+                             Allocate(std::move(spec)));
+  // Initialising writes every page: a large table takes seconds, so it
+  // stops (and frees it all) when the caller gives up.
+  PeriodicCancelCheck check(cancel);
+  for (int64_t local = 0; local < table->local_rows_; ++local) {
+    if (check.Cancelled()) return check.status();
     const int64_t global = table->GlobalRow(local);
     float* row = table->RowData(local);
     if (table->IsPadding(global)) {
@@ -118,11 +177,13 @@ absl::StatusOr<std::unique_ptr<EmbeddingTable>> EmbeddingTable::Create(
     } else if (!initial_weights.empty()) {
       std::copy_n(&initial_weights[global * dim], dim, row);
     } else {
-      FillRow(spec.initializer, spec.seed, global, dim, row);
+      FillRow(initializer, seed, global, dim, row);
     }
   }
-  for (int64_t local = 0; local < local_rows; ++local) {
-    InitializeOptimizerState(spec.optimizer, dim, table->StateData(local));
+  for (int64_t local = 0; table->state_width_ > 0 && local < table->local_rows_;
+       ++local) {
+    if (check.Cancelled()) return check.status();
+    InitializeOptimizerState(optimizer, dim, table->StateData(local));
   }
   return table;
 }
@@ -144,7 +205,7 @@ EmbeddingTable::EmbeddingTable(TableSpec spec, int64_t local_rows,
       state_(state_width > 0
                  ? new (std::nothrow) float[local_rows * state_width]
                  : nullptr),
-      stripes_(new Stripe[kLockStripes]),
+      stripes_(new (std::nothrow) Stripe[kLockStripes]),
       stamps_(new (std::nothrow) std::atomic<uint32_t>[local_rows]()),
       spec_(std::move(spec)) {}
 
@@ -224,6 +285,7 @@ void EmbeddingTable::BeforeRowChange(Stripe& stripe, int64_t local_row,
     }
     stripe.pre_images->emplace(local_row,
                                PreImage{old_stamp, std::move(values)});
+    budget_.Grow(PreImageBytes());
   }
   stamp.store(mutation.epoch, std::memory_order_relaxed);
 }
@@ -256,28 +318,43 @@ void EmbeddingTable::ReadRow(int64_t local_row, bool renorm, Use&& use) {
   use(row);
 }
 
+int64_t EmbeddingTable::PreImageBytes() const {
+  return (dim_ + state_width_) * int64_t{sizeof(float)} +
+         kPreImageOverheadBytes;
+}
+
 absl::Status EmbeddingTable::Lookup(absl::Span<const int64_t> indices,
-                                    DType dtype, void* out) {
-  return Gather(indices, dtype, /*renorm=*/true, out);
+                                    DType dtype, void* out,
+                                    const Cancellation& cancel) {
+  return Gather(indices, dtype, /*renorm=*/true, out, cancel);
 }
 
 absl::Status EmbeddingTable::ReadRows(absl::Span<const int64_t> indices,
-                                      float* out) {
-  return Gather(indices, DType::kFloat32, /*renorm=*/false, out);
+                                      float* out, const Cancellation& cancel) {
+  return Gather(indices, DType::kFloat32, /*renorm=*/false, out, cancel);
 }
 
 absl::Status EmbeddingTable::Gather(absl::Span<const int64_t> indices,
-                                    DType dtype, bool renorm, void* out) {
+                                    DType dtype, bool renorm, void* out,
+                                    const Cancellation& cancel) {
   EMBEDDING_RETURN_IF_ERROR(ValidateIndices(indices, "index"));
   const size_t row_bytes = dim_ * ElementSize(dtype);
   char* dst = static_cast<char*>(out);
-  for (size_t i = 0; i < indices.size(); ++i) {
-    if (i + kPrefetchDistance < indices.size()) {
-      PrefetchRow(LocalRow(indices[i + kPrefetchDistance]), /*state=*/false);
+  // Blocks of rows with a check between them; the inner loop as tight as
+  // without.
+  for (size_t begin = 0; begin < indices.size();
+       begin += kRowsBetweenCancelChecks) {
+    if (cancel.IsCancelled()) return cancel.Status();
+    const size_t end =
+        std::min<size_t>(indices.size(), begin + kRowsBetweenCancelChecks);
+    for (size_t i = begin; i < end; ++i) {
+      if (i + kPrefetchDistance < indices.size()) {
+        PrefetchRow(LocalRow(indices[i + kPrefetchDistance]), /*state=*/false);
+      }
+      ReadRow(LocalRow(indices[i]), renorm,
+              [&](const float* row) { ConvertFloats(row, dim_, dtype, dst); });
+      dst += row_bytes;
     }
-    ReadRow(LocalRow(indices[i]), renorm,
-            [&](const float* row) { ConvertFloats(row, dim_, dtype, dst); });
-    dst += row_bytes;
   }
   return absl::OkStatus();
 }
@@ -292,55 +369,90 @@ absl::Status EmbeddingTable::CheckBagMode(BagMode mode) const {
 
 absl::Status EmbeddingTable::LookupBag(const ValidatedBagBatch& batch,
                                        DType dtype, void* out,
-                                       int64_t* max_indices) {
+                                       int64_t* max_indices,
+                                       const Cancellation& cancel) {
   EMBEDDING_RETURN_IF_ERROR(CheckBagMode(batch.mode()));
   EMBEDDING_RETURN_IF_ERROR(ValidateIndices(batch.indices(), "index"));
-  PoolBags(
+  return PoolBags(
       batch, dim_, padding_global_row_,
       [this](int64_t index, const auto& use) {
         ReadRow(LocalRow(index), /*renorm=*/true, use);
       },
-      dtype, out, max_indices);
-  return absl::OkStatus();
+      dtype, out, max_indices, cancel);
 }
 
 absl::StatusOr<PushResult> EmbeddingTable::PushGradients(
     absl::Span<const int64_t> indices, absl::Span<const float> grad,
-    const PushOptions& options) {
+    const PushOptions& options, const Cancellation& cancel) {
   EMBEDDING_RETURN_IF_ERROR(ValidateIndices(indices, "index"));
   EMBEDDING_RETURN_IF_ERROR(
       CheckRowsShape(grad, static_cast<int64_t>(indices.size()), dim_, "grad"));
-  GradientAccumulator& gradient =
-      GradientAccumulator::ForThisThread(dim_, indices.size());
-  for (size_t position = 0; position < indices.size(); ++position) {
-    if (IsPadding(indices[position])) continue;
-    gradient.Add(indices[position], &grad[position * dim_], 1.0f);
-  }
-  return ApplyPush(gradient, indices, options);
+  return Push(indices, options, cancel,
+              [&](GradientAccumulator& gradient) -> absl::Status {
+                PeriodicCancelCheck check(cancel);
+                for (size_t position = 0; position < indices.size();
+                     ++position) {
+                  if (check.Cancelled()) return check.status();
+                  if (IsPadding(indices[position])) continue;
+                  gradient.Add(indices[position], &grad[position * dim_], 1.0f);
+                }
+                return absl::OkStatus();
+              });
 }
 
 absl::StatusOr<PushResult> EmbeddingTable::PushBagGradients(
     const ValidatedBagBatch& batch, absl::Span<const float> grad,
-    absl::Span<const int64_t> max_indices, const PushOptions& options) {
+    absl::Span<const int64_t> max_indices, const PushOptions& options,
+    const Cancellation& cancel) {
   EMBEDDING_RETURN_IF_ERROR(CheckBagMode(batch.mode()));
   EMBEDDING_RETURN_IF_ERROR(ValidateIndices(batch.indices(), "index"));
   EMBEDDING_RETURN_IF_ERROR(CheckRowsShape(grad, batch.bags(), dim_, "grad"));
-  GradientAccumulator& gradient =
-      GradientAccumulator::ForThisThread(dim_, batch.indices().size());
-  EMBEDDING_RETURN_IF_ERROR(ScatterBagGradients(
-      batch, dim_, padding_global_row_, grad, max_indices, gradient));
-  return ApplyPush(gradient, batch.indices(), options);
+  return Push(batch.indices(), options, cancel,
+              [&](GradientAccumulator& gradient) {
+                return ScatterBagGradients(batch, dim_, padding_global_row_,
+                                           grad, max_indices, gradient, cancel);
+              });
 }
 
-absl::StatusOr<PushResult> EmbeddingTable::ApplyPush(
-    GradientAccumulator& gradient, absl::Span<const int64_t> indices,
-    const PushOptions& options) {
+absl::StatusOr<PushResult> EmbeddingTable::Push(
+    absl::Span<const int64_t> indices, const PushOptions& options,
+    const Cancellation& cancel,
+    absl::FunctionRef<absl::Status(GradientAccumulator&)> accumulate) {
+  EMBEDDING_RETURN_IF_ERROR(CheckIndexCount(indices.size(), "push"));
   if (options.learning_rate.has_value() &&
       !(*options.learning_rate > 0 && std::isfinite(*options.learning_rate))) {
     return absl::InvalidArgumentError(
         absl::StrCat("learning_rate must be a finite number > 0, got ",
                      *options.learning_rate));
   }
+  if (!options.client_id.empty()) {
+    // Before the scratch: a refused push costs nothing.
+    EMBEDDING_RETURN_IF_ERROR(
+        ExactlyOnceTracker::CheckClaim(options.client_id, options.sequence));
+  }
+  // Distinct rows are at most this shard's rows, however many indices.
+  const size_t distinct =
+      std::min(indices.size(), static_cast<size_t>(local_rows_));
+  PushScratch scratch;  // Frees a large push's scratch when it ends.
+  GradientAccumulator* gradient = nullptr;
+  try {
+    gradient = &scratch.Start(dim_, distinct);
+    EMBEDDING_RETURN_IF_ERROR(accumulate(*gradient));
+  } catch (const std::bad_alloc&) {
+    // Nothing is changed yet.
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "cannot allocate the scratch of a push of ", indices.size(),
+        " indices to table ", QuoteForMessage(name_), " (at most ",
+        PushScratchBytes(indices.size(), dim_), " bytes)"));
+  }
+  return ApplyPush(*gradient, indices, options, cancel);
+}
+
+absl::StatusOr<PushResult> EmbeddingTable::ApplyPush(
+    GradientAccumulator& gradient, absl::Span<const int64_t> indices,
+    const PushOptions& options, const Cancellation& cancel) {
+  // The last moment to stop: the claim below is the first change.
+  if (cancel.IsCancelled()) return cancel.Status();
   // Held from the claim to the version's increment, so that a snapshot's
   // exactly-once windows, rows and version agree.
   ReaderLock barrier(&mutation_barrier_);
@@ -384,19 +496,29 @@ absl::StatusOr<PushResult> EmbeddingTable::ApplyPush(
 }
 
 absl::StatusOr<int64_t> EmbeddingTable::WriteRows(
-    absl::Span<const int64_t> indices, absl::Span<const float> values) {
+    absl::Span<const int64_t> indices, absl::Span<const float> values,
+    const Cancellation& cancel) {
   EMBEDDING_RETURN_IF_ERROR(ValidateIndices(indices, "index"));
   EMBEDDING_RETURN_IF_ERROR(CheckRowsShape(
       values, static_cast<int64_t>(indices.size()), dim_, "values"));
-  absl::flat_hash_set<int64_t> seen;
-  seen.reserve(indices.size());
-  for (size_t i = 0; i < indices.size(); ++i) {
-    if (!seen.insert(indices[i]).second) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("index ", indices[i], " at position ", i,
-                       " is written twice in one request"));
+  EMBEDDING_RETURN_IF_ERROR(CheckIndexCount(indices.size(), "write"));
+  {
+    // 12 bytes per index (PositionIndex), freed before the rows change.
+    const auto index_at = [&](uint32_t position) { return indices[position]; };
+    PositionIndex seen;
+    seen.Reset(indices.size());
+    PeriodicCancelCheck check(cancel);
+    for (size_t i = 0; i < indices.size(); ++i) {
+      if (check.Cancelled()) return check.status();
+      if (seen.FindOrInsert(indices[i], static_cast<uint32_t>(i), index_at) !=
+          i) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("index ", indices[i], " at position ", i,
+                         " is written twice in one request"));
+      }
     }
   }
+  if (cancel.IsCancelled()) return cancel.Status();
   ReaderLock barrier(&mutation_barrier_);
   const MutationContext mutation = CurrentMutation();
   for (size_t i = 0; i < indices.size(); ++i) {
@@ -410,7 +532,8 @@ absl::StatusOr<int64_t> EmbeddingTable::WriteRows(
 }
 
 absl::StatusOr<int64_t> EmbeddingTable::WriteRowRange(
-    int64_t start_row, absl::Span<const float> values) {
+    int64_t start_row, absl::Span<const float> values,
+    const Cancellation& cancel) {
   const int64_t rows = static_cast<int64_t>(values.size()) / dim_;
   if (values.empty() || static_cast<int64_t>(values.size()) % dim_ != 0) {
     return absl::InvalidArgumentError(
@@ -419,17 +542,19 @@ absl::StatusOr<int64_t> EmbeddingTable::WriteRowRange(
                      "embedding_dim ",
                      dim_));
   }
+  // rows >= 1 and num_embeddings >= 1: the difference cannot overflow.
   if (start_row < 0 || start_row > num_embeddings_ - rows) {
     return absl::InvalidArgumentError(
-        absl::StrCat("rows [", start_row, ", ", start_row + rows,
-                     ") are not within [0, ", num_embeddings_, ")"));
+        absl::StrCat(rows, " rows from row ", start_row, " are not within [0, ",
+                     num_embeddings_, ")"));
   }
   EMBEDDING_RETURN_IF_ERROR(CheckFinite(values, dim_, "values"));
-  EMBEDDING_ASSIGN_OR_RETURN(std::vector<int64_t> held,
-                             HeldRows(start_row, start_row + rows));
+  if (cancel.IsCancelled()) return cancel.Status();
+  const HeldRange held = HeldIn(start_row, start_row + rows);
   ReaderLock barrier(&mutation_barrier_);
   const MutationContext mutation = CurrentMutation();
-  for (int64_t global : held) {
+  for (int64_t i = 0; i < held.count; ++i) {
+    const int64_t global = held.Row(i);
     const int64_t row = LocalRow(global);
     Stripe& stripe = StripeOf(row);
     WriterLock lock(&stripe.mu);
@@ -439,22 +564,43 @@ absl::StatusOr<int64_t> EmbeddingTable::WriteRowRange(
   return version_.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
+EmbeddingTable::HeldRange EmbeddingTable::HeldIn(int64_t start_row,
+                                                 int64_t end_row) const {
+  const int64_t shards = layout_.shard_count();
+  const int64_t ahead = (shard_index_ - start_row % shards + shards) % shards;
+  // start_row + ahead may pass INT64_MAX only when it is past end_row.
+  if (ahead >= end_row - start_row) return {.first = start_row, .count = 0};
+  const int64_t first = start_row + ahead;
+  // end_row - first > 0: no overflow, and first + (count - 1) * shards <
+  // end_row.
+  return {.first = first,
+          .count = (end_row - first - 1) / shards + 1,
+          .stride = shards};
+}
+
 absl::StatusOr<std::vector<int64_t>> EmbeddingTable::HeldRows(
-    int64_t start_row, int64_t end_row) const {
+    int64_t start_row, int64_t end_row, int64_t max_rows) const {
   if (start_row < 0 || end_row < start_row || end_row > num_embeddings_) {
     return absl::InvalidArgumentError(
         absl::StrCat("row range [", start_row, ", ", end_row,
                      ") is not within [0, ", num_embeddings_, "]"));
   }
-  const int64_t shards = layout_.shard_count();
+  if (max_rows < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_rows must be >= 1, got ", max_rows));
+  }
+  const HeldRange held = HeldIn(start_row, end_row);
   std::vector<int64_t> rows;
-  const int64_t first =
-      start_row + (shard_index_ - start_row % shards + shards) % shards;
-  rows.reserve((end_row - first + shards - 1) / shards + 1);
-  for (int64_t global = first; global < end_row; global += shards) {
-    rows.push_back(global);
+  rows.reserve(std::min(held.count, max_rows));
+  for (int64_t i = 0; i < held.count && i < max_rows; ++i) {
+    rows.push_back(held.Row(i));
   }
   return rows;
+}
+
+absl::StatusOr<std::vector<int64_t>> EmbeddingTable::HeldRows(
+    int64_t start_row, int64_t end_row) const {
+  return HeldRows(start_row, end_row, std::numeric_limits<int64_t>::max());
 }
 
 absl::Status EmbeddingTable::SetOptimizer(const OptimizerSpec& optimizer) {
@@ -462,8 +608,9 @@ absl::Status EmbeddingTable::SetOptimizer(const OptimizerSpec& optimizer) {
   WriterLock lock(&spec_mu_);
   if (optimizer.kind != spec_.optimizer.kind) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "table \"", name_, "\" uses ", InfoOf(spec_.optimizer.kind).name,
-        "; its optimizer cannot change to ", InfoOf(optimizer.kind).name));
+        "table ", QuoteForMessage(name_), " uses ",
+        InfoOf(spec_.optimizer.kind).name, "; its optimizer cannot change to ",
+        InfoOf(optimizer.kind).name));
   }
   spec_.optimizer = optimizer;
   return absl::OkStatus();

@@ -11,6 +11,12 @@
 // gradient in gradient_accumulator.h; this class owns the rows, their locks
 // and the optimizer state.
 //
+// Long operations take a Cancellation (common/cancellation.h) and ask it
+// every kRowsBetweenCancelChecks rows; a cancelled one returns
+// cancel.Status(). Reads stop where they are (their output is then partly
+// written). Pushes and writes ask only before they change anything: a
+// cancelled one changes nothing, and once one starts to apply it finishes.
+//
 // Thread-safe: any number of lookups and pushes may run at once. Rows are
 // guarded by striped reader-writer locks (row r by stripe r % kLockStripes):
 // a lookup copies each row under its stripe's reader lock, so it never sees a
@@ -37,14 +43,17 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
+#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
+#include "common/cancellation.h"
 #include "common/shard_layout.h"
 #include "server/core/bag.h"
 #include "server/core/dtype.h"
 #include "server/core/exactly_once.h"
 #include "server/core/gradient_accumulator.h"
+#include "server/core/memory_budget.h"
 #include "server/core/mutex.h"
 #include "server/core/table_spec.h"
 
@@ -57,10 +66,20 @@ struct PushOptions {
   // Replaces the table's learning rate for this push.
   std::optional<float> learning_rate;
   // Exactly-once: a (client_id, sequence) already applied is not applied
-  // again. Empty client_id disables the check.
+  // again (the rule is in exactly_once.h). Empty client_id disables the
+  // check; at most kMaxClientIdBytes.
   std::string client_id;
   uint64_t sequence = 0;
 };
+
+// An upper bound of the scratch memory one push of `indices` indices (a
+// PushGradients, or a PushBagGradients of that many bag indices) of a table
+// of `dim` columns allocates while it runs, freed when it ends:
+// 36 * indices + 4 * indices * dim + 4224 bytes; INT64_MAX when that
+// overflows. A caller that accounts for memory reserves it before the push.
+// (Each thread also keeps up to GradientAccumulator::kMaxRetainedBytes of
+// scratch between pushes.)
+int64_t PushScratchBytes(int64_t indices, int64_t dim);
 
 struct PushResult {
   int64_t rows_updated = 0;  // Distinct rows the optimizer stepped.
@@ -82,12 +101,16 @@ class EmbeddingTable {
   // Creates a table from a validated spec. `initial_weights` is empty (use
   // the initializer) or the global table's [num_embeddings, dim] floats; the
   // padding row starts as zeros either way. INVALID_ARGUMENT if the spec or
-  // the weights (size, non-finite values) are bad.
+  // the weights (size, non-finite values) are bad; RESOURCE_EXHAUSTED when
+  // the memory cannot be allocated; cancel.Status() (everything freed) when
+  // cancelled during the initialisation.
   static absl::StatusOr<std::unique_ptr<EmbeddingTable>> Create(
-      TableSpec spec, absl::Span<const float> initial_weights);
+      TableSpec spec, absl::Span<const float> initial_weights,
+      const Cancellation& cancel = NeverCancelled());
 
   // Bytes the weights and optimizer state of `spec` take on this server.
-  // INVALID_ARGUMENT when the size overflows 64 bits.
+  // INVALID_ARGUMENT when the size overflows 64 bits (or for a dim or shard
+  // that ValidateTableSpec refuses).
   static absl::StatusOr<int64_t> MemoryBytes(const TableSpec& spec);
 
   EmbeddingTable(const EmbeddingTable&) = delete;
@@ -96,17 +119,28 @@ class EmbeddingTable {
   int64_t dim() const { return dim_; }
   TableStats Stats() const;
 
+  // Counts this table against a memory budget until it is destroyed; its
+  // snapshots' pre-images count too while they are kept. Call before the
+  // table is shared.
+  void HoldBudget(BudgetLease lease) { budget_ = std::move(lease); }
+
+  // Replaces the exactly-once options (idle time, client limits, clock).
+  void SetExactlyOnceOptions(ExactlyOnceOptions options) {
+    exactly_once_.SetOptions(std::move(options));
+  }
+
   // Writes the rows of `indices` (global ids) to `out` as `dtype`, row after
   // row (indices.size() * dim elements). With max_norm, rows over the norm
   // are renormalised in place first, as torch does. INVALID_ARGUMENT names
   // the first index out of range (or held by another shard) and its position.
-  absl::Status Lookup(absl::Span<const int64_t> indices, DType dtype,
-                      void* out);
+  absl::Status Lookup(absl::Span<const int64_t> indices, DType dtype, void* out,
+                      const Cancellation& cancel = NeverCancelled());
 
   // Writes the rows of `indices` to `out` as stored: float32, no max_norm
   // renormalisation (an export, not a forward pass). INVALID_ARGUMENT as
   // Lookup.
-  absl::Status ReadRows(absl::Span<const int64_t> indices, float* out);
+  absl::Status ReadRows(absl::Span<const int64_t> indices, float* out,
+                        const Cancellation& cancel = NeverCancelled());
 
   // F.embedding_bag (see PoolBags): writes [bags, dim] pooled rows to `out`
   // as `dtype`. In MAX mode, `max_indices` (bags * dim) receives the winning
@@ -114,35 +148,54 @@ class EmbeddingTable {
   // INVALID_ARGUMENT for an index as Lookup, or MAX on a scale_grad_by_freq
   // table. The batch itself was checked when it was validated.
   absl::Status LookupBag(const ValidatedBagBatch& batch, DType dtype, void* out,
-                         int64_t* max_indices);
+                         int64_t* max_indices,
+                         const Cancellation& cancel = NeverCancelled());
 
   // Backward of Lookup plus one optimizer step. `grad` is
   // [indices.size(), dim] float32. INVALID_ARGUMENT for a bad index, a size
-  // mismatch or a non-finite gradient; FAILED_PRECONDITION for a sequence
-  // too old to tell whether it was applied.
-  absl::StatusOr<PushResult> PushGradients(absl::Span<const int64_t> indices,
-                                           absl::Span<const float> grad,
-                                           const PushOptions& options);
+  // mismatch or a non-finite gradient, or a bad client_id; the exactly-once
+  // codes of ExactlyOnceTracker::Claim (FAILED_PRECONDITION for a sequence
+  // too old to tell whether it was applied or a forgotten client,
+  // RESOURCE_EXHAUSTED for too many clients); RESOURCE_EXHAUSTED when its
+  // scratch cannot be allocated (at most PushScratchBytes). Cancelled, it
+  // changes nothing.
+  absl::StatusOr<PushResult> PushGradients(
+      absl::Span<const int64_t> indices, absl::Span<const float> grad,
+      const PushOptions& options,
+      const Cancellation& cancel = NeverCancelled());
 
   // Backward of LookupBag plus one optimizer step. `grad` is [bags, dim];
   // in MAX mode `max_indices` is what LookupBag returned. Errors as LookupBag
   // and PushGradients, and INVALID_ARGUMENT for bad max_indices.
   absl::StatusOr<PushResult> PushBagGradients(
       const ValidatedBagBatch& batch, absl::Span<const float> grad,
-      absl::Span<const int64_t> max_indices, const PushOptions& options);
+      absl::Span<const int64_t> max_indices, const PushOptions& options,
+      const Cancellation& cancel = NeverCancelled());
 
   // Overwrites rows: `values` is [indices.size(), dim]. Each index may appear
-  // once. Returns the new version.
-  absl::StatusOr<int64_t> WriteRows(absl::Span<const int64_t> indices,
-                                    absl::Span<const float> values);
+  // once. Returns the new version. Cancelled, it changes nothing.
+  absl::StatusOr<int64_t> WriteRows(
+      absl::Span<const int64_t> indices, absl::Span<const float> values,
+      const Cancellation& cancel = NeverCancelled());
 
   // Overwrites the rows of the global range [start_row, start_row + rows)
   // that this shard holds, from `values` = [rows, dim] for the whole range.
-  absl::StatusOr<int64_t> WriteRowRange(int64_t start_row,
-                                        absl::Span<const float> values);
+  // INVALID_ARGUMENT when the range is not within the table. Cancelled, it
+  // changes nothing.
+  absl::StatusOr<int64_t> WriteRowRange(
+      int64_t start_row, absl::Span<const float> values,
+      const Cancellation& cancel = NeverCancelled());
 
-  // Global ids of the rows this shard holds in [start_row, end_row).
-  // INVALID_ARGUMENT when the range is not within [0, num_embeddings].
+  // Global ids of the rows this shard holds in [start_row, end_row), at most
+  // `max_rows` of them from the first held row >= start_row, ascending: read
+  // a range in chunks, each starting at the last row + 1. INVALID_ARGUMENT
+  // when the range is not within [0, num_embeddings] or max_rows < 1.
+  absl::StatusOr<std::vector<int64_t>> HeldRows(int64_t start_row,
+                                                int64_t end_row,
+                                                int64_t max_rows) const;
+
+  // Every held row of the range at once. Deprecated: a range of the whole
+  // table costs 8 bytes per row; use the chunked overload.
   absl::StatusOr<std::vector<int64_t>> HeldRows(int64_t start_row,
                                                 int64_t end_row) const;
 
@@ -201,6 +254,25 @@ class EmbeddingTable {
 
   EmbeddingTable(TableSpec spec, int64_t local_rows, int64_t state_width);
 
+  // Allocates the table of a validated `spec` (rows not yet written).
+  // INVALID_ARGUMENT when its size overflows, RESOURCE_EXHAUSTED when it
+  // cannot be allocated.
+  static absl::StatusOr<std::unique_ptr<EmbeddingTable>> Allocate(
+      TableSpec spec);
+
+  // The global rows this shard holds in a range: Row(0), ..., Row(count-1).
+  struct HeldRange {
+    int64_t first = 0;
+    int64_t count = 0;
+    int64_t stride = 1;
+    int64_t Row(int64_t i) const { return first + i * stride; }
+  };
+  // REQUIRES: 0 <= start_row <= end_row.
+  HeldRange HeldIn(int64_t start_row, int64_t end_row) const;
+
+  // Bytes a row's pre-image holds, as counted against the budget.
+  int64_t PreImageBytes() const;
+
   MutationContext CurrentMutation() const
       ABSL_SHARED_LOCKS_REQUIRED(mutation_barrier_);
 
@@ -250,13 +322,27 @@ class EmbeddingTable {
 
   // Lookup and ReadRows: rows of `indices` to `out` as `dtype`.
   absl::Status Gather(absl::Span<const int64_t> indices, DType dtype,
-                      bool renorm, void* out);
+                      bool renorm, void* out, const Cancellation& cancel);
+
+  // PushGradients and PushBagGradients once their tensors are validated:
+  // checks the options, `accumulate` sums the gradient of the push (of
+  // `indices`) into this thread's accumulator, then ApplyPush.
+  // RESOURCE_EXHAUSTED when the scratch cannot be allocated.
+  absl::StatusOr<PushResult> Push(
+      absl::Span<const int64_t> indices, const PushOptions& options,
+      const Cancellation& cancel,
+      absl::FunctionRef<absl::Status(GradientAccumulator&)> accumulate);
 
   // The coalesced gradient of a push of `indices` -> one optimizer step per
-  // row, unless options name a push already applied.
+  // row, unless options (checked by Push) name a push already applied or
+  // `cancel` says stop (asked once, before anything changes).
   absl::StatusOr<PushResult> ApplyPush(GradientAccumulator& gradient,
                                        absl::Span<const int64_t> indices,
-                                       const PushOptions& options);
+                                       const PushOptions& options,
+                                       const Cancellation& cancel);
+
+  // Destroyed last: the budget gets the bytes back once they are freed.
+  BudgetLease budget_;
 
   const std::string name_;
   const int64_t num_embeddings_;

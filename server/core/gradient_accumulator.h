@@ -4,8 +4,8 @@
 // push of DESIGN.md): a batch that names a row many times costs one locked
 // update, not many.
 //
-//   GradientAccumulator& gradient =
-//       GradientAccumulator::ForThisThread(dim, indices.size());
+//   PushScratch scratch;
+//   GradientAccumulator& gradient = scratch.Start(dim, indices.size());
 //   for (size_t i = 0; i < indices.size(); ++i) {
 //     gradient.Add(indices[i], &grad[i * dim], 1.0f);
 //   }
@@ -13,6 +13,11 @@
 //   for (size_t s = 0; s < gradient.size(); ++s) {
 //     Step(gradient.row(s), gradient.sum(s));
 //   }
+//
+// Memory: a push of n indices of dim floats allocates at most
+// GradientAccumulator::BytesBound(n, dim) = 24 n + 4 n dim bytes (+ 64) of
+// scratch. A thread keeps its scratch between pushes only up to
+// kMaxRetainedBytes; past that it is freed when the push ends.
 //
 // Thread-compatible: one push uses one accumulator; ForThisThread gives each
 // thread its own.
@@ -23,17 +28,80 @@
 #include <cstdint>
 #include <vector>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/types/span.h"
 
 namespace embedding {
 
+// An open-addressing hash set of int64 keys that the caller stores in an
+// array of its own: the index holds only positions into that array (4 bytes
+// an entry), so n keys cost at most BytesBound(n) = 12 n + 64 bytes. Keys
+// are found through `key_at(position)`. Thread-compatible.
+class PositionIndex {
+ public:
+  // Empties the index and sizes it for up to `max_keys` keys (it grows if
+  // more come). REQUIRES: max_keys < 2^31.
+  void Reset(size_t max_keys);
+
+  // The position recorded for `key`; when there is none, records
+  // `new_position` (which key_at need not know yet) and returns it.
+  template <typename KeyAt>
+  uint32_t FindOrInsert(int64_t key, uint32_t new_position, KeyAt&& key_at);
+
+  // Whether a position with key_at(position) == key is recorded.
+  template <typename KeyAt>
+  bool Contains(int64_t key, KeyAt&& key_at) const;
+
+  // The position of `key`, or kNone.
+  template <typename KeyAt>
+  uint32_t Find(int64_t key, KeyAt&& key_at) const;
+  static constexpr uint32_t kNone = ~uint32_t{0};
+
+  // Bytes held, and the most Reset(max_keys) and its inserts allocate.
+  int64_t allocated_bytes() const {
+    return static_cast<int64_t>(entries_.capacity() * sizeof(uint32_t));
+  }
+  static int64_t BytesBound(int64_t max_keys);
+
+  // Frees the memory; Reset before the next use.
+  void Free();
+
+ private:
+  // The slot where a probe for `key` starts.
+  size_t Home(int64_t key) const {
+    return static_cast<size_t>(
+        (static_cast<uint64_t>(key) * 0x9e3779b97f4a7c15ull) >> shift_);
+  }
+  // Doubles the capacity, re-inserting every position.
+  template <typename KeyAt>
+  void Grow(KeyAt&& key_at);
+
+  // position + 1 of the key probed here; 0 when empty. A power of two long,
+  // at most 2/3 full.
+  std::vector<uint32_t> entries_;
+  size_t mask_ = 0;
+  int shift_ = 64;
+  size_t count_ = 0;
+};
+
 class GradientAccumulator {
  public:
-  // This thread's accumulator for rows of `dim` floats, emptied. Its buffers
-  // stay allocated between pushes, so a steady stream of pushes allocates
-  // (and page-faults) nothing.
+  // Bytes of scratch a thread keeps between pushes.
+  static constexpr int64_t kMaxRetainedBytes = int64_t{1} << 20;
+
+  // This thread's accumulator for rows of `dim` floats and up to
+  // `expected_rows` distinct rows, emptied. Its buffers stay allocated
+  // between pushes (up to kMaxRetainedBytes, see PushScratch), so a steady
+  // stream of small pushes allocates (and page-faults) nothing. May throw
+  // std::bad_alloc.
   static GradientAccumulator& ForThisThread(int64_t dim, size_t expected_rows);
+
+  // The most scratch one push of `rows` indices of `dim` floats allocates;
+  // INT64_MAX when that overflows.
+  static int64_t BytesBound(int64_t rows, int64_t dim);
+
+  // Bytes of scratch this thread's accumulator holds now (a test hook, and
+  // what a thread keeps between pushes).
+  static int64_t RetainedBytesOnThisThread();
 
   GradientAccumulator(const GradientAccumulator&) = delete;
   GradientAccumulator& operator=(const GradientAccumulator&) = delete;
@@ -61,25 +129,98 @@ class GradientAccumulator {
   // The `dim` summed floats of the row in `slot`.
   const float* sum(size_t slot) const { return &sums_[slot * dim_]; }
 
+  // Bytes its buffers hold.
+  int64_t allocated_bytes() const;
+
+  // Frees every buffer of this thread's accumulator when they hold more
+  // than kMaxRetainedBytes.
+  static void ReleaseIfLargeOnThisThread();
+
  private:
   GradientAccumulator() = default;
 
   // The row's sum, created as zeros on first use.
   float* SumOf(int64_t row) {
-    auto [it, inserted] = slots_.try_emplace(row, rows_.size());
-    if (inserted) {
+    const uint32_t slot = index_.FindOrInsert(
+        row, static_cast<uint32_t>(rows_.size()),
+        [this](uint32_t position) { return rows_[position]; });
+    if (slot == rows_.size()) {
       rows_.push_back(row);
       sums_.resize(sums_.size() + dim_, 0.0f);
     }
-    return &sums_[it->second * dim_];
+    return &sums_[slot * dim_];
   }
 
   int64_t dim_ = 0;
-  absl::flat_hash_map<int64_t, size_t> slots_;  // Row -> slot.
-  std::vector<int64_t> rows_;                   // Slot -> row.
-  std::vector<float> sums_;                     // Slot -> dim floats.
-  std::vector<int64_t> counts_;  // Slot -> occurrences (ScaleByFrequency).
+  PositionIndex index_;           // Row -> slot.
+  std::vector<int64_t> rows_;     // Slot -> row.
+  std::vector<float> sums_;       // Slot -> dim floats.
+  std::vector<uint32_t> counts_;  // Slot -> occurrences (ScaleByFrequency).
 };
+
+// This thread's accumulator for one push: when the push ends (this goes out
+// of scope), its buffers are freed if they hold more than
+// GradientAccumulator::kMaxRetainedBytes, so no thread keeps a large push's
+// scratch. Start may throw std::bad_alloc; the scratch is trimmed then too.
+// Thread-compatible.
+class PushScratch {
+ public:
+  PushScratch() = default;
+  ~PushScratch();
+  PushScratch(const PushScratch&) = delete;
+  PushScratch& operator=(const PushScratch&) = delete;
+
+  // GradientAccumulator::ForThisThread(dim, expected_rows).
+  GradientAccumulator& Start(int64_t dim, size_t expected_rows) {
+    return GradientAccumulator::ForThisThread(dim, expected_rows);
+  }
+};
+
+// Implementation.
+
+template <typename KeyAt>
+uint32_t PositionIndex::FindOrInsert(int64_t key, uint32_t new_position,
+                                     KeyAt&& key_at) {
+  if ((count_ + 1) * 3 > entries_.size() * 2) Grow(key_at);
+  for (size_t i = Home(key);; i = (i + 1) & mask_) {
+    const uint32_t entry = entries_[i];
+    if (entry == 0) {
+      entries_[i] = new_position + 1;
+      ++count_;
+      return new_position;
+    }
+    if (key_at(entry - 1) == key) return entry - 1;
+  }
+}
+
+template <typename KeyAt>
+uint32_t PositionIndex::Find(int64_t key, KeyAt&& key_at) const {
+  if (entries_.empty()) return kNone;
+  for (size_t i = Home(key);; i = (i + 1) & mask_) {
+    const uint32_t entry = entries_[i];
+    if (entry == 0) return kNone;
+    if (key_at(entry - 1) == key) return entry - 1;
+  }
+}
+
+template <typename KeyAt>
+bool PositionIndex::Contains(int64_t key, KeyAt&& key_at) const {
+  return Find(key, key_at) != kNone;
+}
+
+template <typename KeyAt>
+void PositionIndex::Grow(KeyAt&& key_at) {
+  std::vector<uint32_t> old;
+  old.swap(entries_);
+  Reset(old.empty() ? 0 : old.size());
+  for (uint32_t entry : old) {
+    if (entry == 0) continue;
+    size_t i = Home(key_at(entry - 1));
+    while (entries_[i] != 0) i = (i + 1) & mask_;
+    entries_[i] = entry;
+    ++count_;
+  }
+}
 
 }  // namespace embedding
 

@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <cmath>
-#include <new>
-#include <string>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/checked_math.h"
 #include "common/status_macros.h"
 
 namespace embedding {
@@ -29,21 +29,8 @@ absl::Status CheckFinite(absl::Span<const float> values, int64_t width,
 absl::StatusOr<std::unique_ptr<TableLoader>> TableLoader::Create(
     TableSpec spec) {
   EMBEDDING_RETURN_IF_ERROR(ValidateTableSpec(spec));
-  EMBEDDING_RETURN_IF_ERROR(EmbeddingTable::MemoryBytes(spec).status());
-  const ShardLayout layout = *ShardLayout::Create(spec.shard_count);
-  const int64_t local_rows =
-      layout.RowsOnShard(spec.num_embeddings, spec.shard_index);
-  const int64_t state_width =
-      OptimizerStateWidth(spec.optimizer.kind, spec.embedding_dim);
-  const std::string name = spec.name;
-  std::unique_ptr<EmbeddingTable> table(new (std::nothrow) EmbeddingTable(
-      std::move(spec), local_rows, state_width));
-  if (table == nullptr || table->weights_ == nullptr ||
-      (state_width > 0 && table->state_ == nullptr) ||
-      table->stamps_ == nullptr) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "cannot allocate table \"", name, "\" of ", local_rows, " rows"));
-  }
+  EMBEDDING_ASSIGN_OR_RETURN(std::unique_ptr<EmbeddingTable> table,
+                             EmbeddingTable::Allocate(std::move(spec)));
   return std::unique_ptr<TableLoader>(new TableLoader(std::move(table)));
 }
 
@@ -56,8 +43,10 @@ absl::Status TableLoader::Put(absl::Span<const int64_t> global_rows,
   const int64_t n = static_cast<int64_t>(global_rows.size());
   const int64_t dim = table_->dim_;
   const int64_t state_width = table_->state_width_;
-  if (static_cast<int64_t>(weights.size()) != n * dim ||
-      static_cast<int64_t>(state.size()) != n * state_width) {
+  const std::optional<int64_t> weight_floats = CheckedMul(n, dim);
+  const std::optional<int64_t> state_floats = CheckedMul(n, state_width);
+  if (weight_floats != static_cast<int64_t>(weights.size()) ||
+      state_floats != static_cast<int64_t>(state.size())) {
     return absl::InvalidArgumentError(
         absl::StrCat("rows: ", n, ", weights: ", weights.size(),
                      " values, state: ", state.size(), " values; expected [", n,

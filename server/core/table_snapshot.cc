@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/quote.h"
 
 namespace embedding {
 
@@ -17,13 +18,14 @@ absl::StatusOr<std::unique_ptr<TableSnapshot>> EmbeddingTable::BeginSnapshot(
     // Waits for the mutations in flight; new ones wait for this instant.
     WriterLock barrier(&mutation_barrier_);
     if (snapshot_open_) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "table \"", name_, "\" already has a snapshot in progress"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("table ", QuoteForMessage(name_),
+                       " already has a snapshot in progress"));
     }
     if (since.has_value() && *since >= epoch_) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("snapshot since epoch ", *since, " of table \"", name_,
-                       "\", which is only at epoch ", epoch_));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "snapshot since epoch ", *since, " of table ", QuoteForMessage(name_),
+          ", which is only at epoch ", epoch_));
     }
     {
       ReaderLock lock(&spec_mu_);
@@ -51,11 +53,15 @@ void EmbeddingTable::EndSnapshot() {
     snapshot_open_ = false;
   }
   // No mutation adds a pre-image any more.
+  int64_t freed = 0;
   for (int64_t s = 0; s < kLockStripes; ++s) {
     Stripe& stripe = stripes_[s];
     WriterLock lock(&stripe.mu);
+    if (stripe.pre_images == nullptr) continue;
+    freed += static_cast<int64_t>(stripe.pre_images->size());
     stripe.pre_images.reset();
   }
+  budget_.Shrink(freed * PreImageBytes());
 }
 
 TableSnapshot::TableSnapshot(EmbeddingTable& table, TableMetadata metadata,
@@ -118,6 +124,7 @@ int64_t TableSnapshot::Read(int64_t max_rows, int64_t* global_rows,
       std::copy_n(pre->values.data(), dim, row_weights);
       std::copy_n(pre->values.data() + dim, state_width, row_state);
       stripe.pre_images->erase(local);  // Copied: no longer needed.
+      table_.budget_.Shrink(table_.PreImageBytes());
     } else {
       std::copy_n(table_.RowData(local), dim, row_weights);
       std::copy_n(table_.StateData(local), state_width, row_state);

@@ -31,7 +31,10 @@
 // opens a new epoch. A mutation of a row the snapshot holds but has not yet
 // copied first stores the row's pre-image; Read copies each row under its
 // stripe lock, from the pre-image when there is one. Memory: at most one
-// pre-image per row, freed as it is read or when the snapshot ends.
+// pre-image per row, freed as it is read or when the snapshot ends; while
+// kept, they count against the table's memory budget (without being
+// refused: the pushes that make them are already applying), so creates
+// may be refused until the snapshot ends.
 //
 // Thread-compatible: one thread reads a snapshot, while any others use its
 // table. The table must outlive the snapshot.

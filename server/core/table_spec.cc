@@ -4,7 +4,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/optimizer_kinds.h"
+#include "common/quote.h"
 #include "common/status_macros.h"
+#include "server/core/initializer.h"
 
 namespace embedding {
 namespace {
@@ -24,9 +26,9 @@ absl::Status ValidateName(const std::string& name) {
   }
   for (char c : name) {
     if (!IsNameCharacter(c)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "table name \"", name,
-          "\" may only contain letters, digits, '_', '-' and '.'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("table name ", QuoteForMessage(name),
+                       " may only contain letters, digits, '_', '-' and '.'"));
     }
   }
   return absl::OkStatus();
@@ -45,7 +47,7 @@ absl::Status ValidateInitializer(const InitializerSpec& init) {
         absl::StrCat("uniform initializer needs low <= high, got [", init.a,
                      ", ", init.b, ")"));
   }
-  return absl::OkStatus();
+  return CheckInitializerStaysFinite(init);
 }
 
 template <typename T>
@@ -66,6 +68,11 @@ absl::Status ValidateTableSpec(TableSpec& spec) {
   if (spec.embedding_dim <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("embedding_dim must be > 0, got ", spec.embedding_dim));
+  }
+  if (spec.embedding_dim > kMaxEmbeddingDim) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("embedding_dim must be at most ", kMaxEmbeddingDim,
+                     ", got ", spec.embedding_dim));
   }
   if (spec.padding_idx.has_value()) {
     int64_t idx = *spec.padding_idx;
@@ -93,6 +100,16 @@ absl::Status ValidateTableSpec(TableSpec& spec) {
   }
   EMBEDDING_RETURN_IF_ERROR(ValidateInitializer(spec.initializer));
   return ValidateOptimizerSpec(spec.optimizer);
+}
+
+int64_t LocalRowCount(const TableSpec& spec) {
+  // Global rows g < n with g % count == index: n / count full rounds, plus
+  // one more when the last partial round reaches the shard. No sum of n and
+  // anything, so no overflow for n near 2^63.
+  if (spec.num_embeddings <= 0) return 0;
+  const int64_t count = spec.shard_count;
+  return spec.num_embeddings / count +
+         (spec.shard_index < spec.num_embeddings % count ? 1 : 0);
 }
 
 absl::Status CheckSameTable(const TableSpec& expected,

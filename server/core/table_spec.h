@@ -12,6 +12,9 @@
 
 namespace embedding {
 
+// The widest table: embedding_dim may be 1 to this.
+inline constexpr int64_t kMaxEmbeddingDim = 65536;
+
 struct InitializerSpec {
   enum class Kind { kNormal, kUniform, kConstant };
   Kind kind = Kind::kNormal;
@@ -38,8 +41,14 @@ struct TableSpec {
 };
 
 // Checks every field and normalises a negative padding_idx.
-// INVALID_ARGUMENT names the first bad field.
+// INVALID_ARGUMENT names the first bad field: among others an embedding_dim
+// above kMaxEmbeddingDim, and initializer parameters whose draws can be
+// non-finite in float32 (see ValidateInitializerRange).
 absl::Status ValidateTableSpec(TableSpec& spec);
+
+// Rows of the global table that the spec's shard holds, without overflow
+// for any num_embeddings. REQUIRES: 0 <= shard_index < shard_count.
+int64_t LocalRowCount(const TableSpec& spec);
 
 // OK when `actual` describes the same table as `expected` (shard included)
 // but perhaps for the optimizer's hyper-parameters, which SetOptimizer may

@@ -19,6 +19,17 @@ TEST(CheckedMathTest, MulAndAddReportOverflow) {
   EXPECT_FALSE(CheckedAdd(kMax, 1).has_value());
 }
 
+TEST(CheckedMathTest, SubAndMulAddReportOverflow) {
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  EXPECT_EQ(CheckedSub(kMin + 1, 1), kMin);
+  EXPECT_FALSE(CheckedSub(kMin, 1).has_value());
+  EXPECT_FALSE(CheckedSub(0, kMin).has_value());
+  EXPECT_EQ(CheckedMulAdd(3, 4, 5), 17);
+  EXPECT_FALSE(CheckedMulAdd(kMax / 2 + 1, 2, 0).has_value());
+  EXPECT_FALSE(CheckedMulAdd(kMax / 2, 2, 2).has_value());
+  EXPECT_EQ(CheckedMulAdd(kMax / 2, 2, 1), kMax);
+}
+
 TEST(CheckedMathTest, ShapeElementCountMultipliesDimensions) {
   EXPECT_EQ(*ShapeElementCount(std::vector<int64_t>{}, "x"), 1);
   EXPECT_EQ(*ShapeElementCount(std::vector<int64_t>{2, 3, 4}, "x"), 24);

@@ -1,5 +1,6 @@
 #include "common/shard_layout.h"
 
+#include <limits>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -44,6 +45,22 @@ TEST(ShardLayoutTest, RowsSplitRoundRobinAndMapBack) {
             << rows << " rows, shard " << shard << " of " << count;
       }
     }
+  }
+}
+
+// Once (n - shard + count - 1) / count: signed overflow near 2^63 (UBSan),
+// which a sharded CreateTable of 2^63 - 1 rows reached.
+TEST(ShardLayoutTest, RowsOnShardOfTheLargestTableDoesNotOverflow) {
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  for (int32_t count : {2, 4, 8}) {
+    const ShardLayout layout = *ShardLayout::Create(count);
+    int64_t total = 0;
+    for (int32_t shard = 0; shard < count; ++shard) {
+      const int64_t rows = layout.RowsOnShard(kMax, shard);
+      EXPECT_EQ(rows, kMax / count + (shard < kMax % count ? 1 : 0));
+      total += rows - kMax / count;
+    }
+    EXPECT_EQ(total, kMax % count);
   }
 }
 

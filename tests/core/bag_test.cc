@@ -11,6 +11,7 @@
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/core/table_testing.h"
 
 namespace embedding {
 namespace {
@@ -49,8 +50,9 @@ Pooled Pool(const BagBatch& unchecked, int64_t padding_row = kNoPadding) {
   EXPECT_TRUE(batch.ok()) << batch.status();
   Pooled pooled{std::vector<float>(batch->bags() * kDim),
                 std::vector<int64_t>(batch->bags() * kDim)};
-  PoolBags(*batch, kDim, padding_row, ReadTestRow, DType::kFloat32,
-           pooled.out.data(), pooled.max_indices.data());
+  EXPECT_TRUE(PoolBags(*batch, kDim, padding_row, ReadTestRow, DType::kFloat32,
+                       pooled.out.data(), pooled.max_indices.data())
+                  .ok());
   return pooled;
 }
 
@@ -169,6 +171,37 @@ TEST(BagTest, BadMaxIndicesAreInvalidArgument) {
   ExpectInvalid(
       Scatter({indices, offsets, BagMode::kMax}, {1, 1}, {1, 7}).status(),
       "max_indices[1] = 7 is not one of the batch's indices");
+}
+
+// Issue 10, defect 8: MAX mode's backward checks its max_indices (bags x dim
+// of them) against the batch, asking to stop every block.
+TEST(BagTest, CancelledMaxScatterStopsAtABlock) {
+  constexpr int64_t kBlock = kRowsBetweenCancelChecks;
+  // One bag per index: 2 blocks of indices to index, then 4 of max_indices.
+  std::vector<int64_t> indices(2 * kBlock), offsets(2 * kBlock);
+  for (int64_t i = 0; i < 2 * kBlock; ++i) indices[i] = offsets[i] = i;
+  std::vector<int64_t> max_indices(2 * kBlock * kDim);
+  for (int64_t i = 0; i < 2 * kBlock * kDim; ++i) max_indices[i] = i / kDim;
+  const std::vector<float> grad(max_indices.size(), 1.0f);
+  const ValidatedBagBatch batch =
+      *ValidateBagBatch({indices, offsets, BagMode::kMax});
+  for (int64_t checks : {0, 1, 3, 5}) {
+    testing::CancelAfter cancel(checks);
+    GradientAccumulator& gradient =
+        GradientAccumulator::ForThisThread(kDim, indices.size());
+    EXPECT_EQ(ScatterBagGradients(batch, kDim, kNoPadding, grad, max_indices,
+                                  gradient, cancel),
+              absl::UnavailableError("cancelled by the test"));
+    EXPECT_EQ(cancel.calls(), checks + 1);
+  }
+  testing::CancelAfter never(6);
+  GradientAccumulator& gradient =
+      GradientAccumulator::ForThisThread(kDim, indices.size());
+  EXPECT_TRUE(ScatterBagGradients(batch, kDim, kNoPadding, grad, max_indices,
+                                  gradient, never)
+                  .ok());
+  EXPECT_EQ(never.calls(), 6);
+  EXPECT_EQ(gradient.size(), indices.size());
 }
 
 }  // namespace

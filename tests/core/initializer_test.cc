@@ -5,8 +5,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/shard_layout.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -124,6 +126,73 @@ TEST(InitializerTest, UniformNeverRoundsUpToItsUpperBound) {
   }
   const InitializerSpec empty{InitializerSpec::Kind::kUniform, a, a};
   EXPECT_THAT(Row(empty, 1, 0, 16), Each(a));
+}
+
+bool AllFinite(const std::vector<float>& values) {
+  return std::all_of(values.begin(), values.end(),
+                     [](float v) { return std::isfinite(v); });
+}
+
+// Issue 10: uniform(-3e38, 3e38) stored inf in every row (b - a overflowed
+// float32).
+TEST(InitializerTest, ExtremeUniformGivesOnlyFiniteValues) {
+  constexpr float kMax = std::numeric_limits<float>::max();
+  for (const InitializerSpec& init :
+       {InitializerSpec{InitializerSpec::Kind::kUniform, -3e38f, 3e38f},
+        InitializerSpec{InitializerSpec::Kind::kUniform, -kMax, kMax}}) {
+    const std::vector<float> values = Sample(init, 200, 64);
+    EXPECT_TRUE(AllFinite(values)) << init.a << ", " << init.b;
+    EXPECT_LT(*std::max_element(values.begin(), values.end()), init.b);
+    EXPECT_GE(*std::min_element(values.begin(), values.end()), init.a);
+    // Spread over the range, not stuck at an end.
+    EXPECT_GT(*std::max_element(values.begin(), values.end()), init.b / 2);
+    EXPECT_LT(*std::min_element(values.begin(), values.end()), init.a / 2);
+  }
+}
+
+TEST(InitializerTest, MaxAbsStandardNormalIsTheRadiusAtTheSmallestUniform) {
+  EXPECT_DOUBLE_EQ(MaxAbsStandardNormal(), std::sqrt(106 * std::log(2.0)));
+  EXPECT_NEAR(MaxAbsStandardNormal(), 8.5716743, 1e-7);
+  // Nothing FillRow draws goes past it.
+  const InitializerSpec standard{InitializerSpec::Kind::kNormal, 0.0f, 1.0f};
+  const std::vector<float> values = Sample(standard, 2000, 64);
+  for (float v : values) ASSERT_LE(std::fabs(v), MaxAbsStandardNormal());
+}
+
+// Issue 10: normal(0, 3e38) stored inf in about a quarter of the rows. The
+// largest accepted parameters stay finite even at the most extreme draw.
+TEST(InitializerTest, LargestAcceptedNormalStaysFiniteAtTheExtremeDraw) {
+  constexpr double kLargestFloat = std::numeric_limits<float>::max();
+  for (float mean : {0.0f, 1e38f, -3e38f}) {
+    // The largest std CheckInitializerStaysFinite accepts for this mean.
+    const float std = static_cast<float>((kLargestFloat - std::fabs(mean)) /
+                                         MaxAbsStandardNormal());
+    InitializerSpec init{InitializerSpec::Kind::kNormal, mean, std};
+    const auto accepts = [&](float b) {
+      return CheckInitializerStaysFinite({init.kind, init.a, b}).ok();
+    };
+    while (!accepts(init.b)) init.b = std::nextafter(init.b, 0.0f);
+    constexpr float kUp = std::numeric_limits<float>::infinity();
+    while (accepts(std::nextafter(init.b, kUp))) {
+      init.b = std::nextafter(init.b, kUp);
+    }
+    SCOPED_TRACE(absl::StrCat(init.a, ", ", init.b));
+    // u1 at its smallest; u2 = 1 (cos 2 pi = 1), 0.5 (cos pi = -1), 0.25
+    // (sin pi/2 = 1) and 0.75 (sin 3 pi/2 = -1).
+    for (double u2 : {1.0, 0.5, 0.25, 0.75}) {
+      const auto [cosine, sine] =
+          internal::NormalPair(init, internal::kSmallestUniform, u2);
+      EXPECT_TRUE(std::isfinite(cosine)) << u2;
+      EXPECT_TRUE(std::isfinite(sine)) << u2;
+    }
+    EXPECT_TRUE(AllFinite(Sample(init, 200, 64)));
+    // One float further is refused, with the reason.
+    init.b = std::nextafter(init.b, kUp);
+    const absl::Status status = CheckInitializerStaysFinite(init);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(status.message(),
+                ::testing::HasSubstr("can draw values beyond float32's range"));
+  }
 }
 
 TEST(InitializerTest, ConstantFillsEveryColumn) {

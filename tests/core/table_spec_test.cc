@@ -39,10 +39,22 @@ TEST(TableSpecTest, EachBadFieldIsInvalidArgumentNamingIt) {
       {"bad character", [](TableSpec& s) { s.name = "a/b"; },
        "table name \"a/b\" may only contain letters, digits, '_', '-' and "
        "'.'"},
+      {"long bad name",
+       [](TableSpec& s) { s.name = std::string(100, 'a') + "/"; },
+       "table name \"" + std::string(64, 'a') +
+           "\"... (101 bytes) may only contain letters, digits, '_', '-' "
+           "and '.'"},
       {"rows", [](TableSpec& s) { s.num_embeddings = 0; },
        "num_embeddings must be > 0, got 0"},
       {"dim", [](TableSpec& s) { s.embedding_dim = -3; },
        "embedding_dim must be > 0, got -3"},
+      {"dim too large", [](TableSpec& s) { s.embedding_dim = 65537; },
+       "embedding_dim must be at most 65536, got 65537"},
+      {"dim far too large",
+       [](TableSpec& s) {
+         s.embedding_dim = std::numeric_limits<int64_t>::max();
+       },
+       "embedding_dim must be at most 65536, got 9223372036854775807"},
       {"padding too large", [](TableSpec& s) { s.padding_idx = 5; },
        "padding_idx 5 must be within [-5, 5)"},
       {"padding too small", [](TableSpec& s) { s.padding_idx = -6; },
@@ -80,6 +92,20 @@ TEST(TableSpecTest, EachBadFieldIsInvalidArgumentNamingIt) {
          s.initializer = {Kind::kNormal, 0.0f, -1.0f};
        },
        "normal initializer std must be >= 0, got -1"},
+      {"normal std overflowing float32",
+       [](TableSpec& s) {
+         s.initializer = {Kind::kNormal, 0.0f, 3e38f};
+       },
+       "normal initializer (mean 0, std 3e+38) can draw values beyond "
+       "float32's range: |mean| + 8.57167 * std must be at most "
+       "3.40282e+38"},
+      {"normal mean and std overflowing float32",
+       [](TableSpec& s) {
+         s.initializer = {Kind::kNormal, -3e38f, 1e37f};
+       },
+       "normal initializer (mean -3e+38, std 1e+37) can draw values beyond "
+       "float32's range: |mean| + 8.57167 * std must be at most "
+       "3.40282e+38"},
       {"uniform bounds",
        [](TableSpec& s) {
          s.initializer = {Kind::kUniform, 1.0f, 0.5f};
@@ -110,6 +136,31 @@ TEST(TableSpecTest, EdgesOfEachRangeAreAccepted) {
   EXPECT_TRUE(ValidateTableSpec(spec).ok());
   spec.name = "Az09_-.";
   spec.initializer = {InitializerSpec::Kind::kNormal, -1.0f, 0.0f};
+  EXPECT_TRUE(ValidateTableSpec(spec).ok());
+}
+
+// Issue 10: finite parameters whose draws overflow float32 were accepted;
+// these are the largest that are not.
+TEST(TableSpecTest, ExtremeInitializersThatStayFiniteAreAccepted) {
+  using Kind = InitializerSpec::Kind;
+  constexpr float kMax = std::numeric_limits<float>::max();
+  for (const InitializerSpec& init :
+       std::vector<InitializerSpec>{{Kind::kUniform, -kMax, kMax},
+                                    {Kind::kUniform, -3e38f, 3e38f},
+                                    {Kind::kConstant, kMax, 0.0f},
+                                    {Kind::kNormal, 0.0f, 3.9e37f},
+                                    {Kind::kNormal, kMax, 0.0f},
+                                    {Kind::kNormal, -3e38f, 4e36f}}) {
+    TableSpec spec = ValidSpec();
+    spec.initializer = init;
+    EXPECT_TRUE(ValidateTableSpec(spec).ok())
+        << init.a << ", " << init.b << ": " << ValidateTableSpec(spec);
+  }
+}
+
+TEST(TableSpecTest, EmbeddingDimUpToTheLimitIsAccepted) {
+  TableSpec spec = ValidSpec();
+  spec.embedding_dim = 65536;
   EXPECT_TRUE(ValidateTableSpec(spec).ok());
 }
 

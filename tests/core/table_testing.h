@@ -8,9 +8,12 @@
 #ifndef TESTS_CORE_TABLE_TESTING_H_
 #define TESTS_CORE_TABLE_TESTING_H_
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "common/cancellation.h"
 #include "server/core/embedding_table.h"
 #include "server/core/table_snapshot.h"
 
@@ -41,6 +44,25 @@ void ExpectSameImage(const TableImage& actual, const TableImage& expected);
 
 // Every hyper-parameter is equal.
 bool SameOptimizer(const OptimizerSpec& a, const OptimizerSpec& b);
+
+// A Cancellation that answers "not cancelled" to its first `checks` calls
+// of IsCancelled and "cancelled" (with UNAVAILABLE, as a stopping server's)
+// from then on; it counts the calls. Thread-safe.
+class CancelAfter : public Cancellation {
+ public:
+  explicit CancelAfter(int64_t checks) : checks_(checks) {}
+  bool IsCancelled() const override {
+    return calls_.fetch_add(1, std::memory_order_relaxed) >= checks_;
+  }
+  absl::Status Status() const override {
+    return absl::UnavailableError("cancelled by the test");
+  }
+  int64_t calls() const { return calls_.load(std::memory_order_relaxed); }
+
+ private:
+  const int64_t checks_;
+  mutable std::atomic<int64_t> calls_{0};
+};
 
 }  // namespace embedding::testing
 
