@@ -4,12 +4,15 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
@@ -25,8 +28,28 @@ ABSL_FLAG(std::string, port_file, "",
           "If set, the bound port is written to this file once listening. "
           "With --checkpoint_dir that is before the tables are restored: "
           "poll grpc.health.v1.Health until it reports SERVING.");
-ABSL_FLAG(int, worker_threads, 0,
-          "Most threads for handling RPCs; 0 lets gRPC decide.");
+ABSL_FLAG(int, worker_threads, 64,
+          "Most threads running calls; must exceed --max_open_streams (each "
+          "open stream holds one). A call finding none free gets "
+          "RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int64_t, max_inflight_bytes, 0,
+          "Most bytes all calls in flight may hold outside the tables "
+          "(parsed requests, responses, stream backlogs, push scratch); a "
+          "call that would pass it gets RESOURCE_EXHAUSTED. 0 means 1/8 of "
+          "physical memory.");
+ABSL_FLAG(int, max_open_streams, 32,
+          "Most LookupStream and ReadRows calls open at once; more get "
+          "RESOURCE_EXHAUSTED.");
+ABSL_FLAG(double, stream_idle_timeout_s, 600,
+          "A stream that waits this long for its client (a LookupStream "
+          "for its next request, any stream for the client to take data) is "
+          "ended with UNAVAILABLE; every request sent before was answered.");
+ABSL_FLAG(int, max_streams_per_connection, 128,
+          "Most calls open at once on one client connection.");
+ABSL_FLAG(double, exactly_once_idle_seconds, 3600,
+          "A client_id with no push for this long is forgotten; a retry of "
+          "its pushes after that is refused (FAILED_PRECONDITION), never "
+          "applied twice.");
 ABSL_FLAG(std::string, log_level, "info",
           "trace, debug, info, warn, error or off.");
 ABSL_FLAG(int64_t, max_indices_per_request, int64_t{1} << 22,
@@ -56,10 +79,11 @@ ABSL_FLAG(int, full_checkpoint_every, 8,
 
 namespace {
 
-int64_t DefaultMemoryBudget() {
+// `eighths` of physical memory (0 when unknown).
+int64_t PhysicalMemoryEighths(int64_t eighths) {
   const int64_t pages = sysconf(_SC_PHYS_PAGES);
   const int64_t page_size = sysconf(_SC_PAGE_SIZE);
-  return pages > 0 && page_size > 0 ? pages / 4 * 3 * page_size : 0;
+  return pages > 0 && page_size > 0 ? pages / 8 * eighths * page_size : 0;
 }
 
 // The flags as options, unchecked: Server::Start validates them.
@@ -67,16 +91,27 @@ embedding::ServerOptions ServerOptionsFromFlags() {
   embedding::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen_address);
   options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
+  options.max_inflight_bytes = absl::GetFlag(FLAGS_max_inflight_bytes);
+  if (options.max_inflight_bytes == 0) {
+    options.max_inflight_bytes = PhysicalMemoryEighths(1);
+  }
+  options.max_streams_per_connection =
+      absl::GetFlag(FLAGS_max_streams_per_connection);
   options.registry.memory_budget_bytes =
       absl::GetFlag(FLAGS_memory_budget_bytes);
   if (options.registry.memory_budget_bytes == 0) {
-    options.registry.memory_budget_bytes = DefaultMemoryBudget();
+    options.registry.memory_budget_bytes = PhysicalMemoryEighths(6);
   }
+  options.registry.exactly_once_idle =
+      absl::Seconds(absl::GetFlag(FLAGS_exactly_once_idle_seconds));
   options.registry.shard_index = absl::GetFlag(FLAGS_shard_index);
   options.registry.shard_count = absl::GetFlag(FLAGS_shard_count);
   options.service.max_indices_per_request =
       absl::GetFlag(FLAGS_max_indices_per_request);
   options.service.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
+  options.service.max_open_streams = absl::GetFlag(FLAGS_max_open_streams);
+  options.service.stream_idle_timeout =
+      absl::Seconds(absl::GetFlag(FLAGS_stream_idle_timeout_s));
   options.checkpoint_dir = absl::GetFlag(FLAGS_checkpoint_dir);
   options.checkpoint_interval_s = absl::GetFlag(FLAGS_checkpoint_interval_s);
   options.checkpoint_keep = absl::GetFlag(FLAGS_checkpoint_keep);
@@ -90,6 +125,14 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Serves torch.nn.Embedding tables over gRPC.\n"
       "usage: embedding_server [--listen_address=127.0.0.1:50051] [flags]");
+  // --help lists this file's flags (absl matches the binary's name against
+  // the file's by default, and main.cc is not embedding_server).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "server/main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
   // gRPC locks absl::Mutex on every call; Debian's Abseil checks each lock
   // for deadlock cycles, which shows up in profiles of small requests.
@@ -144,5 +187,10 @@ int main(int argc, char** argv) {
       absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));
   (*server)->Wait();
   spdlog::info("stopped");
-  return 0;
+  spdlog::shutdown();
+  // Everything is saved and every connection closed. Skip the destructors:
+  // gRPC's library shutdown in ~Server could wait ~10 s more for an idle
+  // executor thread's epoll timeout, past the grace period.
+  std::fflush(nullptr);
+  _exit(0);
 }

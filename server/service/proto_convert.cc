@@ -1,6 +1,8 @@
 #include "server/service/proto_convert.h"
 
 #include <cmath>
+#include <optional>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -116,8 +118,24 @@ absl::StatusOr<BagMode> FromProto(v1::BagMode mode) {
   }
 }
 
+absl::Status CheckShapeRank(
+    const google::protobuf::RepeatedField<int64_t>& shape,
+    absl::string_view what) {
+  if (shape.size() > kMaxShapeRank) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, " has ", shape.size(), " dimensions; at most ",
+                     kMaxShapeRank, " are allowed"));
+  }
+  return absl::OkStatus();
+}
+
+std::string ShapeText(const google::protobuf::RepeatedField<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
 absl::StatusOr<absl::Span<const float>> FloatView(const v1::Tensor& tensor,
                                                   const char* what) {
+  EMBEDDING_RETURN_IF_ERROR(CheckShapeRank(tensor.shape(), what));
   if (tensor.dtype() != v1::DTYPE_FLOAT32 &&
       tensor.dtype() != v1::DTYPE_UNSPECIFIED) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -129,8 +147,8 @@ absl::StatusOr<absl::Span<const float>> FloatView(const v1::Tensor& tensor,
   if (bytes % sizeof(float) != 0 ||
       static_cast<int64_t>(bytes / sizeof(float)) != elements) {
     return absl::InvalidArgumentError(absl::StrCat(
-        what, " has shape [", absl::StrJoin(tensor.shape(), ", "), "] (",
-        elements, " elements) but ", bytes, " bytes of float32 data"));
+        what, " has shape ", ShapeText(tensor.shape()), " (", elements,
+        " elements) but ", bytes, " bytes of float32 data"));
   }
   // Little-endian hosts only (x86-64, aarch64): the bytes are the floats.
   return absl::MakeConstSpan(
@@ -144,15 +162,16 @@ absl::StatusOr<absl::Span<const float>> RowsView(const v1::Tensor& tensor,
   EMBEDDING_ASSIGN_OR_RETURN(const absl::Span<const float> view,
                              FloatView(tensor, what));
   const auto& shape = tensor.shape();
-  // FloatView checked the whole product fits in 64 bits, so the leading
-  // product does too once the last dimension is known to be dim (> 0).
   const bool last_is_dim = shape.size() >= 2 && shape[shape.size() - 1] == dim;
-  int64_t leading = 1;
-  for (int i = 0; last_is_dim && i + 1 < shape.size(); ++i) leading *= shape[i];
+  std::optional<int64_t> leading = 1;
+  for (int i = 0; last_is_dim && leading.has_value() && i + 1 < shape.size();
+       ++i) {
+    leading = CheckedMul(*leading, shape[i]);
+  }
   if (!last_is_dim || leading != rows) {
     return absl::InvalidArgumentError(
-        absl::StrCat(what, " has shape [", absl::StrJoin(shape, ", "),
-                     "], expected [", rows, ", ", dim, "]"));
+        absl::StrCat(what, " has shape ", ShapeText(shape), ", expected [",
+                     rows, ", ", dim, "]"));
   }
   return view;
 }

@@ -8,8 +8,11 @@
 #define SERVER_SERVICE_PROTO_CONVERT_H_
 
 #include <cstdint>
+#include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "embedding/v1/embedding_service.pb.h"
 #include "server/core/bag.h"
@@ -31,8 +34,25 @@ v1::DType ToProto(DType dtype);
 
 absl::StatusOr<BagMode> FromProto(v1::BagMode mode);
 
-// Views `tensor` as float32 elements after checking its dtype and that its
-// shape matches its bytes. INVALID_ARGUMENT names `what` and the problem.
+// Most dimensions a shape from a client may have (a Lookup's index shape, a
+// Tensor's): each costs memory in the response, and none of torch's uses
+// needs more.
+inline constexpr int kMaxShapeRank = 16;
+
+// INVALID_ARGUMENT "<what> has N dimensions; at most 16 are allowed" for a
+// shape of more than kMaxShapeRank dimensions. Check it before anything
+// else reads the shape, and before a message prints it (ShapeText).
+absl::Status CheckShapeRank(
+    const google::protobuf::RepeatedField<int64_t>& shape,
+    absl::string_view what);
+
+// "[2, 3, 4]", for messages. REQUIRES: CheckShapeRank(shape) is OK (a
+// longer shape would be printed whole).
+std::string ShapeText(const google::protobuf::RepeatedField<int64_t>& shape);
+
+// Views `tensor` as float32 elements after checking its dtype, its rank
+// (CheckShapeRank) and that its shape matches its bytes. INVALID_ARGUMENT
+// names `what` and the problem.
 absl::StatusOr<absl::Span<const float>> FloatView(const v1::Tensor& tensor,
                                                   const char* what);
 

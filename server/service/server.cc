@@ -65,10 +65,30 @@ absl::Status ValidateCheckpointOptions(const ServerOptions& options) {
 absl::Status ValidateOptions(const ServerOptions& options) {
   const RegistryOptions& registry = options.registry;
   const ServiceOptions& service = options.service;
-  if (options.worker_threads < 0) {
+  if (service.max_open_streams < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_open_streams must be >= 1, got ", service.max_open_streams));
+  }
+  if (options.worker_threads <= service.max_open_streams) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--worker_threads must be > --max_open_streams = ",
+        service.max_open_streams,
+        " (open streams hold a thread each; unary calls need the rest), got ",
+        options.worker_threads));
+  }
+  if (service.stream_idle_timeout <= absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--worker_threads must be >= 0 (0 lets gRPC decide), got ",
-                     options.worker_threads));
+        absl::StrCat("--stream_idle_timeout_s must be > 0, got ",
+                     absl::ToDoubleSeconds(service.stream_idle_timeout)));
+  }
+  if (options.max_inflight_bytes <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--max_inflight_bytes must be > 0, got ", options.max_inflight_bytes));
+  }
+  if (options.max_streams_per_connection < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_streams_per_connection must be >= 1, got ",
+                     options.max_streams_per_connection));
   }
   if (registry.memory_budget_bytes < 0) {
     return absl::InvalidArgumentError(
@@ -99,6 +119,25 @@ absl::Status ValidateOptions(const ServerOptions& options) {
   return ValidateCheckpointOptions(options);
 }
 
+// Keepalive in both directions and the per-connection stream limit (README,
+// "Connections"). gRPC's default ping policy ends a connection whose client
+// pings more often than every 5 minutes with "too_many_pings", which other
+// gRPC clients (grpc-js, grpc-go) with keepalive on meet after seconds.
+void SetConnectionOptions(const ServerOptions& options,
+                          grpc::ServerBuilder& builder) {
+  // Client pings: allowed every second (half that before a strike, for
+  // timer jitter), with or without calls open.
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 500);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  // Server pings: a peer silent for a minute is pinged, and its connection
+  // (and calls) closed if it does not answer within 20 s.
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 60'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20'000);
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             options.max_streams_per_connection);
+}
+
 absl::StatusOr<std::unique_ptr<Checkpointer>> CreateCheckpointer(
     const ServerOptions& options, TableRegistry* registry) {
   absl::StatusOr<std::unique_ptr<Checkpointer>> checkpointer =
@@ -122,7 +161,10 @@ Server::Server(const ServerOptions& options,
                std::unique_ptr<Checkpointer> checkpointer)
     : registry_(std::move(registry)),
       checkpointer_(std::move(checkpointer)),
-      service_(registry_.get(), options.service, checkpointer_.get()) {}
+      inflight_(options.max_inflight_bytes),
+      service_(registry_.get(), options.service, checkpointer_.get(),
+               &inflight_),
+      bounded_service_(&service_, &inflight_) {}
 
 Server::~Server() {
   if (server_ != nullptr) {
@@ -154,17 +196,16 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address,
                            grpc::InsecureServerCredentials(), &server->port_);
-  builder.RegisterService(&server->service_);
+  builder.RegisterService(&server->bounded_service_);
   builder.RegisterService(&server->health_);
   // In range: ValidateOptions checked it is below 2 GiB.
   const int max_bytes = static_cast<int>(options.service.max_message_bytes);
   builder.SetMaxReceiveMessageSize(max_bytes);
   builder.SetMaxSendMessageSize(max_bytes);
-  if (options.worker_threads > 0) {
-    grpc::ResourceQuota quota("embedding_server");
-    quota.SetMaxThreads(options.worker_threads);
-    builder.SetResourceQuota(quota);
-  }
+  grpc::ResourceQuota quota("embedding_server");
+  quota.SetMaxThreads(options.worker_threads);
+  builder.SetResourceQuota(quota);
+  SetConnectionOptions(options, builder);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(

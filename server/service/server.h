@@ -24,9 +24,11 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/core/table_registry.h"
+#include "server/service/bounded_service.h"
 #include "server/service/checkpointer.h"
 #include "server/service/embedding_service_impl.h"
 #include "server/service/health_service.h"
+#include "server/service/inflight_memory.h"
 
 namespace embedding {
 
@@ -36,10 +38,20 @@ struct ServerOptions {
   // host:port to listen on; port 0 picks a free port.
   // Default: "127.0.0.1:50051" (loopback only).
   std::string listen_address = "127.0.0.1:50051";
-  // Most threads the synchronous server's pool may run (a gRPC
-  // ResourceQuota); 0 lets gRPC decide.
-  // Default: 0. REQUIRES: >= 0.
-  int worker_threads = 0;
+  // Most threads running calls (a gRPC ResourceQuota). An open stream
+  // holds one for its life, so there must be more than
+  // service.max_open_streams: unary calls keep the rest. A call that finds
+  // none free gets RESOURCE_EXHAUSTED from gRPC at once.
+  // Default: 64. REQUIRES: > service.max_open_streams.
+  int worker_threads = 64;
+  // Most bytes the calls in flight may hold outside the tables: parsed
+  // requests, responses, stream backlogs, push scratch (InflightMemory).
+  // Default: 1 GiB (main.cc: 1/8 of physical memory). REQUIRES: > 0.
+  int64_t max_inflight_bytes = int64_t{1} << 30;
+  // Most calls open at once on one client connection (HTTP/2
+  // MAX_CONCURRENT_STREAMS); more wait in the client.
+  // Default: 128. REQUIRES: >= 1.
+  int max_streams_per_connection = 128;
   // Memory budget and this server's shard; REQUIRES as documented there.
   RegistryOptions registry;
   // Request and message limits; REQUIRES as documented there.
@@ -114,7 +126,10 @@ class Server {
   const std::unique_ptr<TableRegistry> registry_;
   // Null without a checkpoint_dir.
   const std::unique_ptr<Checkpointer> checkpointer_;
+  InflightMemory inflight_;
   EmbeddingServiceImpl service_;
+  // What gRPC calls: parses into service_'s typed methods.
+  BoundedService bounded_service_;
   HealthService health_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;

@@ -286,6 +286,106 @@ TEST_F(EmbeddingServiceTest, LookupShapeMustHoldTheIndices) {
               grpc::StatusCode::INVALID_ARGUMENT, "unknown dtype 42");
 }
 
+TEST_F(EmbeddingServiceTest, LookupShapeRankIsCappedAndNeverEchoedWhole) {
+  // 100,000 dimensions of 1 hold the one index, but each would cost an
+  // int64 in the response: refused by rank alone.
+  v1::LookupRequest deep = Lookup({1});
+  for (int i = 0; i < 100000; ++i) deep.add_shape(1);
+  grpc::Status status = Call(&Stub::Lookup, deep);
+  ExpectError(status, grpc::StatusCode::INVALID_ARGUMENT,
+              "shape has 100000 dimensions; at most 16 are allowed");
+  EXPECT_LT(status.error_message().size(), 1024u);
+  v1::LookupRequest seventeen = Lookup({1});
+  for (int i = 0; i < 17; ++i) seventeen.add_shape(1);
+  ExpectError(Call(&Stub::Lookup, seventeen),
+              grpc::StatusCode::INVALID_ARGUMENT,
+              "shape has 17 dimensions; at most 16 are allowed");
+  v1::LookupRequest sixteen = Lookup({1});
+  for (int i = 0; i < 16; ++i) sixteen.add_shape(1);
+  EXPECT_TRUE(Call(&Stub::Lookup, sixteen).ok());
+  // A gradient tensor's shape is capped the same way.
+  v1::PushGradientsRequest push = Push({1});
+  push.mutable_grad()->clear_shape();
+  for (int i = 0; i < 100000; ++i) push.mutable_grad()->add_shape(1);
+  push.mutable_grad()->add_shape(kDim);
+  status = DoPush(push);
+  ExpectError(status, grpc::StatusCode::INVALID_ARGUMENT,
+              "grad has 100001 dimensions; at most 16 are allowed");
+  EXPECT_LT(status.error_message().size(), 1024u);
+}
+
+TEST_F(EmbeddingServiceTest, LongClientStringsAreQuotedShortInErrors) {
+  // Echoed whole, 10,000 characters would pass the client's metadata limit
+  // and arrive as RESOURCE_EXHAUSTED instead of the real error.
+  const std::string name(10000, 'n');
+  v1::LookupRequest lookup = Lookup({1});
+  lookup.set_table(name);
+  grpc::Status status = Call(&Stub::Lookup, lookup);
+  ExpectError(status, grpc::StatusCode::NOT_FOUND, "nnnnnnnn");
+  EXPECT_LE(status.error_message().size(), kMaxStatusMessageBytes);
+  v1::GetTableRequest get;
+  get.set_name(name);
+  ExpectError(Call(&Stub::GetTable, get), grpc::StatusCode::NOT_FOUND,
+              "not found");
+  v1::DeleteTableRequest remove;
+  remove.set_name(name);
+  ExpectError(Call(&Stub::DeleteTable, remove), grpc::StatusCode::NOT_FOUND,
+              "not found");
+  v1::ReadRowsRequest read;
+  read.set_table(name);
+  grpc::ClientContext context;
+  auto reader = stub_->ReadRows(&context, read);
+  v1::ReadRowsResponse chunk;
+  EXPECT_FALSE(reader->Read(&chunk));
+  ExpectError(reader->Finish(), grpc::StatusCode::NOT_FOUND, "not found");
+}
+
+TEST_F(EmbeddingServiceTest, MalformedMessageInALookupStreamIsInvalidArgument) {
+  // A raw stream, as a client of another language could send: bytes that
+  // are no LookupRequest after a good one.
+  grpc::ClientContext context;
+  std::unique_ptr<grpc::ClientReaderWriter<grpc::ByteBuffer, grpc::ByteBuffer>>
+      stream(grpc::internal::ClientReaderWriterFactory<grpc::ByteBuffer,
+                                                       grpc::ByteBuffer>::
+                 Create(channel_.get(),
+                        grpc::internal::RpcMethod(
+                            "/embedding.v1.EmbeddingService/LookupStream",
+                            grpc::internal::RpcMethod::BIDI_STREAMING),
+                        &context));
+  const std::string good = Lookup({1, 2}).SerializeAsString();
+  grpc::Slice good_slice(good);
+  ASSERT_TRUE(stream->Write(grpc::ByteBuffer(&good_slice, 1)));
+  grpc::ByteBuffer raw;
+  ASSERT_TRUE(stream->Read(&raw));
+  v1::LookupResponse response;
+  ASSERT_TRUE(grpc::SerializationTraits<v1::LookupResponse>::Deserialize(
+                  &raw, &response)
+                  .ok());
+  EXPECT_EQ(response.embeddings().data().size(), 2 * kDim * sizeof(float));
+  // Field 2 (indices) as a length-delimited run longer than the message.
+  const std::string bad("\x12\x7f\x01", 3);
+  grpc::Slice bad_slice(bad);
+  ASSERT_TRUE(stream->Write(grpc::ByteBuffer(&bad_slice, 1)));
+  EXPECT_FALSE(stream->Read(&raw));
+  ExpectError(stream->Finish(), grpc::StatusCode::INVALID_ARGUMENT,
+              "malformed embedding.v1.LookupRequest");
+}
+
+TEST_F(EmbeddingServiceTest, OpenLookupStreamEndsUnavailableOnShutdown) {
+  grpc::ClientContext context;
+  auto stream = stub_->LookupStream(&context);
+  ASSERT_TRUE(stream->Write(Lookup({1, 2})));
+  v1::LookupResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  // The stream now waits for its next request: shutdown ends it with a code
+  // the client can act on (retry elsewhere), not CANCELLED.
+  std::thread stopper([&] { server_->Shutdown(absl::Seconds(5)); });
+  EXPECT_FALSE(stream->Read(&response));
+  ExpectError(stream->Finish(), grpc::StatusCode::UNAVAILABLE,
+              "the server is shutting down");
+  stopper.join();
+}
+
 TEST_F(EmbeddingServiceTest, BadTableSpecsAreRejected) {
   auto create = [&](int64_t rows, int64_t dim) {
     v1::CreateTableRequest request;
@@ -298,7 +398,7 @@ TEST_F(EmbeddingServiceTest, BadTableSpecsAreRejected) {
               "num_embeddings must be > 0, got 0");
   ExpectError(create(4, -2), grpc::StatusCode::INVALID_ARGUMENT,
               "embedding_dim must be > 0, got -2");
-  ExpectError(create(int64_t{1} << 62, int64_t{1} << 20),
+  ExpectError(create(int64_t{1} << 62, 1024),
               grpc::StatusCode::INVALID_ARGUMENT, "overflows 64-bit");
   ExpectError(create(100000, 64), grpc::StatusCode::RESOURCE_EXHAUSTED,
               "memory budget");

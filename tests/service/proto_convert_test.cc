@@ -186,6 +186,18 @@ TEST(ProtoConvertTest, FloatViewRejectionsSayWhatIsWrong) {
                 "data");
 }
 
+TEST(ProtoConvertTest, ShapesOfMoreThan16DimensionsAreRefusedUnprinted) {
+  std::vector<int64_t> sixteen(kMaxShapeRank, 1);
+  sixteen.back() = 4;
+  EXPECT_TRUE(RowsView(Tensor(sixteen, 16), 1, 4, "grad").ok());
+  std::vector<int64_t> many(100000, 1);
+  many.back() = 4;
+  ExpectInvalid(FloatView(Tensor(many, 16), "grad").status(),
+                "grad has 100000 dimensions; at most 16 are allowed");
+  ExpectInvalid(RowsView(Tensor(many, 16), 1, 4, "values").status(),
+                "values has 100000 dimensions; at most 16 are allowed");
+}
+
 TEST(ProtoConvertTest, RowsViewTakesAnyLeadingShapeOfTheRightProduct) {
   EXPECT_TRUE(RowsView(Tensor({6, 4}, 96), 6, 4, "grad").ok());
   EXPECT_TRUE(RowsView(Tensor({2, 3, 4}, 96), 6, 4, "grad").ok());

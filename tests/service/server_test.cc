@@ -32,8 +32,26 @@ struct BadOption {
 
 TEST(ServerTest, EachBadOptionIsInvalidArgumentNamingItsFlag) {
   const std::vector<BadOption> cases = {
-      {"worker_threads", [](ServerOptions& o) { o.worker_threads = -1; },
-       "--worker_threads must be >= 0 (0 lets gRPC decide), got -1"},
+      {"worker_threads no more than the streams",
+       [](ServerOptions& o) {
+         o.service.max_open_streams = 8;
+         o.worker_threads = 8;
+       },
+       "--worker_threads must be > --max_open_streams = 8 (open streams hold "
+       "a thread each; unary calls need the rest), got 8"},
+      {"max_open_streams",
+       [](ServerOptions& o) { o.service.max_open_streams = 0; },
+       "--max_open_streams must be >= 1, got 0"},
+      {"stream_idle_timeout_s",
+       [](ServerOptions& o) {
+         o.service.stream_idle_timeout = absl::ZeroDuration();
+       },
+       "--stream_idle_timeout_s must be > 0, got 0"},
+      {"max_inflight_bytes", [](ServerOptions& o) { o.max_inflight_bytes = 0; },
+       "--max_inflight_bytes must be > 0, got 0"},
+      {"max_streams_per_connection",
+       [](ServerOptions& o) { o.max_streams_per_connection = 0; },
+       "--max_streams_per_connection must be >= 1, got 0"},
       {"memory_budget_bytes",
        [](ServerOptions& o) { o.registry.memory_budget_bytes = -5; },
        "--memory_budget_bytes must be >= 0, got -5"},
@@ -104,7 +122,10 @@ TEST(ServerTest, EachBadOptionIsInvalidArgumentNamingItsFlag) {
 
 TEST(ServerTest, BoundaryOptionsStart) {
   ServerOptions options = ValidOptions();
-  options.worker_threads = 0;
+  options.service.max_open_streams = 1;
+  options.worker_threads = 2;
+  options.max_inflight_bytes = 1;
+  options.max_streams_per_connection = 1;
   options.registry.memory_budget_bytes = 0;
   options.registry.shard_index = 2;
   options.registry.shard_count = 3;
