@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs what is needed, builds, and runs the whole test suite:
 # 1. the release build (GCC): unit, service, client, end-to-end, PyTorch
-#    conformance, Python client, contract and benchmark smoke tests;
+#    conformance, Python client, contract, durability, robustness (hostile
+#    load on the real server) and benchmark smoke tests;
 # 2. the engine tests again under ThreadSanitizer (clang, engine only);
 # 3. one clang build of the whole tree with AddressSanitizer,
 #    UndefinedBehaviorSanitizer and -Wthread-safety -Werror: the C++ tests
-#    again, and the fuzzers for 30 seconds each.
+#    again, the end-to-end and robustness suites against this build's own
+#    server and CLI, and the fuzzers for 30 seconds each. ASan and UBSan
+#    halt on the first report, in the tests and in every server they start
+#    (tests/CMakeLists.txt sets the same options for the Python suites).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh test
@@ -22,11 +26,11 @@ cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 cmake --build build-tsan -j"$jobs"
 (cd build-tsan && TSAN_OPTIONS="halt_on_error=1" ctest --output-on-failure)
 
-echo "== Clang: ASan + UBSan + -Wthread-safety, C++ tests and fuzzers =="
+echo "== Clang: ASan + UBSan + -Wthread-safety: C++ tests, e2e and robustness suites, fuzzers =="
 cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_COMPILER=clang++-14 -DEMBEDDING_SANITIZE=ON >/dev/null
 cmake --build build-asan -j"$jobs"
 (cd build-asan &&
-  ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" \
+  ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:halt_on_error=1" \
     UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1" \
     ctest --output-on-failure -j"$jobs")

@@ -1,6 +1,8 @@
 """Where the tests find the project's binaries: $EMBEDDING_SERVER,
 $EMBEDDING_CLI (ctest sets them) and $EMBEDDING_BENCH, else the default
-build tree, build/."""
+build tree, build/. sanitized() tells whether they are the ASan + UBSan
+build's (ctest sets $EMBEDDING_SANITIZED=1 there), whose memory use and
+speed are not the release binaries'."""
 
 import os
 import pathlib
@@ -22,3 +24,10 @@ def cli_binary():
 
 def bench_binary():
     return _binary("EMBEDDING_BENCH", "tests/bench/embedding_bench")
+
+
+def sanitized():
+    """True when the binaries are built with AddressSanitizer (the
+    EMBEDDING_SANITIZE build): RSS is then several times the release
+    binary's, so memory bounds do not apply."""
+    return os.environ.get("EMBEDDING_SANITIZED", "") not in ("", "0")

@@ -9,6 +9,10 @@
     server.restart(sig=signal.SIGKILL)
     server.close()
 
+    # Robustness: what the process holds, from /proc (see proc.py).
+    server.peak_rss_bytes(); server.thread_count(); server.cpu_seconds()
+    server.send_signal(signal.SIGTERM); server.wait_exit(timeout=3)
+
 The binary comes from $EMBEDDING_SERVER (set by ctest) or build/server/
 (see binaries.py). The server binds port 0 and reports the port it got
 through --port_file, so parallel tests never race for a port.
@@ -22,6 +26,7 @@ import time
 
 import grpc
 
+from tests.testing import proc
 from tests.testing.binaries import server_binary
 
 # grpc.health.v1.Health/Check, spoken without generated stubs (grpcio's
@@ -146,6 +151,36 @@ class ServerProcess:
             raise RuntimeError(
                 f"embedding_server {what} with {self._process.returncode}:"
                 f"\n{self.log()}")
+
+    def rss_bytes(self):
+        """The server's resident set size now (VmRSS), in bytes."""
+        return proc.rss_bytes(self.pid)
+
+    def peak_rss_bytes(self):
+        """The largest resident set size the server has had (VmHWM)."""
+        return proc.peak_rss_bytes(self.pid)
+
+    def thread_count(self):
+        """The server's threads now."""
+        return proc.thread_count(self.pid)
+
+    def cpu_seconds(self):
+        """User plus system CPU time the server has used so far."""
+        return proc.cpu_seconds(self.pid)
+
+    def send_signal(self, sig):
+        """Sends `sig` and returns at once (stop() also waits)."""
+        self._process.send_signal(sig)
+
+    def wait_exit(self, timeout):
+        """Waits up to `timeout` seconds for the server to exit; returns its
+        exit code (a negative signal number when a signal killed it), or
+        None if it still runs. The process stays this object's until
+        stop()."""
+        try:
+            return self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def log(self):
         """The output of the latest start."""
