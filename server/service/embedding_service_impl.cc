@@ -612,11 +612,15 @@ absl::Status EmbeddingServiceImpl::DoReadRows(
   const int64_t end = request.end_row() == 0
                           ? table->Stats().spec.num_embeddings
                           : request.end_row();
-  if (!by_range) {
-    // Every index is checked before the first row goes out.
+  // Every index, or the range, is checked before the first row goes out
+  // and before memory is reserved: a bad request is INVALID_ARGUMENT
+  // whatever the load.
+  if (by_range) {
+    EMBEDDING_RETURN_IF_ERROR(table->HeldRows(start, end, 1).status());
+  } else {
     EMBEDDING_RETURN_IF_ERROR(table->CheckIndices(indices));
   }
-  // Rows the stream may send; HeldRows refuses a bad range below.
+  // Rows the stream may send (the range was checked above).
   const int64_t total_rows =
       by_range ? (start >= 0 && end >= start ? end - start : 0)
                : static_cast<int64_t>(indices.size());

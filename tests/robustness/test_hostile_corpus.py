@@ -88,10 +88,19 @@ def test_hostile_corpus(start_server):
 
     wrong = []
     codes = collections.Counter()
+    # Four threads of large hostile requests can fill the in-flight account:
+    # any call may then be refused by it (the contract allows it, and limits
+    # answer before content checks). Allowed, but only now and then: a leak
+    # in the account would refuse everything.
+    refused_at_the_limit = 0
     with concurrent.futures.ThreadPoolExecutor(THREADS) as pool:
         for i, case, code, details, answers in pool.map(run,
                                                         range(REQUESTS)):
             codes[code.name] += 1
+            if (code not in case.expected and code == hostile.EXHAUSTED
+                    and "--max_inflight_bytes" in details):
+                refused_at_the_limit += 1
+                continue
             if (code not in case.expected or code in NEVER
                     or answers != case.answers):
                 wrong.append(
@@ -101,13 +110,17 @@ def test_hostile_corpus(start_server):
                     f"after {case.answers}: {details[:200]!r}")
     for channel in channels:
         channel.close()
-    print(f"codes: {dict(sorted(codes.items()))}")
+    print(f"codes: {dict(sorted(codes.items()))}; refused by the in-flight "
+          f"account instead of the expected code: {refused_at_the_limit}")
 
     context = f"seed {SEED}; server log tail:\n{server.log()[-3000:]}"
     assert server.running(), context
     assert not wrong, (f"{len(wrong)} of {REQUESTS} wrong (seed {SEED}):\n"
                        + "\n".join(wrong[:int(os.environ.get(
                            "EMBEDDING_HOSTILE_SHOW", "25"))]))
+    assert refused_at_the_limit <= REQUESTS // 50, (
+        f"{refused_at_the_limit} of {REQUESTS} refused by the in-flight "
+        f"account (seed {SEED})")
     assert health_status(server.address) == SERVING
     with open_channel(server.address) as channel:
         api = stub(channel)
