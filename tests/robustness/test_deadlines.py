@@ -5,8 +5,12 @@ burning CPU to the end (4M indices with a 20 ms deadline still used about
 CPU time is the server's utime + stime from /proc, compared as ratios
 within the test: what a full lookup costs beyond receiving and parsing its
 request (a lookup of the same indices on an unknown table), against what
-the lookup cut off by its deadline costs beyond that."""
+the lookup cut off by its deadline costs beyond that. Each is the median
+of several calls: the CI machines are shared, and one sample of a 0.4 s
+parse was seen to vary by half (a fresh-machine run measured the cut-off
+lookups at 0.01, -0.34 and 0.20 s beyond one parse sample)."""
 
+import statistics
 import time
 
 import grpc
@@ -20,8 +24,10 @@ from tests.robustness.wire import open_channel, raw_unary, stub, unary_code
 ROWS = limits.MAX_INDICES_PER_REQUEST
 DIM = 4
 DEADLINE_SECONDS = 0.02
-# The cut-off lookups may cost at most this share of a full one's work.
-MOST_WORK_SHARE = 0.25
+# The median cut-off lookup may cost at most this share of a full one's
+# work (without cancellation it costs all of it).
+MOST_WORK_SHARE = 0.4
+SAMPLES = 3
 
 
 def settled_cpu_seconds(server, quiet_seconds=0.2, timeout=30):
@@ -45,6 +51,17 @@ def cpu_of(server, call):
     return result, settled_cpu_seconds(server) - before
 
 
+def median_cpu_of(server, call, expected_code, samples=SAMPLES):
+    """Median server CPU seconds of `samples` calls, each returning
+    `expected_code`."""
+    costs = []
+    for _ in range(samples):
+        (code, details), cpu = cpu_of(server, call)
+        assert code == expected_code, details
+        costs.append(cpu)
+    return statistics.median(costs)
+
+
 def test_lookup_past_its_deadline_stops_using_cpu(start_server):
     # 4M random rows of 16 bytes: a 64 MiB response, so the message limit
     # (and the in-flight cap) are raised for it.
@@ -66,23 +83,22 @@ def test_lookup_past_its_deadline_stops_using_cpu(start_server):
         # Warm up: the connection's flow-control window grows, the
         # server's allocator has its buffers.
         assert unary_code(lookup, full, timeout=120)[0] == grpc.StatusCode.OK
-        (code, _), full_cpu = cpu_of(
-            server, lambda: unary_code(lookup, full, timeout=120))
-        assert code == grpc.StatusCode.OK
-        (code, _), parse_cpu = cpu_of(
-            server, lambda: unary_code(lookup, unknown, timeout=120))
-        assert code == grpc.StatusCode.NOT_FOUND
+        full_cpu = median_cpu_of(
+            server, lambda: unary_code(lookup, full, timeout=120),
+            grpc.StatusCode.OK)
+        parse_cpu = median_cpu_of(
+            server, lambda: unary_code(lookup, unknown, timeout=120),
+            grpc.StatusCode.NOT_FOUND)
         work = full_cpu - parse_cpu
-        # Several tries: a deadline may pass before the request is even in.
-        cut_off = []
-        for _ in range(3):
-            (code, details), cpu = cpu_of(server, lambda: unary_code(
-                lookup, full, timeout=DEADLINE_SECONDS))
-            assert code == grpc.StatusCode.DEADLINE_EXCEEDED, details
-            cut_off.append(cpu - parse_cpu)
-    summary = (f"full lookup {full_cpu:.3f} s CPU, of which parsing "
+        # A deadline may pass before the request is even in: that sample
+        # costs less than parsing, which is fine.
+        cut_off = median_cpu_of(
+            server,
+            lambda: unary_code(lookup, full, timeout=DEADLINE_SECONDS),
+            grpc.StatusCode.DEADLINE_EXCEEDED, samples=5) - parse_cpu
+    summary = (f"median full lookup {full_cpu:.3f} s CPU, parsing "
                f"{parse_cpu:.3f} s; cut off by the deadline, beyond parsing: "
-               f"{', '.join(f'{c:.3f}' for c in cut_off)} s")
+               f"{cut_off:.3f} s")
     print(summary)
     assert work > 0.1, summary  # Enough to tell apart.
-    assert max(cut_off) < MOST_WORK_SHARE * work, summary
+    assert cut_off < MOST_WORK_SHARE * work, summary
