@@ -298,8 +298,11 @@ absl::Status EmbeddingServiceImpl::DoLookupBag(
 absl::Status EmbeddingServiceImpl::DoPushGradients(
     const v1::PushGradientsRequest& request, const Cancellation& cancel,
     v1::PushGradientsResponse* response) {
+  // An empty push is a step without rows (as torch's step() with an empty
+  // sparse gradient): the sharded client sends one to each shard that holds
+  // none of a push's rows, so every shard counts the same steps.
   EMBEDDING_RETURN_IF_ERROR(
-      CheckIndexCount(request.indices_size(), /*allow_empty=*/false));
+      CheckIndexCount(request.indices_size(), /*allow_empty=*/true));
   EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<EmbeddingTable> table,
                              registry_->Get(request.table()));
   EMBEDDING_ASSIGN_OR_RETURN(

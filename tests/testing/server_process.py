@@ -103,9 +103,11 @@ class ServerProcess:
     def __exit__(self, *exc):
         self.close()
 
-    def start(self, wait_serving=True):
+    def start(self, wait_serving=True, same_port=False):
         """Starts the server and waits for its port; with wait_serving, also
-        until health reports SERVING (a restore on start comes before)."""
+        until health reports SERVING (a restore on start comes before).
+        same_port: listen on the port of the previous start (a restarted
+        shard keeps its address in its cluster's list)."""
         if self._dir is None:
             self._dir = tempfile.TemporaryDirectory(prefix="embedding-server-")
         self._starts += 1
@@ -114,7 +116,8 @@ class ServerProcess:
             pathlib.Path(self._dir.name) / f"server.{self._starts}.log", "w+")
         self._process = subprocess.Popen(
             [*self._command_prefix, *_DIE_WITH_PARENT, str(server_binary()),
-             "--listen_address=127.0.0.1:0", f"--port_file={port_file}",
+             f"--listen_address=127.0.0.1:{self.port if same_port else 0}",
+             f"--port_file={port_file}",
              *self._flags],
             stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self._startup_timeout
@@ -209,12 +212,13 @@ class ServerProcess:
         """kill -9: no final checkpoint, no cleanup."""
         return self.stop(sig=signal.SIGKILL)
 
-    def restart(self, sig=signal.SIGTERM, wait_serving=True):
+    def restart(self, sig=signal.SIGTERM, wait_serving=True,
+                same_port=False):
         """Stops the server with `sig` and starts it again with the same
         flags (so on the same checkpoint directory); returns the exit code
         of the stop."""
         code = self.stop(sig=sig)
-        self.start(wait_serving=wait_serving)
+        self.start(wait_serving=wait_serving, same_port=same_port)
         return code
 
     def close(self):
