@@ -226,6 +226,9 @@ absl::Status EmbeddingServiceImpl::DoLookup(const v1::LookupRequest& request,
   EMBEDDING_ASSIGN_OR_RETURN(const DType dtype, FromProto(request.dtype()));
   EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<EmbeddingTable> table,
                              registry_->Get(request.table()));
+  // Before reserving: a bad index is INVALID_ARGUMENT even when the
+  // in-flight account is full.
+  EMBEDDING_RETURN_IF_ERROR(table->CheckIndices(View(request.indices())));
   // A table's row fits in memory, so its bytes fit in int64.
   const int64_t row_bytes = table->dim() * ElementSize(dtype);
   EMBEDDING_ASSIGN_OR_RETURN(
@@ -258,6 +261,7 @@ absl::Status EmbeddingServiceImpl::DoLookupBag(
   const int64_t bags = batch.bags();
   EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<EmbeddingTable> table,
                              registry_->Get(request.table()));
+  EMBEDDING_RETURN_IF_ERROR(table->CheckIndices(batch.indices()));
   const int64_t dim = table->dim();
   const bool is_max = batch.mode() == BagMode::kMax;
   const int64_t row_bytes = dim * ElementSize(dtype);
@@ -308,6 +312,7 @@ absl::Status EmbeddingServiceImpl::DoPushGradients(
   EMBEDDING_ASSIGN_OR_RETURN(
       absl::Span<const float> grad,
       RowsView(request.grad(), request.indices_size(), table->dim(), "grad"));
+  EMBEDDING_RETURN_IF_ERROR(table->CheckIndices(View(request.indices())));
   EMBEDDING_ASSIGN_OR_RETURN(
       const InflightBytes scratch,
       Reserve(PushScratchBytes(request.indices_size(), table->dim()),
@@ -333,6 +338,7 @@ absl::Status EmbeddingServiceImpl::DoPushBagGradients(
   EMBEDDING_ASSIGN_OR_RETURN(
       absl::Span<const float> grad,
       RowsView(request.grad(), bags, table->dim(), "grad"));
+  EMBEDDING_RETURN_IF_ERROR(table->CheckIndices(batch.indices()));
   EMBEDDING_ASSIGN_OR_RETURN(
       const InflightBytes scratch,
       Reserve(PushScratchBytes(request.indices_size(), table->dim()),

@@ -251,6 +251,62 @@ TEST_F(ServiceLimitsTest, ResponsesAreReservedBeforeTheyAreBuilt) {
   EXPECT_EQ(memory_->used(), 0);
 }
 
+// Content is checked before the response or scratch is reserved: a bad
+// index is INVALID_ARGUMENT however full the account is (under load it was
+// RESOURCE_EXHAUSTED).
+TEST_F(ServiceLimitsTest, ABadIndexIsInvalidEvenWhenItsResponseWouldNotFit) {
+  constexpr int64_t kIndices = 8192;
+  Start(ServiceOptions{}, /*inflight_bytes=*/1 << 20);
+  CreateTable("t", 64, 64);  // 8192 rows of 256 bytes: 2 MiB.
+  v1::LookupRequest lookup = Lookup("t", kIndices, 64);
+  lookup.set_indices(kIndices - 1, 64);
+  {
+    grpc::ClientContext context;
+    v1::LookupResponse response;
+    ExpectError(stub_->Lookup(&context, lookup, &response),
+                grpc::StatusCode::INVALID_ARGUMENT,
+                "index 64 at position 8191 is outside [0, 64)");
+  }
+  v1::LookupBagRequest bags;
+  bags.set_table("t");
+  *bags.mutable_indices() = lookup.indices();
+  for (int64_t i = 0; i < kIndices; ++i) bags.add_offsets(i);
+  {
+    grpc::ClientContext context;
+    v1::LookupBagResponse response;
+    ExpectError(stub_->LookupBag(&context, bags, &response),
+                grpc::StatusCode::INVALID_ARGUMENT,
+                "index 64 at position 8191 is outside [0, 64)");
+  }
+  v1::PushGradientsRequest push;
+  push.set_table("t");
+  *push.mutable_indices() = lookup.indices();
+  push.mutable_grad()->add_shape(kIndices);
+  push.mutable_grad()->add_shape(64);
+  push.mutable_grad()->mutable_data()->resize(kIndices * 64 * sizeof(float));
+  {
+    grpc::ClientContext context;
+    v1::PushGradientsResponse response;
+    ExpectError(stub_->PushGradients(&context, push, &response),
+                grpc::StatusCode::INVALID_ARGUMENT,
+                "index 64 at position 8191 is outside [0, 64)");
+  }
+  v1::PushBagGradientsRequest bag_push;
+  bag_push.set_table("t");
+  *bag_push.mutable_indices() = bags.indices();
+  *bag_push.mutable_offsets() = bags.offsets();
+  *bag_push.mutable_grad() = push.grad();
+  {
+    grpc::ClientContext context;
+    v1::PushGradientsResponse response;
+    ExpectError(stub_->PushBagGradients(&context, bag_push, &response),
+                grpc::StatusCode::INVALID_ARGUMENT,
+                "index 64 at position 8191 is outside [0, 64)");
+  }
+  EXPECT_EQ(Version("t"), 0);
+  EXPECT_EQ(memory_->used(), 0);
+}
+
 TEST_F(ServiceLimitsTest,
        ALookupStreamHoldsItsOneResponseUntilTheClientTakesIt) {
   // A 1 MiB response is held twice while written (message and bytes).
