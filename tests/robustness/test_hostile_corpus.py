@@ -89,9 +89,10 @@ def test_hostile_corpus(start_server):
     wrong = []
     codes = collections.Counter()
     # Four threads of large hostile requests can fill the in-flight account:
-    # any call may then be refused by it (the contract allows it, and limits
-    # answer before content checks). Allowed, but only now and then: a leak
-    # in the account would refuse everything.
+    # any call may then be refused by it, since a request is reserved for
+    # before it is parsed, so before its content can be checked (content is
+    # checked before the response is reserved). Allowed, but only now and
+    # then: a leak in the account would refuse everything.
     refused_at_the_limit = 0
     with concurrent.futures.ThreadPoolExecutor(THREADS) as pool:
         for i, case, code, details, answers in pool.map(run,
