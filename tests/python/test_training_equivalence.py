@@ -3,7 +3,9 @@
 The example's matrix-factorisation model is trained for 4 epochs (316 steps)
 from the same initial weights on the same batches, once with local sparse
 tables and a torch optimizer, once with remote tables stepped by the server.
-Losses must agree step by step and the final tables to 1e-5. (They agree to
+Losses must agree step by step and the final tables to 1e-5, on one server
+and on a 3-shard cluster (the sharded client: pushes reach every shard, so
+every shard counts every step). (They agree to
 float rounding, not bit for bit: torch's `add_(g, alpha=-lr)` rounds once,
 as a fused multiply-add, and the server may round twice.)
 """
@@ -12,11 +14,25 @@ import numpy as np
 import pytest
 import torch
 
+from embedding_client import EmbeddingClient
 from embedding_client.nn import download_embedding
+from tests.testing.cluster import Cluster
+
+
+@pytest.fixture(scope="module", params=[1, 3], ids=["1-shard", "3-shards"])
+def trainer_client(request):
+    """A client to one server, or to a cluster of 3 (the sharded client)."""
+    if request.param == 1:
+        yield request.getfixturevalue("client")
+        return
+    with Cluster(request.param) as cluster:
+        with EmbeddingClient(cluster.addresses) as sharded:
+            yield sharded
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adagrad"])
-def test_remote_training_matches_local(client, example, optimizer):
+def test_remote_training_matches_local(trainer_client, example, optimizer):
+    client = trainer_client
     config = example.Config(optimizer=optimizer, epochs=4)
     data = example.make_ratings(config)
     local_losses, local_model = example.train_local(config, data)

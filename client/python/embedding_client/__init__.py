@@ -7,8 +7,13 @@
     rows = client.lookup("items", [[1, 2], [3, 4]])   # numpy (2, 2, 32)
     items = RemoteEmbedding(client, "items")           # a torch module
 
+    cluster = EmbeddingClient(["a:50051", "b:50051", "c:50051"])  # shards
+
 Modules:
 - client:  EmbeddingClient, numpy in and out, one method per RPC;
+- sharded: ShardedClient, what EmbeddingClient(list of addresses) makes:
+           the same methods over a table split across servers (routing:
+           where rows live; bags: the server's bag arithmetic, client-side);
 - options: optimizer / initializer dataclasses (OPTIMIZERS lists the
            optimizers), TableInfo, PushResult, CheckpointInfo,
            SavedCheckpoint;

@@ -70,7 +70,7 @@ def bag_mode(mode):
         ) from None
 
 
-def _bag_inputs(indices, offsets):
+def bag_inputs(indices, offsets):
     """Returns flat indices and offsets as nn.EmbeddingBag takes them.
 
     A 2-D `indices` (bags, n) without offsets is bags of equal size n.
@@ -87,10 +87,20 @@ def _bag_inputs(indices, offsets):
     return indices.ravel(), tensors.as_indices(offsets).ravel()
 
 
-class EmbeddingClient:
-    """A connection to one embedding_server.
+def empty_rows(shape, dim, dtype):
+    """What a lookup of no indices of `shape` returns, as F.embedding."""
+    return np.zeros(shape + (dim,),
+                    np.float16 if dtype == "float16" else np.float32)
 
-    address: "host:port". timeout: default deadline of each call in seconds
+
+class EmbeddingClient:
+    """A connection to one embedding_server, or to a cluster of them.
+
+    address: "host:port", or a list of them in shard-index order for a
+    table split over several servers: the client is then a
+    sharded.ShardedClient, with these methods and the results of one
+    server holding the whole table (a list of one is the plain client).
+    timeout: default deadline of each call in seconds
     (None: no deadline); a retried call gives each attempt its own.
     metadata: (key, value) pairs sent with every call. credentials:
     grpc.ChannelCredentials for TLS (default: plaintext).
@@ -107,6 +117,8 @@ class EmbeddingClient:
                  max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES,
                  max_retries=DEFAULT_MAX_RETRIES, client_id=None,
                  channel_options=()):
+        if not isinstance(address, str):
+            (address,) = address  # A list of one; more make a ShardedClient.
         options = [("grpc.max_send_message_length", max_message_bytes),
                    ("grpc.max_receive_message_length", max_message_bytes),
                    *channel_options]
@@ -122,6 +134,13 @@ class EmbeddingClient:
         self.max_retries = max_retries
         self.client_id = client_id or secrets.token_hex(16)  # 128 bits.
         self._sequences = itertools.count(1)  # next() is atomic under the GIL.
+
+    def __new__(cls, address=DEFAULT_ADDRESS, *args, **kwargs):
+        if (cls is EmbeddingClient and not isinstance(address, str) and
+                len(address) > 1):
+            from embedding_client.sharded import ShardedClient
+            return super().__new__(ShardedClient)  # Python then inits it.
+        return super().__new__(cls)
 
     def close(self):
         """Closes the channel; the client is unusable afterwards."""
@@ -283,8 +302,7 @@ class EmbeddingClient:
                                    dtype=tensors.wire_dtype(dtype))
         if indices.size == 0:  # As F.embedding; the server wants indices.
             dim = self.get_table(table, timeout=timeout).embedding_dim
-            return np.zeros(indices.shape + (dim,),
-                            np.float16 if dtype == "float16" else np.float32)
+            return empty_rows(indices.shape, dim, dtype)
         tensors.fill_indices(request.indices, indices)
         if indices.ndim > 1:
             request.shape.extend(indices.shape)
@@ -306,7 +324,7 @@ class EmbeddingClient:
         plus InvalidArgumentError for bad offsets, per_sample_weights
         outside "sum", and "max" on a scale_grad_by_freq table.
         """
-        indices, offsets = _bag_inputs(indices, offsets)
+        indices, offsets = bag_inputs(indices, offsets)
         request = pb.LookupBagRequest(
             table=table, mode=bag_mode(mode),
             include_last_offset=include_last_offset,
@@ -368,7 +386,7 @@ class EmbeddingClient:
         InvalidArgumentError for the lookup_bag checks and max_indices that
         do not match the bags.
         """
-        indices, offsets = _bag_inputs(indices, offsets)
+        indices, offsets = bag_inputs(indices, offsets)
         request = pb.PushBagGradientsRequest(
             table=table, mode=bag_mode(mode),
             include_last_offset=include_last_offset,
@@ -436,6 +454,15 @@ class EmbeddingClient:
         InvalidArgumentError (index or range outside the table).
         """
         dim = self.get_table(table, timeout=timeout).embedding_dim
+        ids, values = self._read_rows(table, dim, indices, start_row=start_row,
+                                      end_row=end_row, timeout=timeout)
+        if return_indices:
+            return ids, values
+        return values
+
+    def _read_rows(self, table, dim, indices=None, *, start_row=0,
+                   end_row=None, timeout=None):
+        """read_rows of a table of `dim` columns: (ids, rows)."""
         rows_per_message = self._rows_per_message(dim)
         if indices is None:
             requests = [pb.ReadRowsRequest(
@@ -452,11 +479,8 @@ class EmbeddingClient:
                 tensors.fill_indices(request.indices,
                                      indices[begin:begin + per_request])
                 requests.append(request)
-        ids, values = self._with_retries(
+        return self._with_retries(
             lambda: self._read(requests, dim, timeout), retry=True)
-        if return_indices:
-            return ids, values
-        return values
 
     def _read(self, requests, dim, timeout):
         """One attempt of read_rows: (ids, rows) of every reply in order.
@@ -541,20 +565,15 @@ class EmbeddingClient:
         and OSError when the file cannot be written.
         """
         info = self.get_table(table, timeout=timeout)
-        if info.shard_count > 1:
-            raise FailedPreconditionError(
-                f"table {table} is split over {info.shard_count} servers and "
-                f"this one holds shard {info.shard_index} only; an export "
-                "needs the whole table")
         rows, dim = info.num_embeddings, info.embedding_dim
+        chunks = self._table_chunks(info, timeout)
         path = os.fspath(path)
         partial = f"{path}.partial"
         try:
             with open(partial, "wb") as file:
                 npy.write_header(file, rows, dim)
                 next_row = 0
-                for ids, values in self._row_chunks(table, 0, rows, dim,
-                                                    timeout):
+                for ids, values in chunks:
                     # Rows go to the file by position: they must be in order.
                     if ids[0] != next_row or ids[-1] != next_row + len(ids) - 1:
                         raise InternalError(
@@ -575,6 +594,17 @@ class EmbeddingClient:
                 pass
             raise
         return rows
+
+    def _table_chunks(self, info, timeout):
+        """Yields (ids, rows) of the whole table in order (export_npy).
+        Raises FailedPreconditionError when this server holds one shard."""
+        if info.shard_count > 1:
+            raise FailedPreconditionError(
+                f"table {info.name} is split over {info.shard_count} servers "
+                f"and this one holds shard {info.shard_index} only; an "
+                "export needs the whole table")
+        return self._row_chunks(info.name, 0, info.num_embeddings,
+                                info.embedding_dim, timeout)
 
     def import_npy(self, table, path, *, timeout=None):
         """Overwrites every row of the existing `table` with the .npy file

@@ -85,3 +85,14 @@ def from_rpc_error(error):
     code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
     message = error.details() if hasattr(error, "details") else str(error)
     return _BY_CODE.get(code, EmbeddingError)(message or "", code)
+
+
+def combined(errors):
+    """One error for several failed parts of a call: `errors` maps a prefix
+    (e.g. "shard 1 (host:port): ") to its EmbeddingError. The class and
+    code are the first's; the message lists every part, "; "-separated."""
+    prefixes = list(errors)
+    first = errors[prefixes[0]]
+    message = "; ".join(f"{prefix}{errors[prefix].message}"
+                        for prefix in prefixes)
+    return type(first)(message, first.code)

@@ -93,3 +93,18 @@ def from_tensor(message, writable=True):
     wire = "<f2" if dtype == pb.DTYPE_FLOAT16 else "<f4"
     array = np.frombuffer(data, dtype=wire).reshape(shape)
     return array.copy() if writable else array
+
+
+def round_to_wire(array, name):
+    """Returns float32 `array` as a server's reply of dtype `name` reads
+    back (see from_tensor): float16 rounded to nearest even, bfloat16 rounded
+    to nearest even and widened to float32 (common/float16.cc's rounding;
+    the values are finite)."""
+    if name == "float16":
+        return array.astype(np.float16)
+    if name == "bfloat16":
+        bits = np.ascontiguousarray(array, np.float32).view(np.uint32)
+        odd = (bits >> 16) & 1
+        rounded = ((bits + np.uint32(0x7FFF) + odd) >> 16) << 16
+        return rounded.astype(np.uint32).view(np.float32)
+    return array

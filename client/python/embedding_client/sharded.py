@@ -1,0 +1,510 @@
+"""ShardedClient: one EmbeddingClient over a table split across M servers.
+
+    client = EmbeddingClient(["10.0.0.1:50051", "10.0.0.2:50051",
+                              "10.0.0.3:50051"])   # shard 0, 1, 2
+    client.create_table("items", 10_000_000, 64)   # on every shard
+    rows = client.lookup("items", batch)           # routed, in parallel
+
+Global row g lives on shard g % M. The client has the plain client's
+methods and returns what one server holding the whole table would, bit for
+bit (client/CONTRACT.md, "Sharded clients", is the contract it shares with
+the C++ client): it checks the cluster on the first use of each table,
+checks every request against the table's spec before sending anything,
+sends one sub-request per shard involved in parallel and reassembles the
+replies in the caller's order. Bags are pooled in the client (bags.py);
+pushes reach every shard, with the same client_id and sequence. Errors of a
+shard keep the server's code, their message prefixed
+"shard K (ADDRESS): ".
+
+A push after a partial failure is retried with the sequence of the raised
+error: shards that applied it answer duplicate, the others apply it.
+
+    try:
+        client.push_gradients("items", batch, grad)
+    except EmbeddingError as error:
+        client.push_gradients("items", batch, grad, sequence=error.sequence)
+
+Thread-safe; share one per process.
+"""
+
+import concurrent.futures
+import dataclasses
+import itertools
+import secrets
+import threading
+
+import numpy as np
+
+from embedding_client import bags, routing, tensors
+from embedding_client.client import (DEFAULT_BAG_MODE, DEFAULT_LOOKUP_DTYPE,
+                                     DEFAULT_MAX_MESSAGE_BYTES,
+                                     DEFAULT_MAX_RETRIES,
+                                     DEFAULT_TIMEOUT_SECONDS, EmbeddingClient,
+                                     bag_inputs, bag_mode, empty_rows)
+from embedding_client.errors import (EmbeddingError, FailedPreconditionError,
+                                     InvalidArgumentError, combined)
+from embedding_client.options import CheckpointInfo, PushResult
+
+# TableInfo fields that differ from shard to shard by design.
+_PER_SHARD_FIELDS = ("shard_index", "shard_count", "local_rows",
+                     "memory_bytes", "version", "step", "last_checkpoint")
+
+
+def _merge_checkpoints(checkpoints):
+    """One CheckpointInfo for the shards' (None unless all have one)."""
+    if any(checkpoint is None for checkpoint in checkpoints):
+        return None
+    return CheckpointInfo(
+        version=sum(c.version for c in checkpoints),
+        time_unix_micros=min(c.time_unix_micros for c in checkpoints),
+        path=checkpoints[0].path,
+        incremental=any(c.incremental for c in checkpoints))
+
+
+def _merge_infos(infos):
+    """One TableInfo for a table's shards (in shard order)."""
+    return dataclasses.replace(
+        infos[0], shard_index=0, shard_count=len(infos),
+        local_rows=sum(info.local_rows for info in infos),
+        memory_bytes=sum(info.memory_bytes for info in infos),
+        version=sum(info.version for info in infos),
+        step=max(info.step for info in infos),
+        last_checkpoint=_merge_checkpoints(
+            [info.last_checkpoint for info in infos]))
+
+
+def _finite_check(values, what):
+    """The server's CheckFinite: InvalidArgumentError at the first NaN/Inf
+    of [rows, dim] `values`."""
+    bad = ~np.isfinite(values)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        raise InvalidArgumentError(
+            f"{what} has a non-finite value ({values[row, column]}) at row "
+            f"{row}, column {column}")
+
+
+def _rows_shape_check(values, rows, dim, what):
+    """The server's RowsView: `values` must be [..., dim] with `rows` rows."""
+    shape = values.shape
+    if len(shape) < 2 or shape[-1] != dim or int(np.prod(shape[:-1])) != rows:
+        raise InvalidArgumentError(
+            f"{what} has shape [{', '.join(map(str, shape))}], expected "
+            f"[{rows}, {dim}]")
+    return values.reshape(rows, dim)
+
+
+class ShardedClient(EmbeddingClient):
+    """An EmbeddingClient over M servers; `addresses[k]` is shard k.
+
+    The keyword arguments are EmbeddingClient's and apply to every shard;
+    all shards share one client_id. Made by EmbeddingClient(list of two or
+    more addresses).
+    """
+
+    def __init__(self, addresses, *, timeout=DEFAULT_TIMEOUT_SECONDS,
+                 metadata=(), credentials=None,
+                 max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES,
+                 max_retries=DEFAULT_MAX_RETRIES, client_id=None,
+                 channel_options=()):
+        self.addresses = list(addresses)
+        self.address = ",".join(self.addresses)
+        self.timeout = timeout
+        self.metadata = tuple(metadata)
+        self.max_message_bytes = max_message_bytes
+        self.max_retries = max_retries
+        self.client_id = client_id or secrets.token_hex(16)
+        self._sequences = itertools.count(1)
+        self.shards = [
+            EmbeddingClient(address, timeout=timeout, metadata=metadata,
+                            credentials=credentials,
+                            max_message_bytes=max_message_bytes,
+                            max_retries=max_retries, client_id=self.client_id,
+                            channel_options=channel_options)
+            for address in self.addresses]
+        self._pool = concurrent.futures.ThreadPoolExecutor(
+            max_workers=4 * len(self.shards),
+            thread_name_prefix="embedding-shard")
+        self._lock = threading.Lock()
+        self._checked = {}  # Table name -> shard 0's TableInfo, checked.
+
+    def close(self):
+        """Closes every channel; the client is unusable afterwards."""
+        self._pool.shutdown(wait=False)
+        for shard in self.shards:
+            shard.close()
+
+    def __repr__(self):
+        return f"EmbeddingClient({self.addresses!r})"
+
+    # ---- plumbing ---------------------------------------------------------
+
+    def _prefix(self, shard):
+        return f"shard {shard} ({self.addresses[shard]}): "
+
+    def _run_all(self, calls):
+        """Runs calls {shard: f(shard client)} in parallel; returns
+        ({shard: result}, {shard: EmbeddingError})."""
+        futures = {shard: self._pool.submit(call, self.shards[shard])
+                   for shard, call in calls.items()}
+        results, errors = {}, {}
+        for shard, future in futures.items():
+            try:
+                results[shard] = future.result()
+            except EmbeddingError as error:
+                errors[shard] = error
+        return results, errors
+
+    def _raise(self, errors, **attributes):
+        """Raises one error for the failing shards (in shard order)."""
+        error = combined({self._prefix(shard): errors[shard]
+                          for shard in sorted(errors)})
+        for name, value in attributes.items():
+            setattr(error, name, value)
+        raise error
+
+    def _run(self, calls, **attributes):
+        """As _run_all, raising the failing shards' error (with
+        `attributes` set on it) if any failed."""
+        results, errors = self._run_all(calls)
+        if errors:
+            self._raise(errors, **attributes)
+        return results
+
+    def _on_every_shard(self, call):
+        return self._run({shard: call for shard in range(len(self.shards))})
+
+    def _check_cluster(self, infos):
+        """FailedPreconditionError unless shard k says it is shard k of M
+        and holds the spec shard 0 holds. infos: {shard: TableInfo}."""
+        count = len(self.shards)
+        reference = infos.get(0) or next(iter(infos.values()))
+        for shard, info in sorted(infos.items()):
+            if (info.shard_index, info.shard_count) != (shard, count):
+                raise FailedPreconditionError(
+                    f"{self._prefix(shard)}reports shard_index "
+                    f"{info.shard_index} of shard_count {info.shard_count}, "
+                    f"expected {shard} of {count}")
+            for field in dataclasses.fields(info):
+                if field.name in _PER_SHARD_FIELDS:
+                    continue
+                mine = getattr(info, field.name)
+                expected = getattr(reference, field.name)
+                if mine != expected:
+                    raise FailedPreconditionError(
+                        f"{self._prefix(shard)}table {info.name!r} differs "
+                        f"from shard 0 in {field.name}: {mine!r} vs "
+                        f"{expected!r}")
+
+    def _shard_infos(self, table, timeout):
+        """Every shard's TableInfo of `table`, checked and remembered."""
+        infos = self._on_every_shard(
+            lambda shard: shard.get_table(table, timeout=timeout))
+        self._check_cluster(infos)
+        with self._lock:
+            self._checked[table] = infos[0]
+        return [infos[shard] for shard in range(len(self.shards))]
+
+    def _spec(self, table, timeout):
+        """The checked spec (shard 0's TableInfo) of `table`; checks the
+        cluster on first use."""
+        with self._lock:
+            info = self._checked.get(table)
+        return info or self._shard_infos(table, timeout)[0]
+
+    def _forget(self, table):
+        with self._lock:
+            self._checked.pop(table, None)
+
+    # ---- tables -----------------------------------------------------------
+
+    def create_table(self, name, num_embeddings, embedding_dim,
+                     padding_idx=None, max_norm=None, norm_type=2.0,
+                     scale_grad_by_freq=False, *, optimizer=None,
+                     initializer=None, seed=0, weights=None, timeout=None):
+        """Creates the table on every shard, as EmbeddingClient's. Weights
+        go to every shard whole (each keeps its rows). When a shard fails
+        or reports another cluster, the table is deleted again where this
+        call created it and the shard's error is raised."""
+        self._forget(name)
+        infos, errors = self._run_all({
+            shard: lambda client: client.create_table(
+                name, num_embeddings, embedding_dim, padding_idx, max_norm,
+                norm_type, scale_grad_by_freq, optimizer=optimizer,
+                initializer=initializer, seed=seed, weights=weights,
+                timeout=timeout)
+            for shard in range(len(self.shards))})
+        try:
+            if errors:
+                self._raise(errors)
+            self._check_cluster(infos)
+        except EmbeddingError:
+            # Best effort: the creation's error is the one to report.
+            self._run_all({shard: lambda client: client.delete_table(name)
+                           for shard in infos})
+            raise
+        with self._lock:
+            self._checked[name] = infos[0]
+        return _merge_infos([infos[shard] for shard in sorted(infos)])
+
+    def get_table(self, name, *, timeout=None):
+        """Returns the table's TableInfo merged over the shards (rows,
+        memory and version summed, step the largest); checks the cluster."""
+        return _merge_infos(self._shard_infos(name, timeout))
+
+    def shard_tables(self, name, *, timeout=None):
+        """Returns each shard's own TableInfo of `name`, in shard order."""
+        return self._shard_infos(name, timeout)
+
+    def list_tables(self, *, timeout=None):
+        """Returns a merged TableInfo for each table every shard holds."""
+        lists = self._on_every_shard(
+            lambda shard: shard.list_tables(timeout=timeout))
+        by_name = [{info.name: info for info in lists[shard]}
+                   for shard in range(len(self.shards))]
+        return [_merge_infos([tables[name] for tables in by_name])
+                for name in by_name[0]
+                if all(name in tables for tables in by_name)]
+
+    def delete_table(self, name, *, timeout=None):
+        """Deletes the table on every shard, carrying on past failures;
+        raises the failing shards' error."""
+        self._forget(name)
+        self._on_every_shard(
+            lambda shard: shard.delete_table(name, timeout=timeout))
+
+    def set_optimizer(self, table, optimizer, *, timeout=None):
+        """Sets the optimizer on every shard; returns the merged TableInfo."""
+        self._forget(table)
+        infos = self._on_every_shard(
+            lambda shard: shard.set_optimizer(table, optimizer,
+                                              timeout=timeout))
+        return _merge_infos([infos[shard] for shard in sorted(infos)])
+
+    # ---- lookups ----------------------------------------------------------
+
+    def lookup(self, table, indices, *, dtype=DEFAULT_LOOKUP_DTYPE,
+               timeout=None):
+        """As EmbeddingClient.lookup; contacts only the shards holding
+        some of the rows."""
+        indices = tensors.as_indices(indices)
+        tensors.wire_dtype(dtype)
+        info = self._spec(table, timeout)
+        flat = indices.ravel()
+        routing.check_indices(flat, info.num_embeddings)
+        if flat.size == 0:
+            return empty_rows(indices.shape, info.embedding_dim, dtype)
+        split = routing.Split(flat, len(self.shards))
+        parts = self._run({
+            shard: lambda client, part=flat[split.positions[shard]]:
+                client.lookup(table, part, dtype=dtype, timeout=timeout)
+            for shard in split.shards()})
+        rows = split.gather(parts, (info.embedding_dim,),
+                            next(iter(parts.values())).dtype)
+        return rows.reshape(indices.shape + (info.embedding_dim,))
+
+    def _bag_batch(self, table, indices, offsets, mode, per_sample_weights,
+                   include_last_offset, timeout):
+        """(BagBatch, spec), checked as the server checks a bag request."""
+        bag_mode(mode)
+        indices, offsets = bag_inputs(indices, offsets)
+        info = self._spec(table, timeout)
+        batch = bags.BagBatch(indices, offsets, mode, per_sample_weights,
+                              include_last_offset, info.padding_idx)
+        if mode == "max" and info.scale_grad_by_freq:
+            raise InvalidArgumentError(
+                "mode MAX does not support scale_grad_by_freq (torch "
+                "refuses it too)")
+        routing.check_indices(indices, info.num_embeddings)
+        return batch, info
+
+    def lookup_bag(self, table, indices, offsets=None, *,
+                   mode=DEFAULT_BAG_MODE, per_sample_weights=None,
+                   include_last_offset=False, dtype=DEFAULT_LOOKUP_DTYPE,
+                   return_max_indices=False, timeout=None):
+        """As EmbeddingClient.lookup_bag: the rows are looked up (routed)
+        and pooled here exactly as the server pools them."""
+        tensors.wire_dtype(dtype)
+        batch, info = self._bag_batch(table, indices, offsets, mode,
+                                      per_sample_weights,
+                                      include_last_offset, timeout)
+        kept = batch.indices[batch.kept]
+        if info.max_norm is None:  # Each distinct row once.
+            distinct, inverse = np.unique(kept, return_inverse=True)
+            rows = self.lookup(table, distinct, timeout=timeout)[inverse]
+        else:  # Renorm reads every position, as the server's do.
+            rows = self.lookup(table, kept, timeout=timeout)
+        if rows.ndim == 1:
+            rows = rows.reshape(0, info.embedding_dim)
+        pooled, max_indices = batch.pool(rows)
+        pooled = tensors.round_to_wire(pooled, dtype)
+        return (pooled, max_indices) if return_max_indices else pooled
+
+    # ---- training ---------------------------------------------------------
+
+    def push_gradients(self, table, indices, grad, *, learning_rate=None,
+                       sequence=None, timeout=None):
+        """As EmbeddingClient.push_gradients. Every shard gets a sub-push
+        (an empty one where it holds none of the rows), all with this
+        client's id and the same sequence. A failure names the failing
+        shards and carries `.sequence`: retry with it."""
+        indices = tensors.as_indices(indices)
+        info = self._spec(table, timeout)
+        flat = indices.ravel()
+        grad = _rows_shape_check(tensors.as_float32(grad), flat.size,
+                                 info.embedding_dim, "grad")
+        routing.check_indices(flat, info.num_embeddings)
+        _finite_check(grad, "grad")
+        return self._push_rows(table, flat, grad, learning_rate, sequence,
+                               timeout)
+
+    def push_bag_gradients(self, table, indices, offsets, grad, *,
+                           mode=DEFAULT_BAG_MODE, per_sample_weights=None,
+                           include_last_offset=False, max_indices=None,
+                           learning_rate=None, sequence=None, timeout=None):
+        """As EmbeddingClient.push_bag_gradients: the bag gradient becomes
+        the per-row gradient the server would accumulate, pushed as
+        push_gradients pushes."""
+        batch, info = self._bag_batch(table, indices, offsets, mode,
+                                      per_sample_weights,
+                                      include_last_offset, timeout)
+        grad = _rows_shape_check(tensors.as_float32(grad), batch.bags,
+                                 info.embedding_dim, "grad")
+        _finite_check(grad, "grad")
+        rows, row_grads = batch.scatter(grad, max_indices,
+                                        info.embedding_dim)
+        return self._push_rows(table, rows, row_grads, learning_rate,
+                               sequence, timeout)
+
+    def _push_rows(self, table, flat, grad, learning_rate, sequence,
+                   timeout):
+        sequence = self._next_sequence(sequence)
+        split = routing.Split(flat, len(self.shards))
+        results = self._run({
+            shard: lambda client, positions=split.positions[shard]:
+                client.push_gradients(
+                    table, flat[positions], grad[positions],
+                    learning_rate=learning_rate, sequence=sequence,
+                    timeout=timeout)
+            for shard in range(len(self.shards))}, sequence=sequence)
+        return PushResult(
+            rows_updated=sum(r.rows_updated for r in results.values()),
+            version=sum(r.version for r in results.values()),
+            duplicate=all(r.duplicate for r in results.values()))
+
+    # ---- bulk rows ----------------------------------------------------------
+
+    def write_rows(self, table, values, indices=None, *, start_row=0,
+                   timeout=None):
+        """As EmbeddingClient.write_rows, routed by index (a range becomes
+        its indices). Checked whole before anything is sent; shards write
+        in parallel, so a failure may leave other shards' rows written."""
+        values = tensors.as_float32(values)
+        if values.ndim != 2:
+            raise InvalidArgumentError(
+                f"values must be [rows, dim], got shape {list(values.shape)}")
+        info = self._spec(table, timeout)
+        rows = info.num_embeddings
+        if values.shape[1] != info.embedding_dim:
+            raise InvalidArgumentError(
+                f"values has {values.size} elements, expected "
+                f"[{len(values)}, {info.embedding_dim}] = "
+                f"{len(values) * info.embedding_dim}")
+        if indices is None:
+            if not 0 <= start_row <= rows - len(values) or not len(values):
+                raise InvalidArgumentError(
+                    f"{len(values)} rows from row {start_row} are not "
+                    f"within [0, {rows})")
+            indices = np.arange(start_row, start_row + len(values))
+        else:
+            indices = tensors.as_indices(indices).ravel()
+            if len(indices) != len(values):
+                raise InvalidArgumentError(
+                    f"{len(indices)} indices for {len(values)} rows")
+            routing.check_indices(indices, rows)
+            _, first = np.unique(indices, return_index=True)
+            if len(first) != len(indices):
+                again = np.ones(len(indices), bool)
+                again[first] = False
+                position = int(np.argmax(again))
+                raise InvalidArgumentError(
+                    f"index {indices[position]} at position {position} is "
+                    "written twice in one request")
+        _finite_check(values, "values")
+        split = routing.Split(indices, len(self.shards))
+        written = self._run({
+            shard: lambda client, positions=split.positions[shard]:
+                client.write_rows(table, values[positions],
+                                  indices[positions], timeout=timeout)
+            for shard in split.shards()})
+        return sum(written.values())
+
+    def read_rows(self, table, indices=None, *, start_row=0, end_row=None,
+                  return_indices=False, timeout=None):
+        """As EmbeddingClient.read_rows over the whole table: indices are
+        routed, a range is read from every shard and merged in order."""
+        info = self._spec(table, timeout)
+        dim, rows = info.embedding_dim, info.num_embeddings
+        count = len(self.shards)
+        if indices is not None:
+            ids = tensors.as_indices(indices).ravel()
+            routing.check_indices(ids, rows)
+            split = routing.Split(ids, count)
+            parts = self._run({
+                shard: lambda client, part=ids[split.positions[shard]]:
+                    client._read_rows(table, dim, part,
+                                           timeout=timeout)[1]
+                for shard in split.shards()})
+            values = split.gather(parts, (dim,), np.float32)
+        else:
+            end = end_row or rows
+            if not 0 <= start_row <= end <= rows:
+                raise InvalidArgumentError(
+                    f"row range [{start_row}, {end}) is not within [0, "
+                    f"{rows}]")
+            ids = np.arange(start_row, end, dtype=np.int64)
+            values = self._read_range(table, dim, start_row, end, timeout)
+        return (ids, values) if return_indices else values
+
+    def _read_range(self, table, dim, start, end, timeout):
+        """Rows [start, end) in order, each shard's read in parallel."""
+        parts = self._on_every_shard(
+            lambda client: client._read_rows(
+                table, dim, start_row=start, end_row=end, timeout=timeout))
+        values = np.empty((end - start, dim), np.float32)
+        for ids, part in parts.values():
+            values[ids - start] = part
+        return values
+
+    def _table_chunks(self, info, timeout):
+        """Yields (ids, rows) over the whole table in order, one window of
+        a bulk message per shard at a time (export_npy)."""
+        window = self._rows_per_message(info.embedding_dim) * len(
+            self.shards)
+        for start in range(0, info.num_embeddings, window):
+            end = min(start + window, info.num_embeddings)
+            yield (np.arange(start, end),
+                   self._read_range(info.name, info.embedding_dim, start,
+                                    end, timeout))
+
+    # ---- checkpoints --------------------------------------------------------
+
+    def save_checkpoint(self, tables=None, *, incremental=False,
+                        timeout=None):
+        """Saves on every shard; returns one SavedCheckpoint per table
+        (version, bytes and rows summed, shard 0's path, earliest time)."""
+        saved = self._on_every_shard(
+            lambda shard: shard.save_checkpoint(
+                tables, incremental=incremental, timeout=timeout))
+        by_table = {}
+        for shard in sorted(saved):
+            for one in saved[shard]:
+                by_table.setdefault(one.table, []).append(one)
+        merged = []
+        for table, parts in by_table.items():
+            checkpoint = _merge_checkpoints(parts)
+            merged.append(dataclasses.replace(
+                parts[0], **dataclasses.asdict(checkpoint),
+                bytes_written=sum(p.bytes_written for p in parts),
+                rows=sum(p.rows for p in parts)))
+        return merged
