@@ -1,8 +1,8 @@
 """Where the tests find the project's binaries: $EMBEDDING_SERVER,
-$EMBEDDING_CLI (ctest sets them) and $EMBEDDING_BENCH, else the default
-build tree, build/. sanitized() tells whether they are the ASan + UBSan
-build's (ctest sets $EMBEDDING_SANITIZED=1 there), whose memory use and
-speed are not the release binaries'."""
+$EMBEDDING_CLI, $EMBEDDING_RESHARD (ctest sets them) and $EMBEDDING_BENCH,
+else the default build tree, build/. sanitized() tells whether they are
+the ASan + UBSan build's (ctest sets $EMBEDDING_SANITIZED=1 there), whose
+memory use and speed are not the release binaries'."""
 
 import os
 import pathlib
@@ -20,6 +20,10 @@ def server_binary():
 
 def cli_binary():
     return _binary("EMBEDDING_CLI", "client/cpp/embedding_cli")
+
+
+def reshard_binary():
+    return _binary("EMBEDDING_RESHARD", "server/tools/embedding_reshard")
 
 
 def bench_binary():
