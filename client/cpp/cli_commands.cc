@@ -5,9 +5,13 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "client/cpp/npy_transfer.h"
 #include "common/status_macros.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 
 namespace embedding::cli {
 
@@ -15,7 +19,17 @@ std::string Usage() {
   return absl::StrCat(
       R"(manage and query the tables of an Embedding Service server.
 
-Usage: embedding_cli [--server=HOST:PORT] [--timeout=DURATION] COMMAND [NAME] [FLAGS]
+Usage: embedding_cli [--server=HOST:PORT[,HOST:PORT...]] [--timeout=DURATION]
+                     COMMAND [NAME] [FLAGS]
+
+--server takes one server, or every server of a cluster in shard-index
+order (the server started with --shard_index=k is the k-th): each command
+then works on the whole table as if one server held it.
+
+Servers
+  health                        asks each server of --server for its gRPC
+                                health; prints "ADDRESS: SERVING" per
+                                server, exit status 0 only if all serve
 
 Tables
   create-table NAME --num_embeddings=N --embedding_dim=D
@@ -105,9 +119,11 @@ SplitArgs ExtractOptimizerParams(int argc, char** argv) {
 
 namespace {
 
-// What a command needs to run.
+// What a command needs to run: an EmbeddingClient (one server) or a
+// ShardedEmbeddingClient (one or several), which have the same methods.
+template <typename Client>
 struct Context {
-  const EmbeddingClient& client;
+  const Client& client;
   const std::string& table;  // Empty for commands without a NAME.
   // Everything after the command's name (the NAME first, if it takes one).
   absl::Span<const std::string> operands;
@@ -182,7 +198,8 @@ std::vector<std::string> IndexLabels(absl::Span<const int64_t> indices) {
   return labels;
 }
 
-absl::Status PrintPush(const Context& ctx,
+template <typename Client>
+absl::Status PrintPush(const Context<Client>& ctx,
                        const absl::StatusOr<PushGradientsResult>& result) {
   EMBEDDING_RETURN_IF_ERROR(result.status());
   ctx.out << "pushed to " << ctx.table << ": " << result->rows_updated
@@ -192,7 +209,8 @@ absl::Status PrintPush(const Context& ctx,
   return absl::OkStatus();
 }
 
-absl::Status CreateTable(const Context& ctx) {
+template <typename Client>
+absl::Status CreateTable(const Context<Client>& ctx) {
   const CommandFlags& flags = ctx.flags;
   if (!flags.num_embeddings || !flags.embedding_dim) {
     return absl::InvalidArgumentError(
@@ -221,27 +239,31 @@ absl::Status CreateTable(const Context& ctx) {
   return absl::OkStatus();
 }
 
-absl::Status List(const Context& ctx) {
+template <typename Client>
+absl::Status List(const Context<Client>& ctx) {
   EMBEDDING_ASSIGN_OR_RETURN(const std::vector<v1::TableInfo> tables,
                              ctx.client.ListTables());
   ctx.out << FormatTableList(tables);
   return absl::OkStatus();
 }
 
-absl::Status Describe(const Context& ctx) {
+template <typename Client>
+absl::Status Describe(const Context<Client>& ctx) {
   EMBEDDING_ASSIGN_OR_RETURN(const v1::TableInfo info,
                              ctx.client.GetTable(ctx.table));
   ctx.out << FormatTableInfo(info);
   return absl::OkStatus();
 }
 
-absl::Status Delete(const Context& ctx) {
+template <typename Client>
+absl::Status Delete(const Context<Client>& ctx) {
   EMBEDDING_RETURN_IF_ERROR(ctx.client.DeleteTable(ctx.table));
   ctx.out << "deleted table " << ctx.table << "\n";
   return absl::OkStatus();
 }
 
-absl::Status SetOptimizer(const Context& ctx) {
+template <typename Client>
+absl::Status SetOptimizer(const Context<Client>& ctx) {
   if (ctx.flags.optimizer.empty()) {
     return absl::InvalidArgumentError("set-optimizer needs --optimizer");
   }
@@ -254,7 +276,8 @@ absl::Status SetOptimizer(const Context& ctx) {
   return absl::OkStatus();
 }
 
-absl::Status Lookup(const Context& ctx) {
+template <typename Client>
+absl::Status Lookup(const Context<Client>& ctx) {
   EMBEDDING_ASSIGN_OR_RETURN(const std::vector<int64_t> indices,
                              ParseInt64List("indices", ctx.flags.indices));
   LookupOptions options;
@@ -267,7 +290,8 @@ absl::Status Lookup(const Context& ctx) {
   return absl::OkStatus();
 }
 
-absl::Status Push(const Context& ctx) {
+template <typename Client>
+absl::Status Push(const Context<Client>& ctx) {
   EMBEDDING_ASSIGN_OR_RETURN(const std::vector<int64_t> indices,
                              ParseInt64List("indices", ctx.flags.indices));
   EMBEDDING_ASSIGN_OR_RETURN(const std::vector<float> grad,
@@ -278,7 +302,8 @@ absl::Status Push(const Context& ctx) {
                    ctx.client.PushGradients(ctx.table, indices, grad, push));
 }
 
-absl::Status WriteRows(const Context& ctx) {
+template <typename Client>
+absl::Status WriteRows(const Context<Client>& ctx) {
   EMBEDDING_ASSIGN_OR_RETURN(const std::vector<int64_t> indices,
                              ParseInt64List("indices", ctx.flags.indices));
   EMBEDDING_ASSIGN_OR_RETURN(const std::vector<float> values,
@@ -302,7 +327,8 @@ absl::Status WriteRows(const Context& ctx) {
   return absl::OkStatus();
 }
 
-absl::Status ReadRows(const Context& ctx) {
+template <typename Client>
+absl::Status ReadRows(const Context<Client>& ctx) {
   EMBEDDING_ASSIGN_OR_RETURN(const std::vector<int64_t> indices,
                              ParseInt64List("indices", ctx.flags.indices));
   absl::StatusOr<ReadRowsResult> result;
@@ -321,7 +347,8 @@ absl::Status ReadRows(const Context& ctx) {
   return absl::OkStatus();
 }
 
-absl::Status Checkpoint(const Context& ctx) {
+template <typename Client>
+absl::Status Checkpoint(const Context<Client>& ctx) {
   const std::vector<std::string> tables(ctx.operands.begin(),
                                         ctx.operands.end());
   EMBEDDING_ASSIGN_OR_RETURN(
@@ -333,7 +360,8 @@ absl::Status Checkpoint(const Context& ctx) {
   return absl::OkStatus();
 }
 
-absl::Status Export(const Context& ctx) {
+template <typename Client>
+absl::Status Export(const Context<Client>& ctx) {
   const std::string& file = ctx.operands[1];
   EMBEDDING_ASSIGN_OR_RETURN(const NpyTransfer exported,
                              ExportNpy(ctx.client, ctx.table, file));
@@ -343,7 +371,8 @@ absl::Status Export(const Context& ctx) {
   return absl::OkStatus();
 }
 
-absl::Status Import(const Context& ctx) {
+template <typename Client>
+absl::Status Import(const Context<Client>& ctx) {
   const std::string& file = ctx.operands[1];
   EMBEDDING_ASSIGN_OR_RETURN(const NpyTransfer imported,
                              ImportNpy(ctx.client, ctx.table, file));
@@ -353,7 +382,8 @@ absl::Status Import(const Context& ctx) {
   return absl::OkStatus();
 }
 
-absl::Status LookupBag(const Context& ctx) {
+template <typename Client>
+absl::Status LookupBag(const Context<Client>& ctx) {
   EMBEDDING_ASSIGN_OR_RETURN(const std::unique_ptr<BagFlags> parsed,
                              ParseBags(ctx.flags));
   EMBEDDING_ASSIGN_OR_RETURN(const v1::DType dtype,
@@ -374,7 +404,8 @@ absl::Status LookupBag(const Context& ctx) {
   return absl::OkStatus();
 }
 
-absl::Status PushBag(const Context& ctx) {
+template <typename Client>
+absl::Status PushBag(const Context<Client>& ctx) {
   EMBEDDING_ASSIGN_OR_RETURN(const std::unique_ptr<BagFlags> parsed,
                              ParseBags(ctx.flags));
   EMBEDDING_ASSIGN_OR_RETURN(const std::vector<float> grad,
@@ -399,32 +430,36 @@ enum class Operands { kNone, kTable, kTables, kTableAndFile };
 // Which hyper-parameter flags a command takes.
 enum class Params { kNone, kLearningRate, kOptimizer };
 
+template <typename Client>
 struct Command {
   const char* name;
   Operands operands;
   Params params;
-  absl::Status (*run)(const Context&);
+  absl::Status (*run)(const Context<Client>&);
 };
 
-constexpr Command kCommands[] = {
-    {"create-table", Operands::kTable, Params::kOptimizer, CreateTable},
-    {"list", Operands::kNone, Params::kNone, List},
-    {"describe", Operands::kTable, Params::kNone, Describe},
-    {"delete", Operands::kTable, Params::kNone, Delete},
-    {"set-optimizer", Operands::kTable, Params::kOptimizer, SetOptimizer},
-    {"lookup", Operands::kTable, Params::kNone, Lookup},
-    {"push", Operands::kTable, Params::kLearningRate, Push},
-    {"write-rows", Operands::kTable, Params::kNone, WriteRows},
-    {"read-rows", Operands::kTable, Params::kNone, ReadRows},
-    {"lookup-bag", Operands::kTable, Params::kNone, LookupBag},
-    {"push-bag", Operands::kTable, Params::kLearningRate, PushBag},
-    {"checkpoint", Operands::kTables, Params::kNone, Checkpoint},
-    {"export", Operands::kTableAndFile, Params::kNone, Export},
-    {"import", Operands::kTableAndFile, Params::kNone, Import},
+template <typename Client>
+constexpr Command<Client> kCommands[] = {
+    {"create-table", Operands::kTable, Params::kOptimizer, CreateTable<Client>},
+    {"list", Operands::kNone, Params::kNone, List<Client>},
+    {"describe", Operands::kTable, Params::kNone, Describe<Client>},
+    {"delete", Operands::kTable, Params::kNone, Delete<Client>},
+    {"set-optimizer", Operands::kTable, Params::kOptimizer,
+     SetOptimizer<Client>},
+    {"lookup", Operands::kTable, Params::kNone, Lookup<Client>},
+    {"push", Operands::kTable, Params::kLearningRate, Push<Client>},
+    {"write-rows", Operands::kTable, Params::kNone, WriteRows<Client>},
+    {"read-rows", Operands::kTable, Params::kNone, ReadRows<Client>},
+    {"lookup-bag", Operands::kTable, Params::kNone, LookupBag<Client>},
+    {"push-bag", Operands::kTable, Params::kLearningRate, PushBag<Client>},
+    {"checkpoint", Operands::kTables, Params::kNone, Checkpoint<Client>},
+    {"export", Operands::kTableAndFile, Params::kNone, Export<Client>},
+    {"import", Operands::kTableAndFile, Params::kNone, Import<Client>},
 };
 
 // INVALID_ARGUMENT unless `command` may take `count` operands.
-absl::Status CheckOperandCount(const Command& command, size_t count) {
+template <typename Client>
+absl::Status CheckOperandCount(const Command<Client>& command, size_t count) {
   const char* expected = nullptr;
   switch (command.operands) {
     case Operands::kNone:
@@ -444,16 +479,14 @@ absl::Status CheckOperandCount(const Command& command, size_t count) {
       absl::StrCat(command.name, expected, ", got ", count, " operands"));
 }
 
-}  // namespace
-
-absl::Status RunCommand(const EmbeddingClient& client,
-                        absl::Span<const std::string> args,
-                        const CommandFlags& flags, std::ostream& out) {
+template <typename Client>
+absl::Status Run(const Client& client, absl::Span<const std::string> args,
+                 const CommandFlags& flags, std::ostream& out) {
   if (args.empty()) {
     return absl::InvalidArgumentError(
         "no command given; run embedding_cli --help");
   }
-  for (const Command& command : kCommands) {
+  for (const Command<Client>& command : kCommands<Client>) {
     if (args[0] != command.name) continue;
     const absl::Span<const std::string> operands = args.subspan(1);
     EMBEDDING_RETURN_IF_ERROR(CheckOperandCount(command, operands.size()));
@@ -465,11 +498,102 @@ absl::Status RunCommand(const EmbeddingClient& client,
     const bool named = command.operands == Operands::kTable ||
                        command.operands == Operands::kTableAndFile;
     const std::string no_table;
-    return command.run(
-        Context{client, named ? operands[0] : no_table, operands, flags, out});
+    return command.run(Context<Client>{client, named ? operands[0] : no_table,
+                                       operands, flags, out});
   }
   return absl::InvalidArgumentError(absl::StrCat(
       "unknown command \"", args[0], "\"; run embedding_cli --help"));
+}
+
+}  // namespace
+
+absl::Status RunCommand(const EmbeddingClient& client,
+                        absl::Span<const std::string> args,
+                        const CommandFlags& flags, std::ostream& out) {
+  return Run(client, args, flags, out);
+}
+
+absl::Status RunCommand(const ShardedEmbeddingClient& client,
+                        absl::Span<const std::string> args,
+                        const CommandFlags& flags, std::ostream& out) {
+  return Run(client, args, flags, out);
+}
+
+absl::StatusOr<std::vector<std::string>> ParseAddresses(
+    absl::string_view text) {
+  std::vector<std::string> addresses = absl::StrSplit(text, ',');
+  for (size_t k = 0; k < addresses.size(); ++k) {
+    if (addresses[k].empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--server=", text, " has an empty address at position ",
+                       k, "; give host:port entries separated by commas"));
+    }
+  }
+  return addresses;
+}
+
+absl::Status CheckHealth(absl::Span<const std::string> addresses,
+                         const ClientOptions& options, std::ostream& out) {
+  using grpc::health::v1::Health;
+  using grpc::health::v1::HealthCheckRequest;
+  using grpc::health::v1::HealthCheckResponse;
+  struct Check {
+    std::unique_ptr<Health::Stub> stub;
+    grpc::ClientContext context;
+    HealthCheckResponse response;
+    grpc::Status status;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<HealthCheckResponse>>
+        reader;
+  };
+  // All at once: a dead server costs one timeout, not one each.
+  grpc::CompletionQueue queue;
+  std::vector<std::unique_ptr<Check>> checks;
+  for (size_t k = 0; k < addresses.size(); ++k) {
+    Check& check = *checks.emplace_back(std::make_unique<Check>());
+    check.stub = Health::NewStub(grpc::CreateChannel(
+        addresses[k], options.credentials
+                          ? options.credentials
+                          : grpc::InsecureChannelCredentials()));
+    check.context.set_deadline(
+        absl::ToChronoTime(absl::Now() + options.default_timeout));
+    for (const auto& [key, value] : options.metadata) {
+      check.context.AddMetadata(key, value);
+    }
+    check.reader =
+        check.stub->AsyncCheck(&check.context, HealthCheckRequest(), &queue);
+    check.reader->Finish(&check.response, &check.status,
+                         reinterpret_cast<void*>(k));
+  }
+  for (size_t done = 0; done < checks.size(); ++done) {
+    void* tag = nullptr;
+    bool ok = false;
+    if (!queue.Next(&tag, &ok)) break;
+  }
+  queue.Shutdown();
+  void* tag = nullptr;
+  bool ok = false;
+  while (queue.Next(&tag, &ok)) {
+  }
+  std::vector<std::string> failing;
+  for (size_t k = 0; k < checks.size(); ++k) {
+    const Check& check = *checks[k];
+    const std::string state =
+        check.status.ok()
+            ? HealthCheckResponse::ServingStatus_Name(check.response.status())
+            : absl::StrCat(
+                  absl::StatusCodeToString(
+                      static_cast<absl::StatusCode>(check.status.error_code())),
+                  " (", check.status.error_message(), ")");
+    out << addresses[k] << ": " << state << "\n";
+    if (!check.status.ok() ||
+        check.response.status() != HealthCheckResponse::SERVING) {
+      failing.push_back(absl::StrCat(addresses[k], " is ", state));
+    }
+  }
+  if (failing.empty()) return absl::OkStatus();
+  return absl::UnavailableError(
+      absl::StrCat(failing.size(), " of ", addresses.size(),
+                   " servers not serving: ", absl::StrJoin(failing, "; ")));
 }
 
 }  // namespace embedding::cli

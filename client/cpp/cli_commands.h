@@ -1,4 +1,5 @@
-// The subcommands of embedding_cli, run against an EmbeddingClient.
+// The subcommands of embedding_cli, run against a ShardedEmbeddingClient
+// (one server or a cluster) or an EmbeddingClient.
 //
 //   SplitArgs split = ExtractOptimizerParams(argc, argv);  // in main
 //   CommandFlags flags;  // filled from absl flags and split.params in main
@@ -17,9 +18,12 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "client/cpp/cli_text.h"
 #include "client/cpp/embedding_client.h"
+#include "client/cpp/sharded_client.h"
 
 namespace embedding::cli {
 
@@ -81,7 +85,8 @@ struct CommandFlags {
   bool incremental = false;
 };
 
-// Runs `args` = {command, operands...}, printing its result to `out`.
+// Runs `args` = {command, operands...}, printing its result to `out`,
+// against one server or a cluster (the CLI uses the latter).
 // Returns the server's error unchanged, or INVALID_ARGUMENT for an unknown
 // command, a missing table name, a malformed flag or a hyper-parameter the
 // command or the optimizer does not take; export and import also return
@@ -89,6 +94,21 @@ struct CommandFlags {
 absl::Status RunCommand(const EmbeddingClient& client,
                         absl::Span<const std::string> args,
                         const CommandFlags& flags, std::ostream& out);
+absl::Status RunCommand(const ShardedEmbeddingClient& client,
+                        absl::Span<const std::string> args,
+                        const CommandFlags& flags, std::ostream& out);
+
+// The `health` command: asks grpc.health.v1.Health/Check of every address
+// (the whole server, service ""), printing "ADDRESS: STATUS" per server.
+// OK only when every one is SERVING; otherwise UNAVAILABLE naming those
+// that are not (or cannot be reached). Each check gets options'
+// default_timeout, credentials and metadata.
+absl::Status CheckHealth(absl::Span<const std::string> addresses,
+                         const ClientOptions& options, std::ostream& out);
+
+// The server addresses of --server: host:port entries separated by commas,
+// in shard-index order. INVALID_ARGUMENT for an empty entry.
+absl::StatusOr<std::vector<std::string>> ParseAddresses(absl::string_view text);
 
 }  // namespace embedding::cli
 

@@ -16,13 +16,16 @@
 #include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "client/cpp/cli_commands.h"
 #include "client/cpp/cli_text.h"
 #include "client/cpp/embedding_client.h"
+#include "client/cpp/sharded_client.h"
 
 ABSL_FLAG(std::string, server, std::string(embedding::kDefaultAddress),
-          "Server address host:port.");
+          "Server address host:port, or the addresses of every server of a "
+          "cluster separated by commas, in shard-index order.");
 ABSL_FLAG(absl::Duration, timeout, embedding::kDefaultTimeout,
           "Deadline of each RPC (each attempt of a retried one), e.g. 500ms, "
           "30s.");
@@ -153,9 +156,21 @@ int main(int argc, char** argv) {
     return args.empty() ? 2 : 0;
   }
 
-  absl::StatusOr<std::unique_ptr<embedding::EmbeddingClient>> client =
-      embedding::EmbeddingClient::Connect(absl::GetFlag(FLAGS_server),
-                                          FlagsToClientOptions());
+  absl::StatusOr<std::vector<std::string>> addresses =
+      embedding::cli::ParseAddresses(absl::GetFlag(FLAGS_server));
+  if (!addresses.ok()) return PrintError(addresses.status());
+  if (args[0] == "health") {
+    if (args.size() > 1) {
+      return PrintError(absl::InvalidArgumentError(
+          absl::StrCat("health takes no operands, got ", args.size() - 1)));
+    }
+    const absl::Status health = embedding::cli::CheckHealth(
+        *addresses, FlagsToClientOptions(), std::cout);
+    return health.ok() ? 0 : PrintError(health);
+  }
+  absl::StatusOr<std::unique_ptr<embedding::ShardedEmbeddingClient>> client =
+      embedding::ShardedEmbeddingClient::Connect(*std::move(addresses),
+                                                 FlagsToClientOptions());
   if (!client.ok()) return PrintError(client.status());
   absl::Status status = embedding::cli::RunCommand(
       **client, args, FlagsToCommandFlags(std::move(split.params)), std::cout);

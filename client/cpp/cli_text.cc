@@ -269,8 +269,12 @@ std::string FormatTableInfo(const v1::TableInfo& info) {
       {"initializer", FormatInitializer(spec.initializer())},
       {"optimizer", FormatOptimizer(spec.optimizer())},
       {"seed", absl::StrCat(spec.seed())},
-      {"shard", absl::StrCat(spec.shard_index(), " of ",
-                             std::max(spec.shard_count(), 1))},
+      // A cluster's merged info covers every shard.
+      {"shard",
+       spec.shard_count() > 1 && info.local_rows() == spec.num_embeddings()
+           ? absl::StrCat("all ", spec.shard_count())
+           : absl::StrCat(spec.shard_index(), " of ",
+                          std::max(spec.shard_count(), 1))},
       {"local_rows", absl::StrCat(info.local_rows())},
       {"memory_bytes", absl::StrCat(info.memory_bytes())},
       {"version", absl::StrCat(info.version())},

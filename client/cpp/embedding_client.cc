@@ -1,8 +1,6 @@
 #include "client/cpp/embedding_client.h"
 
 #include <algorithm>
-#include <bit>
-#include <cmath>
 #include <cstring>
 #include <random>
 #include <utility>
@@ -10,8 +8,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "client/cpp/retry.h"
+#include "client/cpp/wire_codec.h"
 #include "common/checked_math.h"
-#include "common/float16.h"
 #include "common/grpc_status.h"
 #include "common/status_macros.h"
 
@@ -19,105 +18,19 @@ namespace embedding {
 namespace {
 
 using Stub = v1::EmbeddingService::StubInterface;
-
-static_assert(std::endian::native == std::endian::little,
-              "Tensor.data is little-endian; this client copies raw floats");
+using internal::AppendTensorData;
+using internal::BagCount;
+using internal::CheckWholeRows;
+using internal::DecodeTensor;
+using internal::EncodeRows;
+using internal::SetBags;
+using internal::SetIndices;
 
 std::string RandomClientId() {
   std::random_device device;
   std::uniform_int_distribution<uint64_t> bits;
   return absl::StrCat(absl::Hex(bits(device), absl::kZeroPad16),
                       absl::Hex(bits(device), absl::kZeroPad16));
-}
-
-// Appends the elements of `tensor` to `out` as float32 (one copy).
-// INTERNAL when the server sent bytes that do not match the shape.
-absl::Status AppendTensorData(const v1::Tensor& tensor,
-                              std::vector<float>* out) {
-  const bool half = tensor.dtype() == v1::DTYPE_FLOAT16;
-  const bool bfloat = tensor.dtype() == v1::DTYPE_BFLOAT16;
-  const int64_t element_size =
-      half || bfloat ? sizeof(uint16_t) : sizeof(float);
-  const absl::StatusOr<int64_t> count =
-      ShapeElementCount(tensor.shape(), "the server's tensor");
-  const std::optional<int64_t> bytes =
-      count.ok() ? CheckedMul(*count, element_size) : std::nullopt;
-  if (!bytes.has_value() ||
-      *bytes != static_cast<int64_t>(tensor.data().size())) {
-    return absl::InternalError(
-        absl::StrCat("server sent a tensor of ", tensor.data().size(),
-                     " bytes that does not match its shape"));
-  }
-  const size_t old_size = out->size();
-  out->resize(old_size + *count);
-  float* dst = out->data() + old_size;
-  const char* src = tensor.data().data();
-  if (!half && !bfloat) {
-    std::memcpy(dst, src, *bytes);
-    return absl::OkStatus();
-  }
-  for (int64_t i = 0; i < *count; ++i) {
-    uint16_t bits;
-    std::memcpy(&bits, src + i * sizeof(bits), sizeof(bits));
-    dst[i] = half ? HalfToFloat(bits) : BFloat16ToFloat(bits);
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<FloatTensor> DecodeTensor(const v1::Tensor& tensor) {
-  FloatTensor result;
-  result.shape.assign(tensor.shape().begin(), tensor.shape().end());
-  EMBEDDING_RETURN_IF_ERROR(AppendTensorData(tensor, &result.data));
-  return result;
-}
-
-// INVALID_ARGUMENT naming `what` unless `values` are `rows` whole rows.
-absl::Status CheckWholeRows(absl::Span<const float> values, size_t rows,
-                            absl::string_view what) {
-  if (rows == 0 ? !values.empty() : values.size() % rows != 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(what, " has ", values.size(),
-                     " values, which is not a multiple of ", rows, " rows"));
-  }
-  return absl::OkStatus();
-}
-
-// Writes `values` as a float32 tensor [rows, values.size() / rows] straight
-// into the request's bytes. INVALID_ARGUMENT as CheckWholeRows.
-absl::Status EncodeRows(absl::Span<const float> values, size_t rows,
-                        absl::string_view what, v1::Tensor* tensor) {
-  EMBEDDING_RETURN_IF_ERROR(CheckWholeRows(values, rows, what));
-  tensor->set_dtype(v1::DTYPE_FLOAT32);
-  tensor->add_shape(static_cast<int64_t>(rows));
-  tensor->add_shape(rows == 0 ? 0 : static_cast<int64_t>(values.size() / rows));
-  tensor->mutable_data()->assign(reinterpret_cast<const char*>(values.data()),
-                                 values.size() * sizeof(float));
-  return absl::OkStatus();
-}
-
-void SetIndices(absl::Span<const int64_t> indices,
-                google::protobuf::RepeatedField<int64_t>* field) {
-  field->Reserve(static_cast<int>(indices.size()));
-  field->Add(indices.begin(), indices.end());
-}
-
-// LookupBagRequest and PushBagGradientsRequest share these fields.
-template <typename Request>
-void SetBags(absl::string_view table, const Bags& bags, Request* request) {
-  request->set_table(std::string(table));
-  SetIndices(bags.indices, request->mutable_indices());
-  SetIndices(bags.offsets, request->mutable_offsets());
-  request->set_mode(bags.mode);
-  request->mutable_per_sample_weights()->Add(bags.per_sample_weights.begin(),
-                                             bags.per_sample_weights.end());
-  request->set_include_last_offset(bags.include_last_offset);
-}
-
-size_t BagCount(const Bags& bags) {
-  if (bags.include_last_offset) {
-    return bags.offsets.empty() ? 0 : bags.offsets.size() - 1;
-  }
-  return bags.offsets.size();
 }
 
 // Appends the rows of one ReadRows reply to `result`. INTERNAL when the
@@ -207,19 +120,12 @@ void EmbeddingClient::PrepareContext(const CallOptions& call,
 }
 
 // Returns attempt() (an absl::StatusOr); with kOnUnavailable, runs it again
-// after an UNAVAILABLE, up to max_retries times, retry k after
-// retry_backoff * 2^k.
+// after an UNAVAILABLE as RetryOnUnavailable does.
 template <typename Attempt>
 auto EmbeddingClient::WithRetries(Retry retry, const Attempt& attempt) const {
-  const int retries = retry == Retry::kOnUnavailable ? options_.max_retries : 0;
-  for (int k = 0;; ++k) {
-    auto result = attempt();
-    if (result.ok() || k >= retries ||
-        result.status().code() != absl::StatusCode::kUnavailable) {
-      return result;
-    }
-    absl::SleepFor(options_.retry_backoff * std::ldexp(1.0, k));
-  }
+  return RetryOnUnavailable(
+      retry == Retry::kOnUnavailable ? options_.max_retries : 0,
+      options_.retry_backoff, attempt);
 }
 
 template <typename Request, typename Response>
@@ -410,11 +316,8 @@ absl::StatusOr<WriteResult> EmbeddingClient::WriteRows(
 absl::StatusOr<WriteResult> EmbeddingClient::WriteRowRange(
     absl::string_view table, int64_t start_row, int64_t embedding_dim,
     absl::Span<const float> values, const CallOptions& call) const {
-  if (embedding_dim <= 0 || values.size() % embedding_dim != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "values has ", values.size(),
-        " floats, which is not whole rows of dimension ", embedding_dim));
-  }
+  EMBEDDING_RETURN_IF_ERROR(
+      internal::CheckRowsOfDimension(values, embedding_dim));
   return WriteInChunks(table, {}, start_row, values.size() / embedding_dim,
                        values, std::nullopt, call);
 }

@@ -314,6 +314,15 @@ class EmbeddingClient {
       absl::Span<const std::string> tables = {}, bool incremental = false,
       const CallOptions& call = {}) const;
 
+  // Hooks for clients that fan one call out over many servers
+  // (ShardedEmbeddingClient), so that they start each sub-call with this
+  // client's stub, deadline, headers and retry policy.
+  v1::EmbeddingService::StubInterface& stub() const { return *stub_; }
+  const ClientOptions& options() const { return options_; }
+  // Sets the deadline and headers of one attempt of a call.
+  void PrepareContext(const CallOptions& call,
+                      grpc::ClientContext* context) const;
+
  private:
   // Whether a method may be sent again after UNAVAILABLE (CONTRACT.md).
   enum class Retry { kNever, kOnUnavailable };
@@ -322,8 +331,6 @@ class EmbeddingClient {
   using UnaryMethod = grpc::Status (v1::EmbeddingService::StubInterface::*)(
       grpc::ClientContext*, const Request&, Response*);
 
-  void PrepareContext(const CallOptions& call,
-                      grpc::ClientContext* context) const;
   template <typename Attempt>
   auto WithRetries(Retry retry, const Attempt& attempt) const;
   template <typename Request, typename Response>

@@ -109,16 +109,17 @@ absl::StatusOr<NpyMatrix> OpenNpy(const std::string& path, InputFile* file) {
   return matrix;
 }
 
-}  // namespace
-
-absl::StatusOr<NpyTransfer> ExportNpy(const EmbeddingClient& client,
-                                      absl::string_view table,
-                                      const std::string& path,
-                                      const CallOptions& call) {
+// One server's client or a cluster's: the same methods.
+template <typename Client>
+absl::StatusOr<NpyTransfer> Export(const Client& client,
+                                   absl::string_view table,
+                                   const std::string& path,
+                                   const CallOptions& call) {
   EMBEDDING_ASSIGN_OR_RETURN(const v1::TableInfo info,
                              client.GetTable(table, call));
   const v1::TableSpec& spec = info.spec();
-  if (spec.shard_count() > 1) {
+  // A cluster's merged info holds every row; one shard's does not.
+  if (info.local_rows() < spec.num_embeddings()) {
     return absl::FailedPreconditionError(
         absl::StrCat("table ", table, " is split over ", spec.shard_count(),
                      " servers and this one holds shard ", spec.shard_index(),
@@ -156,10 +157,11 @@ absl::StatusOr<NpyTransfer> ExportNpy(const EmbeddingClient& client,
   return NpyTransfer{.rows = rows, .dim = dim, .file_bytes = bytes};
 }
 
-absl::StatusOr<NpyTransfer> ImportNpy(const EmbeddingClient& client,
-                                      absl::string_view table,
-                                      const std::string& path,
-                                      const CallOptions& call) {
+template <typename Client>
+absl::StatusOr<NpyTransfer> Import(const Client& client,
+                                   absl::string_view table,
+                                   const std::string& path,
+                                   const CallOptions& call) {
   InputFile file;
   EMBEDDING_ASSIGN_OR_RETURN(const NpyMatrix matrix, OpenNpy(path, &file));
   EMBEDDING_ASSIGN_OR_RETURN(const v1::TableInfo info,
@@ -192,6 +194,36 @@ absl::StatusOr<NpyTransfer> ImportNpy(const EmbeddingClient& client,
     result.version = written.version;
   }
   return result;
+}
+
+}  // namespace
+
+absl::StatusOr<NpyTransfer> ExportNpy(const EmbeddingClient& client,
+                                      absl::string_view table,
+                                      const std::string& path,
+                                      const CallOptions& call) {
+  return Export(client, table, path, call);
+}
+
+absl::StatusOr<NpyTransfer> ExportNpy(const ShardedEmbeddingClient& client,
+                                      absl::string_view table,
+                                      const std::string& path,
+                                      const CallOptions& call) {
+  return Export(client, table, path, call);
+}
+
+absl::StatusOr<NpyTransfer> ImportNpy(const EmbeddingClient& client,
+                                      absl::string_view table,
+                                      const std::string& path,
+                                      const CallOptions& call) {
+  return Import(client, table, path, call);
+}
+
+absl::StatusOr<NpyTransfer> ImportNpy(const ShardedEmbeddingClient& client,
+                                      absl::string_view table,
+                                      const std::string& path,
+                                      const CallOptions& call) {
+  return Import(client, table, path, call);
 }
 
 }  // namespace embedding

@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "client/cpp/embedding_client.h"
+#include "client/cpp/sharded_client.h"
 
 namespace embedding {
 
@@ -35,8 +36,13 @@ struct NpyTransfer {
 // while pushes go on are each as of one update, not all as of one instant.
 // Codes as ReadRowRange, plus FAILED_PRECONDITION for a table split over
 // several servers (this one holds only some of its rows) and the OS error
-// of a failed write, naming the file.
+// of a failed write, naming the file. Over a ShardedEmbeddingClient, the
+// whole table of its cluster.
 absl::StatusOr<NpyTransfer> ExportNpy(const EmbeddingClient& client,
+                                      absl::string_view table,
+                                      const std::string& path,
+                                      const CallOptions& call = {});
+absl::StatusOr<NpyTransfer> ExportNpy(const ShardedEmbeddingClient& client,
                                       absl::string_view table,
                                       const std::string& path,
                                       const CallOptions& call = {});
@@ -49,6 +55,10 @@ absl::StatusOr<NpyTransfer> ExportNpy(const EmbeddingClient& client,
 // before anything is written; the OS error when it cannot be read; codes as
 // WriteRowRange (a failure part way leaves the earlier chunks written).
 absl::StatusOr<NpyTransfer> ImportNpy(const EmbeddingClient& client,
+                                      absl::string_view table,
+                                      const std::string& path,
+                                      const CallOptions& call = {});
+absl::StatusOr<NpyTransfer> ImportNpy(const ShardedEmbeddingClient& client,
                                       absl::string_view table,
                                       const std::string& path,
                                       const CallOptions& call = {});

@@ -7,6 +7,9 @@
 //
 // Targets:
 //   service  the real embedding_server (async gRPC client, several channels);
+//            --address=a,b,c (or --client_library) drives a cluster of
+//            shards through ShardedEmbeddingClient instead: threads x
+//            outstanding closed-loop callers, one call each in flight;
 //   bare     tests/bench/bare_server: same proto, same bytes, no validation;
 //   redis    redis-server: rows as binary values keyed by id, one MGET per
 //            batch through hiredis (pipelined `outstanding` deep);
@@ -34,6 +37,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <random>
 #include <string>
@@ -45,11 +49,13 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "client/cpp/embedding_client.h"
+#include "client/cpp/sharded_client.h"
 #include "common/grpc_status.h"
 #include "common/optimizer_kinds.h"
 #include "common/optimizer_proto.h"
@@ -61,7 +67,13 @@
 
 ABSL_FLAG(std::string, target, "service", "service, bare, redis or local.");
 ABSL_FLAG(std::string, address, std::string(embedding::kDefaultAddress),
-          "host:port of the gRPC server (service and bare targets).");
+          "host:port of the gRPC server (service and bare targets); for "
+          "service, the shards of a cluster separated by commas, in "
+          "shard-index order.");
+ABSL_FLAG(bool, client_library, false,
+          "service: drive it through the client library "
+          "(ShardedEmbeddingClient) even with one address, as always with "
+          "several: the same client path for 1 and M shards.");
 ABSL_FLAG(std::string, redis_address, "127.0.0.1:6379",
           "host:port of redis-server (redis target).");
 ABSL_FLAG(std::string, workload, "lookup",
@@ -128,6 +140,8 @@ struct Config {
   double warmup_s;
   bool setup;
   std::string verify_address;
+  // Through ShardedEmbeddingClient: several addresses or --client_library.
+  bool client_library;
   uint64_t seed;
   uint64_t id_seed;
   int request_pool;
@@ -588,6 +602,125 @@ absl::Status RunGrpc(const Config& config,
   return absl::OkStatus();
 }
 
+// ------------------------------------------------- ShardedEmbeddingClient --
+
+absl::StatusOr<std::unique_ptr<ShardedEmbeddingClient>> ConnectCluster(
+    const Config& config) {
+  ClientOptions options;
+  options.max_message_bytes = std::numeric_limits<int>::max();
+  options.default_timeout = absl::Seconds(60);
+  return ShardedEmbeddingClient::Connect(absl::StrSplit(config.address, ','),
+                                         options);
+}
+
+// Creates the workload's table on every shard unless it exists.
+absl::Status EnsureClusterTable(const ShardedEmbeddingClient& client,
+                                const Config& config) {
+  absl::StatusOr<v1::TableInfo> info = client.GetTable(config.table);
+  if (info.ok()) {
+    if (info->spec().num_embeddings() != config.table_rows ||
+        info->spec().embedding_dim() != config.dim) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("table ", config.table, " exists with another size"));
+    }
+    return absl::OkStatus();
+  }
+  if (!absl::IsNotFound(info.status())) return info.status();
+  if (!config.setup) {
+    return absl::NotFoundError(
+        absl::StrCat("table ", config.table, " does not exist (--nosetup)"));
+  }
+  v1::TableSpec spec;
+  spec.set_name(config.table);
+  spec.set_num_embeddings(config.table_rows);
+  spec.set_embedding_dim(config.dim);
+  spec.set_seed(config.seed);
+  if (config.IsPush()) {
+    OptimizerToProto(DefaultOptimizerSpec(config.PushOptimizer()->kind),
+                     spec.mutable_optimizer());
+  }
+  CallOptions call;
+  call.timeout = absl::Seconds(300);
+  return client.CreateTable(spec, call).status();
+}
+
+absl::StatusOr<std::string> ClusterGather(const ShardedEmbeddingClient& client,
+                                          const Config& config,
+                                          const std::vector<int64_t>& ids) {
+  EMBEDDING_ASSIGN_OR_RETURN(const FloatTensor rows,
+                             client.Lookup(config.table, ids));
+  return std::string(reinterpret_cast<const char*>(rows.data.data()),
+                     rows.data.size() * sizeof(float));
+}
+
+// One call of the workload through the client library.
+absl::Status ClusterCall(const ShardedEmbeddingClient& client,
+                         const Config& config, const std::vector<int64_t>& ids,
+                         absl::Span<const int64_t> offsets,
+                         absl::Span<const float> grad) {
+  if (config.workload == "lookup") {
+    return client.Lookup(config.table, ids).status();
+  }
+  if (config.workload == "bag") {
+    Bags bags;
+    bags.indices = ids;
+    bags.offsets = offsets;
+    bags.mode = v1::BAG_MODE_SUM;
+    return client.LookupBag(config.table, bags).status();
+  }
+  EMBEDDING_ASSIGN_OR_RETURN(const PushGradientsResult pushed,
+                             client.PushGradients(config.table, ids, grad));
+  return pushed.rows_updated > 0 ? absl::OkStatus()
+                                 : absl::InternalError("push updated no rows");
+}
+
+// threads x outstanding callers, each with one call in flight (the library
+// is synchronous per call; each call fans out to the shards at once).
+absl::Status RunCluster(const ShardedEmbeddingClient& client,
+                        const Config& config,
+                        const std::vector<std::vector<int64_t>>& ids,
+                        const Window& window, std::vector<ThreadStats>* stats) {
+  std::vector<int64_t> offsets;
+  for (int64_t start = 0; start < config.batch; start += config.bag_size) {
+    offsets.push_back(start);
+  }
+  std::vector<float> grad;
+  if (config.IsPush()) {
+    std::mt19937 random(config.id_seed);
+    std::uniform_real_distribution<float> value(-1e-3f, 1e-3f);
+    grad.resize(config.batch * config.dim);
+    for (float& v : grad) v = value(random);
+  }
+  const int callers = config.threads * config.outstanding;
+  std::vector<ThreadStats> caller_stats(callers);
+  std::vector<std::thread> threads;
+  for (int c = 0; c < callers; ++c) {
+    threads.emplace_back([&, c] {
+      for (size_t next = c * 13; Clock::now() < window.end; ++next) {
+        const Clock::time_point start = Clock::now();
+        const absl::Status status =
+            ClusterCall(client, config, ids[next % ids.size()], offsets, grad);
+        caller_stats[c].Record(window, start, Clock::now(), status, config);
+      }
+    });
+  }
+  for (std::thread& thread : threads) thread.join();
+  // Each thread's stats gather its callers'.
+  for (int c = 0; c < callers; ++c) {
+    ThreadStats& into = (*stats)[c % config.threads];
+    const ThreadStats& from = caller_stats[c];
+    into.requests += from.requests;
+    into.rows += from.rows;
+    into.payload_bytes += from.payload_bytes;
+    if (into.errors == 0 && from.errors > 0)
+      into.first_error = from.first_error;
+    into.errors += from.errors;
+    into.latencies_ns.insert(into.latencies_ns.end(), from.latencies_ns.begin(),
+                             from.latencies_ns.end());
+  }
+  return absl::OkStatus();
+}
+
 // --------------------------------------------------------------- Redis ----
 
 struct RedisDeleter {
@@ -923,6 +1056,8 @@ absl::StatusOr<Config> ConfigFromFlags() {
   c.warmup_s = absl::GetFlag(FLAGS_warmup_s);
   c.setup = absl::GetFlag(FLAGS_setup);
   c.verify_address = absl::GetFlag(FLAGS_verify_address);
+  c.client_library =
+      absl::GetFlag(FLAGS_client_library) || absl::StrContains(c.address, ',');
   c.seed = absl::GetFlag(FLAGS_seed);
   c.id_seed = absl::GetFlag(FLAGS_id_seed);
   c.request_pool = absl::GetFlag(FLAGS_request_pool);
@@ -950,6 +1085,12 @@ absl::StatusOr<Config> ConfigFromFlags() {
     return absl::InvalidArgumentError(
         "sizes, counts and durations must be positive");
   }
+  if (c.client_library &&
+      (c.target != "service" || c.rate > 0 || c.workload == "lookup_stream")) {
+    return absl::InvalidArgumentError(
+        "several addresses (or --client_library) are for --target=service, "
+        "closed loop, lookup, bag or push workloads");
+  }
   if (c.rate > 0 && (c.target == "redis" || c.target == "local")) {
     return absl::InvalidArgumentError(
         "open loop (--rate) is for the gRPC targets only");
@@ -976,7 +1117,16 @@ int Main() {
   std::vector<float> local_table;
   std::unique_ptr<Stub> setup_stub;
   absl::Status status;
-  if (config.target == "service" || config.target == "bare") {
+  std::unique_ptr<ShardedEmbeddingClient> cluster;
+  if (config.client_library) {
+    absl::StatusOr<std::unique_ptr<ShardedEmbeddingClient>> connected =
+        ConnectCluster(config);
+    status = connected.status();
+    if (connected.ok()) {
+      cluster = *std::move(connected);
+      status = EnsureClusterTable(*cluster, config);
+    }
+  } else if (config.target == "service" || config.target == "bare") {
     setup_stub = std::move(MakeStubs(config.address, 1)[0]);
     status = EnsureGrpcTable(*setup_stub, config);
   } else if (config.target == "redis") {
@@ -997,7 +1147,9 @@ int Main() {
     expected = status.ok() ? GrpcGather(*reference, config, ids[0])
                            : absl::StatusOr<std::string>(status);
     absl::StatusOr<std::string> actual;
-    if (setup_stub != nullptr) {
+    if (cluster != nullptr) {
+      actual = ClusterGather(*cluster, config, ids[0]);
+    } else if (setup_stub != nullptr) {
       actual = GrpcGather(*setup_stub, config, ids[0]);
     } else if (config.target == "redis") {
       actual = RedisGather(config, ids[0]);
@@ -1022,7 +1174,9 @@ int Main() {
   window.end =
       window.start +
       std::chrono::microseconds(static_cast<int64_t>(config.duration_s * 1e6));
-  if (config.target == "service" || config.target == "bare") {
+  if (cluster != nullptr) {
+    status = RunCluster(*cluster, config, ids, window, &stats);
+  } else if (config.target == "service" || config.target == "bare") {
     status = RunGrpc(config, ids, window, &stats);
   } else if (config.target == "redis") {
     status = RunRedis(config, ids, window, &stats);
