@@ -20,7 +20,7 @@ test=(
   git libgtest-dev libgmock-dev libbenchmark-dev
   python3-pytest python3-setuptools python3-pip python3-venv
   clang-14 libclang-rt-14-dev
-  redis-server libhiredis-dev python3-matplotlib
+  redis-server libhiredis-dev python3-matplotlib python3-yaml
 )
 
 case "${1:-test}" in
