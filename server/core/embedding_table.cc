@@ -10,6 +10,7 @@
 #include "common/cancel_check.h"
 #include "common/checked_math.h"
 #include "common/quote.h"
+#include "common/row_checks.h"
 #include "common/status_macros.h"
 #include "server/core/initializer.h"
 #include "server/core/optimizer.h"
@@ -38,31 +39,6 @@ double RowNorm(const float* row, int64_t dim, float norm_type) {
     result += std::pow(std::fabs(double{row[d]}), double{norm_type});
   }
   return std::pow(result, 1.0 / norm_type);
-}
-
-absl::Status CheckFinite(absl::Span<const float> values, int64_t dim,
-                         const char* what) {
-  for (size_t i = 0; i < values.size(); ++i) {
-    if (!std::isfinite(values[i])) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, " has a non-finite value (", values[i],
-                       ") at row ", i / dim, ", column ", i % dim));
-    }
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckRowsShape(absl::Span<const float> values, int64_t rows,
-                            int64_t dim, const char* what) {
-  const std::optional<int64_t> expected = CheckedMul(rows, dim);
-  if (!expected.has_value() ||
-      static_cast<int64_t>(values.size()) != *expected) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        what, " has ", values.size(), " elements, expected [", rows, ", ", dim,
-        "] = ",
-        expected.has_value() ? absl::StrCat(*expected) : "more than 2^63"));
-  }
-  return CheckFinite(values, dim, what);
 }
 
 // The shard layout of a validated spec.
@@ -548,7 +524,7 @@ absl::StatusOr<int64_t> EmbeddingTable::WriteRowRange(
         absl::StrCat(rows, " rows from row ", start_row, " are not within [0, ",
                      num_embeddings_, ")"));
   }
-  EMBEDDING_RETURN_IF_ERROR(CheckFinite(values, dim_, "values"));
+  EMBEDDING_RETURN_IF_ERROR(CheckFiniteRows(values, dim_, "values"));
   if (cancel.IsCancelled()) return cancel.Status();
   const HeldRange held = HeldIn(start_row, start_row + rows);
   ReaderLock barrier(&mutation_barrier_);

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -127,6 +128,22 @@ class ShardedClientTest : public ::testing::Test {
     ASSERT_TRUE(single.ok()) << single.status();
     EXPECT_EQ(sharded->shape, single->shape);
     EXPECT_EQ(sharded->data, single->data);
+  }
+
+  // PushBagGradients on both sides: both succeed and update as many rows;
+  // returns that count (-1 when a push failed).
+  int64_t PushBagsOnBoth(const std::string& table, const Bags& bags,
+                         const std::vector<float>& grad,
+                         const std::vector<int64_t>& max_indices = {}) {
+    absl::StatusOr<PushGradientsResult> sharded =
+        cluster_->PushBagGradients(table, bags, grad, max_indices);
+    absl::StatusOr<PushGradientsResult> single =
+        single_->PushBagGradients(table, bags, grad, max_indices);
+    EXPECT_TRUE(sharded.ok()) << sharded.status();
+    EXPECT_TRUE(single.ok()) << single.status();
+    if (!sharded.ok() || !single.ok()) return -1;
+    EXPECT_EQ(sharded->rows_updated, single->rows_updated);
+    return single->rows_updated;
   }
 
   std::vector<std::unique_ptr<Server>> shards_;
@@ -271,13 +288,51 @@ TEST_F(ShardedClientTest, BagPushesOfEveryModeEqualOneServer) {
         ASSERT_TRUE(forward.ok()) << forward.status();
         max_indices = forward->max_indices;
       }
-      absl::StatusOr<PushGradientsResult> sharded =
-          cluster_->PushBagGradients(name, bags, grad, max_indices);
-      absl::StatusOr<PushGradientsResult> single =
-          single_->PushBagGradients(name, bags, grad, max_indices);
-      ASSERT_TRUE(sharded.ok()) << sharded.status();
-      ASSERT_TRUE(single.ok()) << single.status();
-      EXPECT_EQ(sharded->rows_updated, single->rows_updated);
+      PushBagsOnBoth(name, bags, grad, max_indices);
+    }
+    ExpectSameTable(name);
+  }
+}
+
+// With include_last_offset, indices past the last offset are in no bag, but
+// the server's scale_grad_by_freq counts a row over all of `indices` (as
+// torch's backward counts over the indices tensor it gets): a row pooled
+// once and repeated after the last bag gets half its gradient. The shards
+// must count those indices too. (torch 1.13 itself cannot be the oracle
+// here: its CPU backward reads past the bag gradients for such indices.)
+TEST_F(ShardedClientTest,
+       ScaleGradByFreqCountsIndicesPastTheLastBagAsOneServer) {
+  int table = 0;
+  for (const auto& [mode, weighted] :
+       std::vector<std::pair<v1::BagMode, bool>>{{v1::BAG_MODE_SUM, false},
+                                                 {v1::BAG_MODE_SUM, true},
+                                                 {v1::BAG_MODE_MEAN, false}}) {
+    const std::string name = absl::StrCat("freq", table++);
+    SCOPED_TRACE(absl::StrCat(name, " mode ", mode, " weighted ", weighted));
+    v1::TableSpec spec = Spec(name);
+    spec.set_padding_idx(4);
+    spec.set_scale_grad_by_freq(true);
+    // SGD's step is in proportion to the gradient, so a wrong count shows
+    // (Adagrad's would not: its steps do not change when every gradient of
+    // a row is scaled alike).
+    spec.mutable_optimizer()->mutable_sgd()->set_lr(0.5f);
+    CreateBoth(spec);
+    // Bags {0, 1}, {}, {8, 1, 14, 4} on all 3 shards; past the last bag,
+    // rows 1 (twice) and 8 that are pooled, the padding row, and row 22
+    // that no bag pools (it gets no gradient, so it is not updated).
+    const std::vector<int64_t> indices = {0, 1, 8, 1, 14, 4, 1, 8, 4, 22, 1};
+    const std::vector<int64_t> offsets = {0, 2, 2, 6};
+    const std::vector<float> weights =
+        weighted ? Values(indices.size(), 2.5f) : std::vector<float>{};
+    const Bags bags{.indices = indices,
+                    .offsets = offsets,
+                    .mode = mode,
+                    .per_sample_weights = weights,
+                    .include_last_offset = true};
+    for (int step = 0; step < 2; ++step) {
+      const std::vector<float> grad =
+          Values(3 * kDim, static_cast<float>(step) + 0.75f);
+      EXPECT_EQ(PushBagsOnBoth(name, bags, grad), 4);  // 0, 1, 8 and 14.
     }
     ExpectSameTable(name);
   }

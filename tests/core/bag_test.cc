@@ -1,12 +1,12 @@
-// Bag validation, pooling and its backward on hand-checkable rows; the
-// comparison with torch's embedding_bag is in tests/conformance.
+// The engine's bag pooling into a reply and its backward into a
+// GradientAccumulator, on hand-checkable rows; the batch's validation is
+// tested with common/bag_math.h, the comparison with torch's embedding_bag
+// is in tests/conformance.
 #include "server/core/bag.h"
 
 #include <functional>
-#include <limits>
 #include <map>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -21,12 +21,6 @@ using ::testing::Pair;
 
 constexpr int64_t kDim = 2;
 constexpr int64_t kNoPadding = -1;
-
-absl::Status Check(std::vector<int64_t> indices, std::vector<int64_t> offsets,
-                   BagMode mode = BagMode::kSum,
-                   std::vector<float> weights = {}, bool last = false) {
-  return ValidateBagBatch({indices, offsets, mode, weights, last}).status();
-}
 
 void ExpectInvalid(const absl::Status& status, const std::string& message) {
   EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
@@ -72,45 +66,6 @@ absl::StatusOr<std::map<int64_t, std::vector<float>>> Scatter(
                                     gradient.sum(slot) + kDim);
   }
   return sums;
-}
-
-TEST(BagTest, CountsBagsWithAndWithoutLastOffset) {
-  std::vector<int64_t> indices = {1, 2, 3}, offsets = {0, 1, 3};
-  EXPECT_EQ(ValidateBagBatch({indices, offsets})->bags(), 3);
-  absl::StatusOr<ValidatedBagBatch> last =
-      ValidateBagBatch({indices, offsets, BagMode::kSum, {}, true});
-  ASSERT_TRUE(last.ok());
-  EXPECT_EQ(last->bags(), 2);
-  EXPECT_EQ(last->Bounds(1), (std::pair<int64_t, int64_t>{1, 3}));
-  EXPECT_EQ(ValidateBagBatch({indices, offsets})->Bounds(2),
-            (std::pair<int64_t, int64_t>{3, 3}));
-}
-
-TEST(BagTest, BadOffsetsAreInvalidArgument) {
-  ExpectInvalid(Check({1}, {}),
-                "offsets is empty: a batch needs at least one bag");
-  ExpectInvalid(Check({1}, {0}, BagMode::kSum, {}, /*last=*/true),
-                "offsets needs at least 2 entries with include_last_offset");
-  ExpectInvalid(Check({1}, {1}), "offsets[0] must be 0, got 1");
-  ExpectInvalid(Check({1, 2}, {0, 2, 1}),
-                "offsets must be non-decreasing: offsets[2] = 1 < "
-                "offsets[1] = 2");
-  ExpectInvalid(Check({1}, {0, 2}),
-                "offsets[1] = 2 is past the end of indices (1)");
-}
-
-TEST(BagTest, PerSampleWeightsOnlyWithSumOnePerIndexAndFinite) {
-  EXPECT_TRUE(Check({1, 2}, {0}, BagMode::kSum, {1, 2}).ok());
-  for (BagMode mode : {BagMode::kMean, BagMode::kMax}) {
-    ExpectInvalid(
-        Check({1, 2}, {0}, mode, {1, 2}),
-        "per_sample_weights are only supported with mode SUM, as in torch");
-  }
-  ExpectInvalid(Check({1, 2}, {0}, BagMode::kSum, {1}),
-                "per_sample_weights has 1 entries, expected one per index (2)");
-  ExpectInvalid(Check({1, 2}, {0}, BagMode::kSum,
-                      {1, std::numeric_limits<float>::infinity()}),
-                "per_sample_weights[1] is not finite");
 }
 
 TEST(BagTest, SumAppliesWeightsAndEmptyBagIsZeros) {

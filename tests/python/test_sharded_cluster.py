@@ -232,6 +232,36 @@ def test_scale_grad_by_freq_bag_push_equals_one_server(sharded, single, twin):
     both(sharded, single, "read_rows", table)
 
 
+@pytest.mark.parametrize("mode, weighted",
+                         [("sum", False), ("sum", True), ("mean", False)])
+def test_scale_grad_by_freq_counts_indices_past_the_last_bag(
+        sharded, single, twin, mode, weighted):
+    """With include_last_offset, indices past the last offset are in no bag,
+    but the server's scale_grad_by_freq counts a row over all of `indices`
+    (as torch's backward counts over the indices tensor it gets; torch 1.13
+    cannot be the oracle here, its CPU backward reads past the bag
+    gradients for such indices): the shards must count them too."""
+    # SGD (the default): its step is in proportion to the gradient, so a
+    # wrong count shows (Adagrad's steps do not change when every gradient
+    # of a row is scaled alike).
+    table = twin(ROWS, DIM, padding_idx=4, scale_grad_by_freq=True, seed=12)
+    # Bags [0, 1], [], [8, 1, 14, 4] over the 3 shards; past the last bag,
+    # the pooled rows 1 (twice) and 8, the padding row and row 22, which no
+    # bag pools (no gradient: not updated).
+    indices = [0, 1, 8, 1, 14, 4, 1, 8, 4, 22, 1]
+    offsets = [0, 2, 2, 6]
+    rng = np.random.default_rng(13)
+    weights = (rng.normal(size=len(indices)).astype(np.float32)
+               if weighted else None)
+    for step in range(1, 3):
+        grad = rng.normal(size=(3, DIM)).astype(np.float32)
+        result = both(sharded, single, "push_bag_gradients", table, indices,
+                      offsets, grad, mode=mode, per_sample_weights=weights,
+                      include_last_offset=True, sequence=step)
+        assert result.rows_updated == 4  # 0, 1, 8 and 14.
+    both(sharded, single, "read_rows", table)
+
+
 def test_rows_by_index_and_range_equal_one_server(sharded, single, twin):
     table = twin(ROWS, DIM, seed=12)
     rng = np.random.default_rng(7)

@@ -2,19 +2,22 @@
 
 A sharded client cannot ask one server to pool a bag whose rows live on
 several: it looks the rows up (routed) and pools them here, replicating
-server/core/bag.h (PoolBags, ScatterBagGradients) bit for bit:
+common/bag_math.h (PoolBagRows, ForEachBagGradient: the server's and the
+C++ client's arithmetic) bit for bit:
 - float32 arithmetic; each bag summed from +0 in position order, adding
   `weight * row` (1.0 without per_sample_weights);
 - entries equal to the padding row are skipped and left out of MEAN's count;
   MEAN divides each element by the float count; empty bags give zeros;
 - MAX keeps the first strictly greater value (ties stay with the earlier
-  position) and names the winning global row per element, -1 when empty.
+  position) and names the winning global row per element, -1 when empty;
+- scale_grad_by_freq counts a row over all of `indices`, past the last bag
+  too (include_last_offset), as the server counts it.
 The checks (ValidateBagBatch, CheckBagMode, ScatterMaxGradients) raise the
 server's messages, so a bad batch is refused before anything is sent.
 
     batch = BagBatch(indices, offsets, "sum", weights, False, padding_row)
     pooled, max_indices = batch.pool(rows_at_kept_positions)
-    rows, grads = batch.scatter(grad, max_indices)   # per-index gradients
+    rows, grads = batch.scatter(grad, max_indices, dim)  # to push per row
 
 Vectorised: Python loops run once per position within a bag (the largest
 bag's size), never once per index.
@@ -129,21 +132,36 @@ class BagBatch:
 
     def scatter(self, grad, max_indices, dim):
         """Backward of pool: (rows, per-row gradients float32) to push as a
-        PushGradients, summing to what ScatterBagGradients accumulates.
+        PushGradients, summing to what ScatterBagGradients accumulates and
+        counted by scale_grad_by_freq as the server counts.
         grad: float32 [bags, dim]. Raises InvalidArgumentError for
         max_indices that do not fit the batch (MAX mode)."""
         if self.mode == "max":
             return self._scatter_max(grad, max_indices, dim)
         bags = self.bag_of[self.kept]
+        rows = self.indices[self.kept]
         if self.mode == "mean":
             scale = np.float32(1) / np.maximum(self.counts, 1).astype(
                 np.float32)
-            scale = scale[bags]
+            grads = scale[bags, None] * grad[bags]
         elif self.weights is not None:
-            scale = self.weights[self.kept]
+            grads = self.weights[self.kept, None] * grad[bags]
         else:
-            return self.indices[self.kept], grad[bags]
-        return self.indices[self.kept], scale[:, None] * grad[bags]
+            grads = grad[bags]
+        return self._with_unpooled(rows, grads, dim)
+
+    def _with_unpooled(self, rows, grads, dim):
+        """With include_last_offset, the indices past the last bag: the
+        server's scale_grad_by_freq counts a row over the whole batch, so
+        those of rows that get a gradient go along with a gradient of -0.0,
+        the one float that leaves every sum as it is, bit for bit."""
+        past = self.indices[len(self.bag_of):]
+        past = past[np.isin(past, rows)]
+        if len(past) == 0:
+            return rows, grads
+        return (np.concatenate([rows, past]),
+                np.concatenate([grads, np.full((len(past), dim), -0.0,
+                                               np.float32)]))
 
     def _scatter_max(self, grad, max_indices, dim):
         expected = self.bags * dim
