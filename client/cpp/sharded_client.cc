@@ -105,6 +105,20 @@ void SetRows(absl::Span<const float> values, int64_t rows, int64_t dim,
                                  values.size() * sizeof(float));
 }
 
+// The shards that hold some of the routed rows.
+std::vector<int> RoutedShards(const Routes& routes) {
+  std::vector<int> shards;
+  for (size_t k = 0; k < routes.indices.size(); ++k) {
+    if (!routes.indices[k].empty()) shards.push_back(static_cast<int>(k));
+  }
+  return shards;
+}
+
+// Whether a shard's failure says it is down (so others may still serve).
+bool ShardIsDown(const absl::Status& status) {
+  return absl::IsUnavailable(status) || absl::IsDeadlineExceeded(status);
+}
+
 int64_t PaddingRow(const v1::TableSpec& spec) {
   return spec.has_padding_idx() ? spec.padding_idx() : -1;
 }
@@ -212,55 +226,110 @@ absl::Status ShardedEmbeddingClient::ShardError(
   return PrefixShard(addresses_, k, status);
 }
 
+std::vector<int> ShardedEmbeddingClient::AllShards() const {
+  std::vector<int> shards(shard_count());
+  for (int k = 0; k < shard_count(); ++k) shards[k] = k;
+  return shards;
+}
+
+ShardedEmbeddingClient::TableInfoCalls ShardedEmbeddingClient::AskTables(
+    absl::string_view name, absl::Span<const int> shards,
+    const CallOptions& call) const {
+  TableInfoCalls calls(shards.size());
+  for (size_t i = 0; i < shards.size(); ++i) {
+    calls[i].shard = shards[i];
+    calls[i].request.set_name(std::string(name));
+  }
+  FanOut(absl::MakeConstSpan(shards_), &Stub::AsyncGetTable, /*retry=*/true,
+         call, calls);
+  return calls;
+}
+
 absl::StatusOr<std::shared_ptr<const ShardedEmbeddingClient::CheckedTable>>
 ShardedEmbeddingClient::Table(absl::string_view name,
                               const CallOptions& call) const {
   {
     absl::ReaderMutexLock lock(&mu_);
     auto it = tables_.find(name);
-    if (it != tables_.end()) return it->second;
+    if (it != tables_.end()) return it->second.table;
   }
-  v1::GetTableRequest request;
-  request.set_name(std::string(name));
-  auto calls = Broadcast<v1::TableInfo>(shard_count(), request);
-  FanOut(absl::MakeConstSpan(shards_), &Stub::AsyncGetTable, /*retry=*/true,
-         call, calls);
-  EMBEDDING_RETURN_IF_ERROR(Failures(addresses_, calls));
-  std::vector<v1::TableInfo> infos;
-  for (auto& sub : calls) infos.push_back(*std::move(sub.result));
-  EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<const CheckedTable> table,
-                             CheckCluster(std::move(infos)));
-  absl::MutexLock lock(&mu_);
-  tables_[name] = table;
-  return table;
+  const TableInfoCalls calls = AskTables(name, AllShards(), call);
+  bool answered = false;
+  bool only_down = true;  // Every failure is of a shard that is down.
+  for (const auto& sub : calls) {
+    answered = answered || sub.result.ok();
+    only_down =
+        only_down && (sub.result.ok() || ShardIsDown(sub.result.status()));
+  }
+  if (!answered || !only_down) return Failures(addresses_, calls);
+  return CheckCluster(name, calls);
+}
+
+absl::Status ShardedEmbeddingClient::CheckShard(
+    const CheckedTable& table, int k, const v1::TableInfo& info) const {
+  const v1::TableSpec& spec = info.spec();
+  if (spec.shard_index() != k || spec.shard_count() != shard_count()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "shard ", k, " (", addresses_[k], "): reports shard_index ",
+        spec.shard_index(), " of shard_count ", spec.shard_count(),
+        ", expected ", k, " of ", shard_count()));
+  }
+  v1::TableSpec global = spec;
+  global.set_shard_index(0);
+  if (std::optional<std::string> field = FirstDifference(global, table.spec)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "shard ", k, " (", addresses_[k], "): table ", spec.name(),
+        " differs from shard ", table.reference_shard, " in ", *field));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::shared_ptr<const ShardedEmbeddingClient::CheckedTable>>
-ShardedEmbeddingClient::CheckCluster(std::vector<v1::TableInfo> infos) const {
-  const int32_t count = shard_count();
-  v1::TableSpec first = infos[0].spec();
-  first.set_shard_index(0);
-  for (int32_t k = 0; k < count; ++k) {
-    const v1::TableSpec& spec = infos[k].spec();
-    if (spec.shard_index() != k || spec.shard_count() != count) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "shard ", k, " (", addresses_[k], "): reports shard_index ",
-          spec.shard_index(), " of shard_count ", spec.shard_count(),
-          ", expected ", k, " of ", count));
+ShardedEmbeddingClient::CheckCluster(absl::string_view name,
+                                     const TableInfoCalls& calls) const {
+  std::shared_ptr<CheckedTable> table;
+  std::vector<bool> checked(shard_count(), false);
+  for (const auto& sub : calls) {  // In shard order.
+    if (!sub.result.ok()) continue;
+    if (table == nullptr) {
+      table = std::make_shared<CheckedTable>();
+      table->spec = sub.result->spec();
+      table->spec.set_shard_index(0);
+      table->layout = *ShardLayout::Create(shard_count());
+      table->reference_shard = sub.shard;
     }
-    v1::TableSpec global = spec;
-    global.set_shard_index(0);
-    if (std::optional<std::string> field = FirstDifference(global, first)) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("shard ", k, " (", addresses_[k], "): table ",
-                       spec.name(), " differs from shard 0 in ", *field));
+    EMBEDDING_RETURN_IF_ERROR(CheckShard(*table, sub.shard, *sub.result));
+    checked[sub.shard] = true;
+  }
+  absl::MutexLock lock(&mu_);
+  tables_[name] = CachedTable{table, std::move(checked)};
+  return table;
+}
+
+absl::Status ShardedEmbeddingClient::CheckShards(
+    absl::string_view name, const CheckedTable& table,
+    absl::Span<const int> shards, const CallOptions& call) const {
+  std::vector<int> missing;
+  {
+    absl::ReaderMutexLock lock(&mu_);
+    auto it = tables_.find(name);
+    for (int k : shards) {
+      if (it == tables_.end() || !it->second.checked[k]) missing.push_back(k);
     }
   }
-  auto table = std::make_shared<CheckedTable>();
-  table->spec = std::move(first);
-  table->layout = *ShardLayout::Create(count);
-  table->infos = std::move(infos);
-  return table;
+  if (missing.empty()) return absl::OkStatus();
+  const TableInfoCalls calls = AskTables(name, missing, call);
+  EMBEDDING_RETURN_IF_ERROR(Failures(addresses_, calls));
+  for (const auto& sub : calls) {
+    EMBEDDING_RETURN_IF_ERROR(CheckShard(table, sub.shard, *sub.result));
+  }
+  absl::MutexLock lock(&mu_);
+  auto it = tables_.find(name);
+  // Only if the cache still holds the spec they were checked against.
+  if (it != tables_.end() && it->second.table.get() == &table) {
+    for (int k : missing) it->second.checked[k] = true;
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ShardedEmbeddingClient::RoutedRows>
@@ -272,6 +341,8 @@ ShardedEmbeddingClient::CheckAndRoute(absl::string_view name,
   EMBEDDING_RETURN_IF_ERROR(
       ValidateIndices(indices, table->spec.num_embeddings()));
   Routes routes = Route(table->layout, indices);
+  EMBEDDING_RETURN_IF_ERROR(
+      CheckShards(name, *table, RoutedShards(routes), call));
   return RoutedRows{std::move(table), std::move(routes)};
 }
 
@@ -348,18 +419,12 @@ absl::StatusOr<v1::TableInfo> ShardedEmbeddingClient::CreateTable(
          /*retry=*/false, call, calls);
   absl::Status status = Failures(addresses_, calls);
   std::vector<v1::TableInfo> infos;
+  TableInfoCalls checks;  // The replies, as CheckCluster takes them.
   for (auto& sub : calls) {
     if (sub.result.ok()) infos.push_back(*sub.result);
+    checks.push_back({sub.shard, {}, sub.result});
   }
-  if (status.ok()) {
-    absl::StatusOr<std::shared_ptr<const CheckedTable>> table =
-        CheckCluster(infos);
-    if (table.ok()) {
-      absl::MutexLock lock(&mu_);
-      tables_[spec.name()] = *table;
-    }
-    status = table.status();
-  }
+  if (status.ok()) status = CheckCluster(spec.name(), checks).status();
   if (status.ok() && with_weights && !inline_weights) {
     // The padding row stays as created: zero.
     std::vector<int64_t> indices;
@@ -404,11 +469,15 @@ absl::StatusOr<v1::TableInfo> ShardedEmbeddingClient::CreateTable(
 absl::StatusOr<v1::TableInfo> ShardedEmbeddingClient::GetTable(
     absl::string_view name, const CallOptions& call) const {
   if (single()) return shards_[0]->GetTable(name, call);
-  // A cached check is not enough: the counters are asked for now.
+  // A cached check is not enough: the counters are asked for now, of every
+  // shard.
   Forget(name);
-  EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<const CheckedTable> table,
-                             Table(name, call));
-  return Merge(table->infos);
+  const TableInfoCalls calls = AskTables(name, AllShards(), call);
+  EMBEDDING_RETURN_IF_ERROR(Failures(addresses_, calls));
+  EMBEDDING_RETURN_IF_ERROR(CheckCluster(name, calls).status());
+  std::vector<v1::TableInfo> infos;
+  for (const auto& sub : calls) infos.push_back(*sub.result);
+  return Merge(infos);
 }
 
 absl::StatusOr<std::vector<v1::TableInfo>> ShardedEmbeddingClient::ListTables(
@@ -453,6 +522,8 @@ absl::StatusOr<std::vector<float>> ShardedEmbeddingClient::RoutedLookup(
     const CallOptions& call) const {
   const int64_t dim = table.spec.embedding_dim();
   Routes routes = Route(table.layout, indices);
+  EMBEDDING_RETURN_IF_ERROR(
+      CheckShards(name, table, RoutedShards(routes), call));
   std::vector<SubCall<v1::LookupRequest, v1::LookupResponse>> calls;
   for (int k = 0; k < shard_count(); ++k) {
     if (routes.indices[k].empty()) continue;
@@ -563,6 +634,7 @@ absl::StatusOr<PushGradientsResult> ShardedEmbeddingClient::ShardedPush(
     absl::Span<const int64_t> indices, absl::Span<const float> grad,
     const PushGradientsOptions& push, const CallOptions& call) const {
   const int64_t dim = table.spec.embedding_dim();
+  EMBEDDING_RETURN_IF_ERROR(CheckShards(name, table, AllShards(), call));
   const uint64_t sequence =
       push.sequence.has_value()
           ? *push.sequence
@@ -742,11 +814,16 @@ absl::StatusOr<ReadRowsResult> ShardedEmbeddingClient::ReadRangeMerged(
     int64_t end_row, const CallOptions& call) const {
   const ShardLayout& layout = table.layout;
   const int64_t dim = table.spec.embedding_dim();
-  std::vector<ReadRowsResult> parts(shard_count());
+  std::vector<int> involved;
   for (int k = 0; k < shard_count(); ++k) {
-    if (layout.RowsOnShard(end_row, k) == layout.RowsOnShard(start_row, k)) {
-      continue;  // None of its rows in the range.
+    // Not the shards with none of their rows in the range.
+    if (layout.RowsOnShard(end_row, k) != layout.RowsOnShard(start_row, k)) {
+      involved.push_back(k);
     }
+  }
+  EMBEDDING_RETURN_IF_ERROR(CheckShards(name, table, involved, call));
+  std::vector<ReadRowsResult> parts(shard_count());
+  for (int k : involved) {
     absl::StatusOr<ReadRowsResult> read =
         shards_[k]->ReadRowRange(name, start_row, end_row, call);
     if (!read.ok()) return ShardError(k, read.status());

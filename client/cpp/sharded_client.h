@@ -15,19 +15,21 @@
 // With one address it passes every call through to one EmbeddingClient,
 // with no cluster checks (so it can talk to a single shard too).
 //
-// Cluster check: the first use of a table asks every shard for it (in
-// parallel) and requires shard k to report shard_index k, shard_count M and
-// the same spec as shard 0; else FAILED_PRECONDITION naming the server and
-// what differs ("shard K (ADDRESS): reports shard_index I of shard_count C,
-// expected K of M", "shard K (ADDRESS): table T differs from shard 0 in
-// FIELD: VALUE vs VALUE0"). Several failing shards give one error: the
-// first one's code, every shard's message, "; "-separated. The checked spec is
-// kept per table until DeleteTable, CreateTable or SetOptimizer of that name
-// through this client.
+// Cluster check, per shard: the first use of a table asks every shard for it
+// (in parallel) and takes the spec from the lowest shard that answers;
+// shard k must report shard_index k, shard_count M and that same spec, else
+// FAILED_PRECONDITION naming the server and what differs ("shard K
+// (ADDRESS): reports shard_index I of shard_count C, expected K of M",
+// "shard K (ADDRESS): table T differs from shard 0 in FIELD: VALUE vs
+// VALUE0"). A shard that did not answer (UNAVAILABLE, DEADLINE_EXCEEDED) is
+// checked the first time a call needs it. Several failing shards give one
+// error: the first one's code, every shard's message, "; "-separated. The
+// spec and the checked shards are kept per table until DeleteTable,
+// CreateTable or SetOptimizer of that name through this client.
 //
 // Errors from a shard keep the server's code, with the message prefixed
 // "shard K (ADDRESS): ". A shard that is down fails only the calls that need
-// it (UNAVAILABLE naming it), once the table has been checked.
+// it (UNAVAILABLE naming it), also in a client made while it was down.
 //
 // Pushes reach every shard (an empty sub-push where a shard holds none of
 // the rows) so each shard counts the same optimizer steps as one server
@@ -181,12 +183,21 @@ class ShardedEmbeddingClient {
       absl::Span<const std::string> tables = {}, bool incremental = false,
       const CallOptions& call = {}) const;
 
-  // A table whose cluster check passed.
+  // A table's spec as its reference shard (the lowest that answered)
+  // reported it.
   struct CheckedTable {
     v1::TableSpec spec;  // Global: shard_index 0, shard_count M.
     ShardLayout layout;
-    std::vector<v1::TableInfo> infos;  // Of the check, per shard.
+    int reference_shard = 0;
   };
+  // The cache entry of a table: its spec and the shards that passed the
+  // check against it.
+  struct CachedTable {
+    std::shared_ptr<const CheckedTable> table;
+    std::vector<bool> checked;  // Per shard.
+  };
+  using TableInfoCalls =
+      std::vector<internal::SubCall<v1::GetTableRequest, v1::TableInfo>>;
 
   // The checked table and the indices of a call, checked against its rows
   // and split by shard.
@@ -199,14 +210,30 @@ class ShardedEmbeddingClient {
   absl::StatusOr<RoutedRows> CheckAndRoute(absl::string_view name,
                                            absl::Span<const int64_t> indices,
                                            const CallOptions& call) const;
-  // The checked table `name`, from the cache or a fresh check.
+  // The table `name`, from the cache or asked of every shard: the shards
+  // that answer are checked, those that are down are left for CheckShards
+  // (unless none answers); any other failure is returned.
   absl::StatusOr<std::shared_ptr<const CheckedTable>> Table(
       absl::string_view name, const CallOptions& call) const
       ABSL_LOCKS_EXCLUDED(mu_);
-  // FAILED_PRECONDITION naming the first shard whose info does not fit the
-  // others'; the checked table otherwise.
+  // GetTable of `name` sent to `shards` at once.
+  TableInfoCalls AskTables(absl::string_view name, absl::Span<const int> shards,
+                           const CallOptions& call) const;
+  // FAILED_PRECONDITION unless `info` says shard k of M with `table`'s spec.
+  absl::Status CheckShard(const CheckedTable& table, int k,
+                          const v1::TableInfo& info) const;
+  // Checks the shards that answered in `calls` (in shard order) against the
+  // lowest one's spec and caches the table with them checked.
   absl::StatusOr<std::shared_ptr<const CheckedTable>> CheckCluster(
-      std::vector<v1::TableInfo> infos) const;
+      absl::string_view name, const TableInfoCalls& calls) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Checks those of `shards` not yet checked for `table` (asked at once);
+  // their errors as a call's.
+  absl::Status CheckShards(absl::string_view name, const CheckedTable& table,
+                           absl::Span<const int> shards,
+                           const CallOptions& call) const
+      ABSL_LOCKS_EXCLUDED(mu_);
+  std::vector<int> AllShards() const;
   void Forget(absl::string_view name) const ABSL_LOCKS_EXCLUDED(mu_);
   // `status` of shard `k`, its message prefixed with the shard.
   absl::Status ShardError(int k, const absl::Status& status) const;
@@ -241,8 +268,8 @@ class ShardedEmbeddingClient {
   // handed out matters.
   mutable std::atomic<uint64_t> next_sequence_{1};
   mutable absl::Mutex mu_;
-  mutable absl::flat_hash_map<std::string, std::shared_ptr<const CheckedTable>>
-      tables_ ABSL_GUARDED_BY(mu_);
+  mutable absl::flat_hash_map<std::string, CachedTable> tables_
+      ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace embedding

@@ -4,7 +4,9 @@ Real servers: a shard is killed and restarted on its address from its
 checkpoint; a push that failed part way is retried with its sequence and
 lands exactly once on every shard; clusters that are not what the address
 list says are refused with FAILED_PRECONDITION naming the server; a create
-that fails on one shard leaves nothing behind on the others.
+that fails on one shard leaves nothing behind on the others; a client
+made while a shard is down serves the calls that need only the others and
+checks that shard once it answers.
 """
 
 import time
@@ -35,10 +37,13 @@ def shard_clients(addresses):
     return [EmbeddingClient(address) for address in addresses]
 
 
-def wait_until_answering(client, table, timeout=10.0):
+def wait_until_answering(client, table, timeout=10.0, lookup=None):
+    """get_table (or the lookup of rows `lookup`) once UNAVAILABLE ends."""
     deadline = time.monotonic() + timeout
     while True:
         try:
+            if lookup is not None:
+                return client.lookup(table, lookup)
             return client.get_table(table)
         except UnavailableError:
             if time.monotonic() > deadline:
@@ -89,6 +94,56 @@ def test_a_down_shard_fails_only_the_calls_that_need_it(cluster):
         assert client.push_gradients("down", [0, 1, 2], grad,
                                      sequence=sequence).duplicate
         client.delete_table("down")
+
+
+def test_a_new_client_works_while_a_shard_is_down(cluster):
+    with EmbeddingClient(cluster.addresses) as client:
+        client.create_table("lazy", ROWS, DIM)
+        client.save_checkpoint("lazy")
+        before = client.lookup("lazy", np.arange(ROWS))
+    down = cluster.servers[1]
+    down.kill()
+    try:
+        # Made while shard 1 is down: the spec comes from shards 0 and 2.
+        with EmbeddingClient(cluster.addresses,
+                             channel_options=FAST_RECONNECT) as client:
+            np.testing.assert_array_equal(
+                client.lookup("lazy", [3, 0, 8, 2]), before[[3, 0, 8, 2]])
+            np.testing.assert_array_equal(
+                client.read_rows("lazy", [5, 9]), before[[5, 9]])
+            with pytest.raises(UnavailableError) as error:
+                client.lookup("lazy", [0, 4])  # 4 lives on shard 1.
+            assert error.value.message.startswith(
+                f"shard 1 ({down.address}): ")
+            with pytest.raises(UnavailableError) as error:  # Every shard.
+                client.push_gradients("lazy", [0], np.ones((1, DIM)))
+            assert f"shard 1 ({down.address}): " in error.value.message
+
+            # Shard 1 is checked when first reached: a server of another
+            # cluster in its place is refused.
+            stranger = ServerProcess("--shard_index=1", "--shard_count=2")
+            stranger.port = down.port
+            try:
+                stranger.start(same_port=True)
+                with EmbeddingClient(stranger.address) as direct:
+                    direct.create_table("lazy", ROWS, DIM)
+                with pytest.raises(FailedPreconditionError) as error:
+                    wait_until_answering(client, "lazy", lookup=[4])
+                assert error.value.message == (
+                    f"shard 1 ({down.address}): reports shard_index 1 of "
+                    "shard_count 2, expected 1 of 3")
+            finally:
+                stranger.close()
+
+            down.start(same_port=True)  # Restores the checkpoint.
+            its_rows = np.arange(1, ROWS, 3)
+            np.testing.assert_array_equal(
+                wait_until_answering(client, "lazy", lookup=its_rows),
+                before[its_rows])
+            client.delete_table("lazy")
+    finally:
+        if not down.running():
+            down.start(same_port=True)
 
 
 def test_wrong_shard_order_is_refused_naming_the_server(cluster):

@@ -8,8 +8,10 @@
 Global row g lives on shard g % M. The client has the plain client's
 methods and returns what one server holding the whole table would, bit for
 bit (client/CONTRACT.md, "Sharded clients", is the contract it shares with
-the C++ client): it checks the cluster on the first use of each table,
-checks every request against the table's spec before sending anything,
+the C++ client): it takes each table's spec from the shards that answer
+its first use and checks each shard the first time a call needs it (so a
+shard that is down fails only the calls that need it), checks every
+request against the table's spec before sending anything,
 sends one sub-request per shard involved in parallel and reassembles the
 replies in the caller's order. Bags are pooled in the client (bags.py);
 pushes reach every shard, with the same client_id and sequence. Errors of a
@@ -41,8 +43,10 @@ from embedding_client.client import (DEFAULT_BAG_MODE, DEFAULT_LOOKUP_DTYPE,
                                      DEFAULT_MAX_RETRIES,
                                      DEFAULT_TIMEOUT_SECONDS, EmbeddingClient,
                                      bag_inputs, bag_mode, empty_rows)
-from embedding_client.errors import (EmbeddingError, FailedPreconditionError,
-                                     InvalidArgumentError, combined)
+from embedding_client.errors import (DeadlineExceededError, EmbeddingError,
+                                     FailedPreconditionError,
+                                     InvalidArgumentError, UnavailableError,
+                                     combined)
 from embedding_client.options import CheckpointInfo, PushResult
 
 # TableInfo fields that differ from shard to shard by design.
@@ -94,6 +98,15 @@ def _rows_shape_check(values, rows, dim, what):
     return values.reshape(rows, dim)
 
 
+@dataclasses.dataclass(frozen=True)
+class _CheckedTable:
+    """A table's spec as shard `reference` reported it, and the shards
+    that passed the cluster check against it."""
+    info: object  # The reference shard's TableInfo.
+    reference: int
+    checked: frozenset
+
+
 class ShardedClient(EmbeddingClient):
     """An EmbeddingClient over M servers; `addresses[k]` is shard k.
 
@@ -126,7 +139,7 @@ class ShardedClient(EmbeddingClient):
             max_workers=4 * len(self.shards),
             thread_name_prefix="embedding-shard")
         self._lock = threading.Lock()
-        self._checked = {}  # Table name -> shard 0's TableInfo, checked.
+        self._tables = {}  # Table name -> _CheckedTable.
 
     def close(self):
         """Closes every channel; the client is unusable afterwards."""
@@ -174,47 +187,95 @@ class ShardedClient(EmbeddingClient):
     def _on_every_shard(self, call):
         return self._run({shard: call for shard in range(len(self.shards))})
 
-    def _check_cluster(self, infos):
-        """FailedPreconditionError unless shard k says it is shard k of M
-        and holds the spec shard 0 holds. infos: {shard: TableInfo}."""
+    def _check_shard(self, table, shard, info):
+        """FailedPreconditionError unless `shard` says it is shard `shard`
+        of M and holds the spec of `table` (a _CheckedTable)."""
         count = len(self.shards)
-        reference = infos.get(0) or next(iter(infos.values()))
-        for shard, info in sorted(infos.items()):
-            if (info.shard_index, info.shard_count) != (shard, count):
+        if (info.shard_index, info.shard_count) != (shard, count):
+            raise FailedPreconditionError(
+                f"{self._prefix(shard)}reports shard_index "
+                f"{info.shard_index} of shard_count {info.shard_count}, "
+                f"expected {shard} of {count}")
+        for field in dataclasses.fields(info):
+            if field.name in _PER_SHARD_FIELDS:
+                continue
+            mine = getattr(info, field.name)
+            expected = getattr(table.info, field.name)
+            if mine != expected:
                 raise FailedPreconditionError(
-                    f"{self._prefix(shard)}reports shard_index "
-                    f"{info.shard_index} of shard_count {info.shard_count}, "
-                    f"expected {shard} of {count}")
-            for field in dataclasses.fields(info):
-                if field.name in _PER_SHARD_FIELDS:
-                    continue
-                mine = getattr(info, field.name)
-                expected = getattr(reference, field.name)
-                if mine != expected:
-                    raise FailedPreconditionError(
-                        f"{self._prefix(shard)}table {info.name!r} differs "
-                        f"from shard 0 in {field.name}: {mine!r} vs "
-                        f"{expected!r}")
+                    f"{self._prefix(shard)}table {info.name!r} differs "
+                    f"from shard {table.reference} in {field.name}: "
+                    f"{mine!r} vs {expected!r}")
 
-    def _shard_infos(self, table, timeout):
-        """Every shard's TableInfo of `table`, checked and remembered."""
-        infos = self._on_every_shard(
-            lambda shard: shard.get_table(table, timeout=timeout))
-        self._check_cluster(infos)
+    def _check_cluster(self, name, infos):
+        """Checks the shards of `infos` ({shard: TableInfo}) in shard order
+        against the lowest one's spec and remembers them as checked."""
+        reference = min(infos)
+        table = _CheckedTable(infos[reference], reference, frozenset(infos))
+        for shard in sorted(infos):
+            self._check_shard(table, shard, infos[shard])
         with self._lock:
-            self._checked[table] = infos[0]
+            self._tables[name] = table
+        return table
+
+    def _ask_tables(self, name, shards, timeout):
+        """({shard: TableInfo of `name`}, {shard: EmbeddingError}) of
+        `shards`, asked at once."""
+        return self._run_all({
+            shard: lambda client: client.get_table(name, timeout=timeout)
+            for shard in shards})
+
+    def _shard_infos(self, name, timeout):
+        """Every shard's TableInfo of `name`, all checked and remembered."""
+        infos, errors = self._ask_tables(name, range(len(self.shards)),
+                                         timeout)
+        if errors:
+            self._raise(errors)
+        self._check_cluster(name, infos)
         return [infos[shard] for shard in range(len(self.shards))]
 
-    def _spec(self, table, timeout):
-        """The checked spec (shard 0's TableInfo) of `table`; checks the
-        cluster on first use."""
+    def _spec(self, name, timeout):
+        """The spec (a TableInfo) of `name`."""
+        return self._table(name, timeout).info
+
+    def _table(self, name, timeout):
+        """The _CheckedTable of `name`. On first use every shard is
+        asked at once; those that answer are checked, and those that are
+        down (UNAVAILABLE, DEADLINE_EXCEEDED) are left for _check_shards,
+        unless none answers. Any other failure is raised."""
         with self._lock:
-            info = self._checked.get(table)
-        return info or self._shard_infos(table, timeout)[0]
+            table = self._tables.get(name)
+        if table is not None:
+            return table
+        infos, errors = self._ask_tables(name, range(len(self.shards)),
+                                         timeout)
+        down = (UnavailableError, DeadlineExceededError)
+        if not infos or not all(isinstance(error, down)
+                                for error in errors.values()):
+            self._raise(errors)
+        return self._check_cluster(name, infos)
+
+    def _check_shards(self, name, shards, timeout):
+        """Checks those of `shards` that `name` has not had checked yet
+        (asked at once); their errors are raised as a call's."""
+        table = self._table(name, timeout)
+        missing = [shard for shard in shards if shard not in table.checked]
+        if not missing:
+            return
+        infos, errors = self._ask_tables(name, missing, timeout)
+        if errors:
+            self._raise(errors)
+        for shard in missing:
+            self._check_shard(table, shard, infos[shard])
+        with self._lock:
+            current = self._tables.get(name)
+            if current is not None and current.info is table.info:
+                self._tables[name] = dataclasses.replace(
+                    current, checked=current.checked | frozenset(missing))
 
     def _forget(self, table):
         with self._lock:
-            self._checked.pop(table, None)
+            self._tables.pop(table, None)
 
     # ---- tables -----------------------------------------------------------
 
@@ -237,14 +298,12 @@ class ShardedClient(EmbeddingClient):
         try:
             if errors:
                 self._raise(errors)
-            self._check_cluster(infos)
+            self._check_cluster(name, infos)
         except EmbeddingError:
             # Best effort: the creation's error is the one to report.
             self._run_all({shard: lambda client: client.delete_table(name)
                            for shard in infos})
             raise
-        with self._lock:
-            self._checked[name] = infos[0]
         return _merge_infos([infos[shard] for shard in sorted(infos)])
 
     def get_table(self, name, *, timeout=None):
@@ -295,6 +354,7 @@ class ShardedClient(EmbeddingClient):
         if flat.size == 0:
             return empty_rows(indices.shape, info.embedding_dim, dtype)
         split = routing.Split(flat, len(self.shards))
+        self._check_shards(table, split.shards(), timeout)
         parts = self._run({
             shard: lambda client, part=flat[split.positions[shard]]:
                 client.lookup(table, part, dtype=dtype, timeout=timeout)
@@ -378,6 +438,7 @@ class ShardedClient(EmbeddingClient):
 
     def _push_rows(self, table, flat, grad, learning_rate, sequence,
                    timeout):
+        self._check_shards(table, range(len(self.shards)), timeout)
         sequence = self._next_sequence(sequence)
         split = routing.Split(flat, len(self.shards))
         results = self._run({
@@ -432,6 +493,7 @@ class ShardedClient(EmbeddingClient):
                     "written twice in one request")
         _finite_check(values, "values")
         split = routing.Split(indices, len(self.shards))
+        self._check_shards(table, split.shards(), timeout)
         written = self._run({
             shard: lambda client, positions=split.positions[shard]:
                 client.write_rows(table, values[positions],
@@ -450,6 +512,7 @@ class ShardedClient(EmbeddingClient):
             ids = tensors.as_indices(indices).ravel()
             routing.check_indices(ids, rows)
             split = routing.Split(ids, count)
+            self._check_shards(table, split.shards(), timeout)
             parts = self._run({
                 shard: lambda client, part=ids[split.positions[shard]]:
                     client._read_rows(table, dim, part,
@@ -468,6 +531,7 @@ class ShardedClient(EmbeddingClient):
 
     def _read_range(self, table, dim, start, end, timeout):
         """Rows [start, end) in order, each shard's read in parallel."""
+        self._check_shards(table, range(len(self.shards)), timeout)
         parts = self._on_every_shard(
             lambda client: client._read_rows(
                 table, dim, start_row=start, end_row=end, timeout=timeout))
