@@ -81,6 +81,23 @@ def verdict(ok):
     return "**met**" if ok else "**not met**"
 
 
+# Sections after this line of BENCHMARKS.md come from their own scripts
+# (checkpoints, scale-out); a new run keeps them as they are.
+KEPT_MARKER = ("<!-- Sections below come from their own scripts; "
+               "scripts/run_benchmarks.sh keeps them. -->")
+
+
+def _kept_sections(markdown):
+    """The marker and what follows it in the existing `markdown`, or ""."""
+    try:
+        with open(markdown) as f:
+            text = f.read()
+    except FileNotFoundError:
+        return ""
+    at = text.find(KEPT_MARKER)
+    return text[at:].rstrip() + "\n" if at >= 0 else ""
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--results", required=True)
@@ -259,6 +276,7 @@ def main():
     out.append("```\n")
     with open(args.notes) as f:
         out.append(f.read().rstrip() + "\n")
+    out.append(_kept_sections(args.markdown))
 
     with open(args.markdown, "w") as f:
         f.write("\n".join(out))
