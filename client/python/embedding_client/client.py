@@ -23,6 +23,7 @@ table to or from a float32 .npy file, one bulk message at a time.
 An EmbeddingClient is thread-safe; share one per process.
 """
 
+import collections
 import itertools
 import os
 import secrets
@@ -309,6 +310,44 @@ class EmbeddingClient:
         response = self._call(self._stub.Lookup, request, timeout, retry=True)
         rows = tensors.from_tensor(response.embeddings)
         return rows.reshape(indices.shape + rows.shape[-1:])
+
+    def lookup_stream(self, table, batches, *, dtype=DEFAULT_LOOKUP_DTYPE,
+                      timeout=None):
+        """Yields lookup(table, batch) for each index array of `batches`,
+        in order, over one LookupStream call: each batch is sent as soon as
+        `batches` yields it, without waiting for the replies before it, so
+        a stream of lookups does not pay a round trip per batch.
+
+        Each batch must hold at least one index. timeout: of the whole
+        stream. Not retried: an error (a bad batch, the server going away)
+        ends the iteration with its EmbeddingError, after the results of
+        the batches before it. Stopping the iteration early cancels the
+        call.
+        """
+        wire_dtype = tensors.wire_dtype(dtype)
+        shapes = collections.deque()  # Appended by gRPC's sending thread.
+
+        def requests():
+            for batch in batches:
+                indices = tensors.as_indices(batch)
+                request = pb.LookupRequest(table=table, dtype=wire_dtype)
+                tensors.fill_indices(request.indices, indices)
+                if indices.ndim > 1:
+                    request.shape.extend(indices.shape)
+                shapes.append(indices.shape)
+                yield request
+
+        call = self._stub.LookupStream(requests(),
+                                       timeout=self._timeout(timeout),
+                                       metadata=self.metadata)
+        try:
+            for response in call:
+                rows = tensors.from_tensor(response.embeddings)
+                yield rows.reshape(shapes.popleft() + rows.shape[-1:])
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
+        finally:
+            call.cancel()
 
     def lookup_bag(self, table, indices, offsets=None, *,
                    mode=DEFAULT_BAG_MODE, per_sample_weights=None,

@@ -32,6 +32,7 @@ Thread-safe; share one per process.
 import concurrent.futures
 import dataclasses
 import itertools
+import queue
 import secrets
 import threading
 
@@ -48,6 +49,9 @@ from embedding_client.errors import (DeadlineExceededError, EmbeddingError,
                                      InvalidArgumentError, UnavailableError,
                                      combined)
 from embedding_client.options import CheckpointInfo, PushResult
+
+# Ends a queue of lookup_stream's router.
+_END = object()
 
 # TableInfo fields that differ from shard to shard by design.
 _PER_SHARD_FIELDS = ("shard_index", "shard_count", "local_rows",
@@ -362,6 +366,82 @@ class ShardedClient(EmbeddingClient):
         rows = split.gather(parts, (info.embedding_dim,),
                             next(iter(parts.values())).dtype)
         return rows.reshape(indices.shape + (info.embedding_dim,))
+
+    # Batches a sharded lookup_stream routes ahead of the replies.
+    STREAM_WINDOW = 8
+
+    def lookup_stream(self, table, batches, *, dtype=DEFAULT_LOOKUP_DTYPE,
+                      timeout=None):
+        """As EmbeddingClient.lookup_stream: a thread routes each batch as
+        `batches` yields it (up to STREAM_WINDOW batches ahead of the
+        replies) to one LookupStream per shard, opened when a batch first
+        needs that shard; the replies are reassembled in order. Errors of
+        a shard carry its prefix; an error ends the iteration after the
+        results of the batches before it."""
+        tensors.wire_dtype(dtype)
+        info = self._spec(table, timeout)
+        count = len(self.shards)
+        plans = queue.Queue(self.STREAM_WINDOW)  # (shape, split) per batch.
+        parts = [queue.Queue() for _ in range(count)]  # Per shard, in order.
+        stop = threading.Event()
+
+        def route():
+            try:
+                for batch in batches:
+                    if stop.is_set():
+                        return
+                    indices = tensors.as_indices(batch)
+                    flat = indices.ravel()
+                    if flat.size == 0:  # As the server says it.
+                        raise InvalidArgumentError("indices is empty")
+                    routing.check_indices(flat, info.num_embeddings)
+                    split = routing.Split(flat, count)
+                    self._check_shards(table, split.shards(), timeout)
+                    plans.put((indices.shape, split))
+                    for shard in split.shards():
+                        parts[shard].put(flat[split.positions[shard]])
+                plans.put(_END)
+            except BaseException as error:  # The caller raises it in order.
+                plans.put(error)
+            finally:
+                for part in parts:
+                    part.put(_END)
+
+        def shard_batches(shard):
+            while (part := parts[shard].get()) is not _END:
+                yield part
+
+        streams = {}  # Shard -> its lookup_stream, once a batch needs it.
+
+        def next_rows(shard):
+            if shard not in streams:
+                streams[shard] = self.shards[shard].lookup_stream(
+                    table, shard_batches(shard), dtype=dtype, timeout=timeout)
+            try:
+                return next(streams[shard])
+            except EmbeddingError as error:
+                self._raise({shard: error})
+
+        threading.Thread(target=route, daemon=True,
+                         name="embedding-stream-router").start()
+        try:
+            while (plan := plans.get()) is not _END:
+                if isinstance(plan, BaseException):
+                    raise plan
+                shape, split = plan
+                rows = {shard: next_rows(shard) for shard in split.shards()}
+                out = split.gather(rows, (info.embedding_dim,),
+                                   next(iter(rows.values())).dtype)
+                yield out.reshape(shape + (info.embedding_dim,))
+        finally:
+            stop.set()
+            while True:  # Unblocks the router if it waits to put a plan.
+                try:
+                    plans.get_nowait()
+                except queue.Empty:
+                    break
+            for stream in streams.values():
+                stream.close()  # Cancels its call.
 
     def _bag_batch(self, table, indices, offsets, mode, per_sample_weights,
                    include_last_offset, timeout):
