@@ -177,6 +177,14 @@ class ServiceLimitsTest : public ::testing::Test {
     server_.reset();
   }
 
+  // One unary call of `method` on the stub; its status.
+  template <typename Response, typename Request, typename Method>
+  grpc::Status Call(Method method, const Request& request) {
+    grpc::ClientContext context;
+    Response response;
+    return (stub_.get()->*method)(&context, request, &response);
+  }
+
   void CreateTable(const std::string& name, int64_t rows, int64_t dim) {
     TableSpec spec;
     spec.name = name;
@@ -260,47 +268,30 @@ TEST_F(ServiceLimitsTest, ABadIndexIsInvalidEvenWhenItsResponseWouldNotFit) {
   CreateTable("t", 64, 64);  // 8192 rows of 256 bytes: 2 MiB.
   v1::LookupRequest lookup = Lookup("t", kIndices, 64);
   lookup.set_indices(kIndices - 1, 64);
-  {
-    grpc::ClientContext context;
-    v1::LookupResponse response;
-    ExpectError(stub_->Lookup(&context, lookup, &response),
-                grpc::StatusCode::INVALID_ARGUMENT,
-                "index 64 at position 8191 is outside [0, 64)");
-  }
   v1::LookupBagRequest bags;
   bags.set_table("t");
   *bags.mutable_indices() = lookup.indices();
   for (int64_t i = 0; i < kIndices; ++i) bags.add_offsets(i);
-  {
-    grpc::ClientContext context;
-    v1::LookupBagResponse response;
-    ExpectError(stub_->LookupBag(&context, bags, &response),
-                grpc::StatusCode::INVALID_ARGUMENT,
-                "index 64 at position 8191 is outside [0, 64)");
-  }
   v1::PushGradientsRequest push;
   push.set_table("t");
   *push.mutable_indices() = lookup.indices();
   push.mutable_grad()->add_shape(kIndices);
   push.mutable_grad()->add_shape(64);
   push.mutable_grad()->mutable_data()->resize(kIndices * 64 * sizeof(float));
-  {
-    grpc::ClientContext context;
-    v1::PushGradientsResponse response;
-    ExpectError(stub_->PushGradients(&context, push, &response),
-                grpc::StatusCode::INVALID_ARGUMENT,
-                "index 64 at position 8191 is outside [0, 64)");
-  }
   v1::PushBagGradientsRequest bag_push;
   bag_push.set_table("t");
   *bag_push.mutable_indices() = bags.indices();
   *bag_push.mutable_offsets() = bags.offsets();
   *bag_push.mutable_grad() = push.grad();
-  {
-    grpc::ClientContext context;
-    v1::PushGradientsResponse response;
-    ExpectError(stub_->PushBagGradients(&context, bag_push, &response),
-                grpc::StatusCode::INVALID_ARGUMENT,
+  const grpc::Status statuses[] = {
+      Call<v1::LookupResponse>(&v1::EmbeddingService::Stub::Lookup, lookup),
+      Call<v1::LookupBagResponse>(&v1::EmbeddingService::Stub::LookupBag, bags),
+      Call<v1::PushGradientsResponse>(
+          &v1::EmbeddingService::Stub::PushGradients, push),
+      Call<v1::PushGradientsResponse>(
+          &v1::EmbeddingService::Stub::PushBagGradients, bag_push)};
+  for (const grpc::Status& status : statuses) {
+    ExpectError(status, grpc::StatusCode::INVALID_ARGUMENT,
                 "index 64 at position 8191 is outside [0, 64)");
   }
   EXPECT_EQ(Version("t"), 0);
