@@ -13,13 +13,21 @@ ShutdownSignals BlockShutdownSignals() {
   sigemptyset(&signals.set);
   sigaddset(&signals.set, SIGINT);
   sigaddset(&signals.set, SIGTERM);
+  sigaddset(&signals.set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals.set, nullptr);
   return signals;
 }
 
-int WaitForShutdownSignal(const ShutdownSignals& signals) {
+int WaitForSignal(const ShutdownSignals& signals) {
   int signal_number = 0;
   sigwait(&signals.set, &signal_number);
+  return signal_number;
+}
+
+int WaitForShutdownSignal(const ShutdownSignals& signals) {
+  int signal_number;
+  while ((signal_number = WaitForSignal(signals)) == SIGHUP) {
+  }
   return signal_number;
 }
 

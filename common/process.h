@@ -1,11 +1,13 @@
 // What a server binary's main does around its server: block the shutdown
-// signals before any thread starts, publish the bound port, wait for a
-// signal. Shared by embedding_server and the benchmark's bare server.
+// and reload signals before any thread starts, publish the bound port, wait
+// for a signal. Shared by embedding_server and the benchmark's bare server.
 //
 //   const ShutdownSignals signals = BlockShutdownSignals();  // first thing
 //   ... start the server ...
 //   if (!WritePortFile(path, port)) return 1;
-//   const int signal = WaitForShutdownSignal(signals);
+//   int signal;
+//   while ((signal = WaitForSignal(signals)) == SIGHUP) Reload();
+//   // or, with nothing to reload: WaitForShutdownSignal(signals)
 //
 // Thread-safe (each function acts on the calling thread or on a file).
 #ifndef COMMON_PROCESS_H_
@@ -17,14 +19,20 @@
 
 namespace embedding {
 
-// SIGINT and SIGTERM, blocked in the caller; threads started afterwards
-// inherit the mask, so only WaitForShutdownSignal sees them.
+// SIGINT, SIGTERM and SIGHUP, blocked in the caller; threads started
+// afterwards inherit the mask, so only the Wait functions see them (a
+// SIGHUP therefore never kills the process).
 struct ShutdownSignals {
   sigset_t set;
 };
 ShutdownSignals BlockShutdownSignals();
 
-// Blocks until SIGINT or SIGTERM arrives; returns its number.
+// Blocks until SIGINT, SIGTERM or SIGHUP (reload) arrives; returns its
+// number.
+int WaitForSignal(const ShutdownSignals& signals);
+
+// Blocks until SIGINT or SIGTERM arrives (SIGHUPs are consumed and
+// ignored); returns its number.
 int WaitForShutdownSignal(const ShutdownSignals& signals);
 
 // Writes "PORT\n" to a temporary name beside `path` and renames it, so a

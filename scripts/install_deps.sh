@@ -11,7 +11,7 @@ set -euo pipefail
 run=(
   build-essential cmake ninja-build pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libabsl-dev libspdlog-dev libxxhash-dev
+  libabsl-dev libspdlog-dev libxxhash-dev prometheus-cpp-dev
 )
 python=(
   python3 python3-grpcio python3-protobuf python3-numpy python3-torch
@@ -20,7 +20,8 @@ test=(
   git libgtest-dev libgmock-dev libbenchmark-dev
   python3-pytest python3-setuptools python3-pip python3-venv
   clang-14 libclang-rt-14-dev
-  redis-server libhiredis-dev python3-matplotlib python3-yaml
+  redis-server libhiredis-dev python3-matplotlib python3-yaml openssl
+  prometheus # its promtool checks the /metrics page in tests/security
 )
 
 case "${1:-test}" in

@@ -1,4 +1,5 @@
-// embedding_server: flags -> ServerOptions -> Server, until SIGINT/SIGTERM.
+// embedding_server: flags -> ServerOptions -> Server, until SIGINT/SIGTERM;
+// SIGHUP re-reads the token file.
 #include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/process.h"
+#include "server/log_format.h"
 #include "server/service/server.h"
 #include "spdlog/sinks/stdout_color_sinks.h"
 #include "spdlog/spdlog.h"
@@ -24,6 +26,40 @@
 ABSL_FLAG(std::string, listen_address, "127.0.0.1:50051",
           "host:port to listen on (port 0 picks a free one). Loopback by "
           "default; use 0.0.0.0:50051 to serve other machines.");
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM server certificate (chain) for TLS; needs --tls_key_file. "
+          "Re-read every --tls_refresh_seconds: replace the files to rotate.");
+ABSL_FLAG(std::string, tls_key_file, "",
+          "PEM private key of --tls_cert_file (unencrypted).");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA certificates: with it, mutual TLS (every client must "
+          "present a certificate signed by one of them).");
+ABSL_FLAG(int, tls_refresh_seconds, 60,
+          "Seconds between re-reads of the TLS files (rotation without a "
+          "restart).");
+ABSL_FLAG(bool, allow_insecure, false,
+          "Serve plaintext on a non-loopback --listen_address (without TLS "
+          "flags the server refuses to, since anyone on the network could "
+          "read and change the traffic).");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "Bearer tokens with roles, one \"ROLE TOKEN\" per line (roles "
+          "reader, trainer, admin; \"ROLE cn:NAME\" gives a verified mTLS "
+          "client certificate with common name NAME that role; # comments). "
+          "Re-read on SIGHUP. Empty: no authentication.");
+ABSL_FLAG(bool, enable_reflection, false,
+          "Register gRPC server reflection (lists the services to anyone who "
+          "can connect).");
+ABSL_FLAG(std::string, log_format, "text",
+          "text, or json: one JSON object per line (time, level, logger, "
+          "message).");
+ABSL_FLAG(std::string, metrics_address, "",
+          "HOST:PORT of the Prometheus endpoint (plain HTTP, GET /metrics; "
+          "port 0 picks a free one). HOST is an IPv4 address or a host name; "
+          "keep it on loopback or a private network (the metrics name the "
+          "tables). Empty: no metrics.");
+ABSL_FLAG(std::string, metrics_port_file, "",
+          "If set, the metrics endpoint's bound port is written to this file "
+          "(before --port_file is). Needs --metrics_address.");
 ABSL_FLAG(std::string, port_file, "",
           "If set, the bound port is written to this file once listening. "
           "With --checkpoint_dir that is before the tables are restored: "
@@ -90,6 +126,14 @@ int64_t PhysicalMemoryEighths(int64_t eighths) {
 embedding::ServerOptions ServerOptionsFromFlags() {
   embedding::ServerOptions options;
   options.listen_address = absl::GetFlag(FLAGS_listen_address);
+  options.tls.cert_file = absl::GetFlag(FLAGS_tls_cert_file);
+  options.tls.key_file = absl::GetFlag(FLAGS_tls_key_file);
+  options.tls.client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file);
+  options.tls.refresh_seconds = absl::GetFlag(FLAGS_tls_refresh_seconds);
+  options.allow_insecure = absl::GetFlag(FLAGS_allow_insecure);
+  options.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
+  options.enable_reflection = absl::GetFlag(FLAGS_enable_reflection);
+  options.metrics_address = absl::GetFlag(FLAGS_metrics_address);
   options.worker_threads = absl::GetFlag(FLAGS_worker_threads);
   options.max_inflight_bytes = absl::GetFlag(FLAGS_max_inflight_bytes);
   if (options.max_inflight_bytes == 0) {
@@ -152,6 +196,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   spdlog::set_level(level);
+  if (const absl::Status format =
+          embedding::SetLogFormat(*logger, absl::GetFlag(FLAGS_log_format));
+      !format.ok()) {
+    spdlog::error("{}", std::string(format.message()));
+    return 2;
+  }
 
   // Block the shutdown signals in every thread (gRPC's threads inherit the
   // mask); the main thread waits for them below.
@@ -161,6 +211,11 @@ int main(int argc, char** argv) {
   signal(SIGXFSZ, SIG_IGN);
 
   const embedding::ServerOptions options = ServerOptionsFromFlags();
+  if (!absl::GetFlag(FLAGS_metrics_port_file).empty() &&
+      options.metrics_address.empty()) {
+    spdlog::error("--metrics_port_file needs --metrics_address");
+    return 2;
+  }
   absl::StatusOr<std::unique_ptr<embedding::Server>> server =
       embedding::Server::Start(options);
   if (!server.ok()) {
@@ -174,6 +229,17 @@ int main(int argc, char** argv) {
       (*server)->port(), options.listen_address, options.registry.shard_index,
       options.registry.shard_count, options.registry.memory_budget_bytes,
       options.checkpoint_dir.empty() ? "off" : options.checkpoint_dir);
+  if ((*server)->metrics_port() != 0) {
+    spdlog::info("metrics on port {} (--metrics_address {}, GET /metrics)",
+                 (*server)->metrics_port(), options.metrics_address);
+  }
+  // Before --port_file: whoever waits for that one may scrape at once.
+  const std::string metrics_port_file = absl::GetFlag(FLAGS_metrics_port_file);
+  if (!metrics_port_file.empty() &&
+      !embedding::WritePortFile(metrics_port_file, (*server)->metrics_port())) {
+    spdlog::error("cannot write --metrics_port_file {}", metrics_port_file);
+    return 1;
+  }
   const std::string port_file = absl::GetFlag(FLAGS_port_file);
   if (!port_file.empty() &&
       !embedding::WritePortFile(port_file, (*server)->port())) {
@@ -181,7 +247,17 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  const int signal_number = embedding::WaitForShutdownSignal(signals);
+  int signal_number;
+  while ((signal_number = embedding::WaitForSignal(signals)) == SIGHUP) {
+    if (const absl::Status reloaded = (*server)->ReloadAuthTokens();
+        reloaded.ok()) {
+      spdlog::info("SIGHUP: authentication {}",
+                   (*server)->authenticator().Summary());
+    } else {
+      spdlog::error("SIGHUP: keeping the previous tokens: {}",
+                    std::string(reloaded.message()));
+    }
+  }
   spdlog::info("received {}, shutting down", strsignal(signal_number));
   (*server)->Shutdown(
       absl::Seconds(absl::GetFlag(FLAGS_shutdown_grace_seconds)));

@@ -195,6 +195,7 @@ TableStats EmbeddingTable::Stats() const {
   stats.memory_bytes = *MemoryBytes(stats.spec);
   stats.version = version_.load(std::memory_order_relaxed);
   stats.step = step_.load(std::memory_order_relaxed);
+  stats.counts = counters_.Read();
   return stats;
 }
 
@@ -302,12 +303,18 @@ int64_t EmbeddingTable::PreImageBytes() const {
 absl::Status EmbeddingTable::Lookup(absl::Span<const int64_t> indices,
                                     DType dtype, void* out,
                                     const Cancellation& cancel) {
-  return Gather(indices, dtype, /*renorm=*/true, out, cancel);
+  EMBEDDING_RETURN_IF_ERROR(
+      Gather(indices, dtype, /*renorm=*/true, out, cancel));
+  counters_.AddLookup(static_cast<int64_t>(indices.size()));
+  return absl::OkStatus();
 }
 
 absl::Status EmbeddingTable::ReadRows(absl::Span<const int64_t> indices,
                                       float* out, const Cancellation& cancel) {
-  return Gather(indices, DType::kFloat32, /*renorm=*/false, out, cancel);
+  EMBEDDING_RETURN_IF_ERROR(
+      Gather(indices, DType::kFloat32, /*renorm=*/false, out, cancel));
+  counters_.AddRead(static_cast<int64_t>(indices.size()));
+  return absl::OkStatus();
 }
 
 absl::Status EmbeddingTable::Gather(absl::Span<const int64_t> indices,
@@ -349,12 +356,14 @@ absl::Status EmbeddingTable::LookupBag(const ValidatedBagBatch& batch,
                                        const Cancellation& cancel) {
   EMBEDDING_RETURN_IF_ERROR(CheckBagMode(batch.mode()));
   EMBEDDING_RETURN_IF_ERROR(ValidateIndices(batch.indices(), "index"));
-  return PoolBags(
+  EMBEDDING_RETURN_IF_ERROR(PoolBags(
       batch, dim_, padding_global_row_,
       [this](int64_t index, const auto& use) {
         ReadRow(LocalRow(index), /*renorm=*/true, use);
       },
-      dtype, out, max_indices, cancel);
+      dtype, out, max_indices, cancel));
+  counters_.AddLookup(static_cast<int64_t>(batch.indices().size()));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<PushResult> EmbeddingTable::PushGradients(
@@ -421,7 +430,10 @@ absl::StatusOr<PushResult> EmbeddingTable::Push(
         " indices to table ", QuoteForMessage(name_), " (at most ",
         PushScratchBytes(indices.size(), dim_), " bytes)"));
   }
-  return ApplyPush(*gradient, indices, options, cancel);
+  EMBEDDING_ASSIGN_OR_RETURN(PushResult result,
+                             ApplyPush(*gradient, indices, options, cancel));
+  counters_.AddPush(result.rows_updated, result.duplicate);
+  return result;
 }
 
 absl::StatusOr<PushResult> EmbeddingTable::ApplyPush(
@@ -504,6 +516,7 @@ absl::StatusOr<int64_t> EmbeddingTable::WriteRows(
     BeforeRowChange(stripe, row, mutation);
     std::copy_n(&values[i * dim_], dim_, RowData(row));
   }
+  counters_.AddWrite(static_cast<int64_t>(indices.size()));
   return version_.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 
@@ -537,6 +550,7 @@ absl::StatusOr<int64_t> EmbeddingTable::WriteRowRange(
     BeforeRowChange(stripe, row, mutation);
     std::copy_n(&values[(global - start_row) * dim_], dim_, RowData(row));
   }
+  counters_.AddWrite(held.count);
   return version_.fetch_add(1, std::memory_order_relaxed) + 1;
 }
 

@@ -55,6 +55,7 @@
 #include "server/core/gradient_accumulator.h"
 #include "server/core/memory_budget.h"
 #include "server/core/mutex.h"
+#include "server/core/table_counters.h"
 #include "server/core/table_spec.h"
 
 namespace embedding {
@@ -94,6 +95,8 @@ struct TableStats {
   int64_t memory_bytes = 0;
   int64_t version = 0;
   int64_t step = 0;
+  // What the table served since it was created or restored.
+  TableCounts counts;
 };
 
 class EmbeddingTable {
@@ -387,6 +390,8 @@ class EmbeddingTable {
   std::atomic<int64_t> version_{0};
   std::atomic<int64_t> step_{0};
   ExactlyOnceTracker exactly_once_;
+  // Bumped once per successful call (never per row, never under a lock).
+  TableCounters counters_;
 };
 
 }  // namespace embedding

@@ -103,6 +103,8 @@ class TableRegistry {
   // Bytes counted against the budget: live tables (deleted ones still held
   // included) and their snapshots' pre-images.
   int64_t memory_used_bytes() const;
+  // The budget those bytes count against; 0: no limit.
+  int64_t memory_budget_bytes() const { return options_.memory_budget_bytes; }
 
   int32_t shard_index() const { return options_.shard_index; }
   int32_t shard_count() const { return options_.shard_count; }

@@ -3,11 +3,16 @@
 #include <grpcpp/impl/rpc_service_method.h>
 #include <grpcpp/support/method_handler.h>
 
+#include <string>
 #include <utility>
 
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/grpc_status.h"
+#include "common/quote.h"
+#include "server/security/method_roles.h"
 #include "server/service/bounded_parse.h"
+#include "spdlog/spdlog.h"
 
 namespace embedding {
 namespace {
@@ -15,6 +20,58 @@ namespace {
 using grpc::internal::MethodHandler;
 using grpc::internal::RpcMethod;
 using grpc::internal::RpcServiceMethod;
+
+// The table a request names, for the log of a failed call ("" for none).
+template <typename Request>
+absl::string_view TableOf(const Request& request) {
+  if constexpr (requires { request.table(); }) {
+    return request.table();
+  } else if constexpr (requires { request.name(); }) {
+    return request.name();
+  } else if constexpr (requires { request.spec().name(); }) {
+    return request.spec().name();
+  } else {
+    return {};
+  }
+}
+
+// What every handler does around the typed method: asks the authenticator
+// before anything is parsed, and logs a failed call at debug.
+class CallCheck {
+ public:
+  CallCheck(const Authenticator* authenticator, absl::string_view method)
+      : authenticator_(authenticator),
+        method_(method),
+        needed_(RequiredRole(method)) {}
+
+  // OK, or the refusal (logged, without a table: nothing was parsed).
+  grpc::Status Admit(const grpc::ServerContext& context) const {
+    if (authenticator_ == nullptr) return grpc::Status::OK;
+    return Done(
+        context,
+        ToGrpcStatus(authenticator_->Authorize(context, method_, needed_)), "");
+  }
+
+  // Returns `status`, logged first when it failed.
+  grpc::Status Done(const grpc::ServerContext& context, grpc::Status status,
+                    absl::string_view table) const {
+    if (!status.ok() && spdlog::should_log(spdlog::level::debug)) {
+      spdlog::debug("{} failed: {}: {} (peer {}{})", method_,
+                    absl::StatusCodeToString(
+                        static_cast<absl::StatusCode>(status.error_code())),
+                    status.error_message(), context.peer(),
+                    table.empty()
+                        ? ""
+                        : absl::StrCat(", table ", QuoteForMessage(table)));
+    }
+    return status;
+  }
+
+ private:
+  const Authenticator* const authenticator_;
+  const std::string method_;
+  const Role needed_;
+};
 
 // The reservation of the unary response being sent on this thread. gRPC's
 // synchronous handler serializes and sends the response after our function
@@ -32,12 +89,20 @@ class BoundedUnaryHandler final : public MethodHandler {
                                                         Response*);
 
   BoundedUnaryHandler(EmbeddingServiceImpl* impl, Method method,
-                      InflightMemory* memory)
-      : inner_(
-            [method, memory](EmbeddingServiceImpl* impl,
-                             grpc::ServerContext* context,
-                             const grpc::ByteBuffer* raw, Response* response) {
-              return Run(impl, method, memory, context, *raw, response);
+                      InflightMemory* memory, CallCheck check)
+      : check_(std::move(check)),
+        inner_(
+            [this, method, memory](
+                EmbeddingServiceImpl* impl, grpc::ServerContext* context,
+                const grpc::ByteBuffer* raw, Response* response) {
+              if (grpc::Status admitted = check_.Admit(*context);
+                  !admitted.ok()) {
+                return admitted;
+              }
+              Request request;
+              grpc::Status status =
+                  Run(impl, method, memory, context, *raw, &request, response);
+              return check_.Done(*context, std::move(status), TableOf(request));
             },
             impl) {}
 
@@ -54,11 +119,11 @@ class BoundedUnaryHandler final : public MethodHandler {
  private:
   static grpc::Status Run(EmbeddingServiceImpl* impl, Method method,
                           InflightMemory* memory, grpc::ServerContext* context,
-                          const grpc::ByteBuffer& raw, Response* response) {
-    Request request;
-    absl::StatusOr<InflightBytes> parsed = ParseBounded(raw, &request, memory);
+                          const grpc::ByteBuffer& raw, Request* request,
+                          Response* response) {
+    absl::StatusOr<InflightBytes> parsed = ParseBounded(raw, request, memory);
     if (!parsed.ok()) return ToGrpcStatus(parsed.status());
-    grpc::Status status = (impl->*method)(context, &request, response);
+    grpc::Status status = (impl->*method)(context, request, response);
     if (!status.ok() || memory == nullptr) return status;
     // While it is sent the response exists twice: the message and its
     // serialized bytes.
@@ -73,6 +138,8 @@ class BoundedUnaryHandler final : public MethodHandler {
     return status;
   }
 
+  // Before inner_: its function uses check_.
+  const CallCheck check_;
   grpc::internal::RpcMethodHandler<EmbeddingServiceImpl, grpc::ByteBuffer,
                                    Response>
       inner_;
@@ -81,8 +148,9 @@ class BoundedUnaryHandler final : public MethodHandler {
 }  // namespace
 
 BoundedService::BoundedService(EmbeddingServiceImpl* impl,
-                               InflightMemory* memory)
-    : impl_(impl), memory_(memory) {
+                               InflightMemory* memory,
+                               const Authenticator* authenticator)
+    : impl_(impl), memory_(memory), authenticator_(authenticator) {
   using Impl = EmbeddingServiceImpl;
   AddUnary("CreateTable", &Impl::CreateTable);
   AddUnary("GetTable", &Impl::GetTable);
@@ -112,7 +180,8 @@ void BoundedService::AddUnary(
                                                  const Request*, Response*)) {
   AddMethod(new RpcServiceMethod(
       Path(name), RpcMethod::NORMAL_RPC,
-      new BoundedUnaryHandler<Request, Response>(impl_, method, memory_)));
+      new BoundedUnaryHandler<Request, Response>(
+          impl_, method, memory_, CallCheck(authenticator_, name))));
 }
 
 template <typename Request, typename Response>
@@ -125,15 +194,20 @@ void BoundedService::AddServerStreaming(
       Path(name), RpcMethod::SERVER_STREAMING,
       new grpc::internal::ServerStreamingHandler<EmbeddingServiceImpl,
                                                  grpc::ByteBuffer, Response>(
-          [method, memory](EmbeddingServiceImpl* impl,
-                           grpc::ServerContext* context,
-                           const grpc::ByteBuffer* raw,
-                           grpc::ServerWriter<Response>* writer) {
+          [method, memory, check = CallCheck(authenticator_, name)](
+              EmbeddingServiceImpl* impl, grpc::ServerContext* context,
+              const grpc::ByteBuffer* raw,
+              grpc::ServerWriter<Response>* writer) {
+            if (grpc::Status admitted = check.Admit(*context); !admitted.ok()) {
+              return admitted;
+            }
             Request request;
             absl::StatusOr<InflightBytes> parsed =
                 ParseBounded(*raw, &request, memory);
-            if (!parsed.ok()) return ToGrpcStatus(parsed.status());
-            return (impl->*method)(context, &request, writer);
+            grpc::Status status =
+                parsed.ok() ? (impl->*method)(context, &request, writer)
+                            : ToGrpcStatus(parsed.status());
+            return check.Done(*context, std::move(status), TableOf(request));
           },
           impl_)));
 }
@@ -143,9 +217,17 @@ void BoundedService::AddLookupStream() {
       Path("LookupStream"), RpcMethod::BIDI_STREAMING,
       new grpc::internal::BidiStreamingHandler<
           EmbeddingServiceImpl, grpc::ByteBuffer, v1::LookupResponse>(
-          [](EmbeddingServiceImpl* impl, grpc::ServerContext* context,
-             grpc::ServerReaderWriter<v1::LookupResponse, grpc::ByteBuffer>*
-                 stream) { return impl->LookupStreamRaw(context, stream); },
+          [check = CallCheck(authenticator_, "LookupStream")](
+              EmbeddingServiceImpl* impl, grpc::ServerContext* context,
+              grpc::ServerReaderWriter<v1::LookupResponse, grpc::ByteBuffer>*
+                  stream) {
+            if (grpc::Status admitted = check.Admit(*context); !admitted.ok()) {
+              return admitted;
+            }
+            // Each request of the stream names its table: none is logged.
+            return check.Done(*context, impl->LookupStreamRaw(context, stream),
+                              "");
+          },
           impl_)));
 }
 

@@ -5,8 +5,14 @@
 // gRPC's own parsing would just end the stream with OK). A unary response
 // keeps its bytes reserved until gRPC has sent it.
 //
+// Before anything is parsed or reserved, the Authenticator decides whether
+// the caller's role may run the method (method_roles.h): a refused call
+// costs no memory and reads no request. Each failed call is logged at
+// debug with its method, code, peer and table (the table only once the
+// request is parsed; never payloads or credentials).
+//
 //   EmbeddingServiceImpl impl(&registry, options, checkpointer, &memory);
-//   BoundedService service(&impl, &memory);
+//   BoundedService service(&impl, &memory, &authenticator);
 //   builder.RegisterService(&service);   // Not `impl` itself.
 //
 // Same wire contract as the generated embedding.v1.EmbeddingService (the
@@ -21,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "server/security/authenticator.h"
 #include "server/service/embedding_service_impl.h"
 #include "server/service/inflight_memory.h"
 
@@ -28,8 +35,10 @@ namespace embedding {
 
 class BoundedService final : public grpc::Service {
  public:
-  // Both must outlive the service. `memory` null: no account (tests).
-  BoundedService(EmbeddingServiceImpl* impl, InflightMemory* memory);
+  // All must outlive the service. `memory` null: no account (tests);
+  // `authenticator` null: every call is let in.
+  BoundedService(EmbeddingServiceImpl* impl, InflightMemory* memory,
+                 const Authenticator* authenticator = nullptr);
 
   // The full names ("/embedding.v1.EmbeddingService/Lookup") of the methods
   // registered, in registration order.
@@ -51,6 +60,7 @@ class BoundedService final : public grpc::Service {
 
   EmbeddingServiceImpl* const impl_;
   InflightMemory* const memory_;
+  const Authenticator* const authenticator_;
   std::vector<std::string> paths_;
   std::deque<std::string> path_storage_;  // Stable addresses.
 };

@@ -45,6 +45,8 @@ absl::Status CallGate::Enter() {
       Exit();
       return absl::UnavailableError("restoring checkpoints");
     default:
+      last_arrival_unix_ns_.store(absl::ToUnixNanos(absl::Now()),
+                                  std::memory_order_relaxed);
       Exit();
       return absl::UnavailableError(kShuttingDown);
   }
@@ -112,6 +114,8 @@ void CallGate::EndStream(grpc::ServerContext* context, Stream& stream,
 }
 
 int64_t CallGate::Drain(absl::Time deadline) {
+  last_arrival_unix_ns_.store(absl::ToUnixNanos(absl::Now()),
+                              std::memory_order_relaxed);
   state_.store(kDraining);
   absl::MutexLock lock(&mu_);
   // A stream waiting for its client's next request has nothing under way:
@@ -142,6 +146,19 @@ bool CallGate::AwaitDrained(absl::Time deadline) {
     }
   }
   return true;
+}
+
+bool CallGate::AwaitQuiet(absl::Duration quiet, absl::Time deadline) {
+  while (true) {
+    const absl::Time quiet_until =
+        absl::FromUnixNanos(
+            last_arrival_unix_ns_.load(std::memory_order_relaxed)) +
+        quiet;
+    const absl::Time now = absl::Now();
+    if (now >= quiet_until) return true;
+    if (now >= deadline) return false;
+    absl::SleepFor(std::min(quiet_until, deadline) - now);
+  }
 }
 
 bool CallGate::draining() const { return state_.load() == kDraining; }

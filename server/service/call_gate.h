@@ -104,12 +104,26 @@ class CallGate {
   // running at `deadline` (0 when drained).
   int64_t Drain(absl::Time deadline);
 
+  // After Drain: waits until no call has come in (and been refused) for
+  // `quiet`, or until `deadline`. gRPC cancels a call whose request is
+  // still arriving when the server closes its connections, and its client
+  // sees CANCELLED; calls sent before the clients saw the drain's refusals
+  // arrive within this pause and get UNAVAILABLE instead. Returns whether
+  // the pause was quiet (false: the deadline came first).
+  bool AwaitQuiet(absl::Duration quiet, absl::Time deadline)
+      ABSL_LOCKS_EXCLUDED(mu_);
+
   // True once Drain was called: a stream ends after the request it handles.
   bool draining() const;
   // True once a drain ran short of time: long calls stop (UNAVAILABLE).
   bool aborting() const { return aborting_.load(std::memory_order_acquire); }
 
   int open_streams() const ABSL_LOCKS_EXCLUDED(mu_);
+  // Calls let in that have not exited yet (streams included). For metrics:
+  // relaxed, a value at most a call or two stale.
+  int64_t calls_running() const {
+    return running_.load(std::memory_order_relaxed);
+  }
 
  private:
   enum State : int { kServing, kRestoring, kDraining };
@@ -142,6 +156,9 @@ class CallGate {
   // Set once by Drain (release) before it ends the streams; read by the
   // calls' CallCancellation (acquire).
   std::atomic<bool> aborting_{false};
+  // When the drain began or last refused a call (absl::ToUnixNanos), for
+  // AwaitQuiet.
+  std::atomic<int64_t> last_arrival_unix_ns_{0};
 
   mutable absl::Mutex mu_;
   absl::CondVar drained_;

@@ -87,7 +87,8 @@ absl::StatusOr<SavedTable> Checkpointer::SaveTable(const std::string& table,
   const absl::Time start = absl::Now();
   absl::StatusOr<std::vector<SavedTable>> saved =
       manager_->Save({table}, kind, &cancelled_);
-  const int64_t ms = Milliseconds(absl::Now() - start);
+  const absl::Duration took = absl::Now() - start;
+  const int64_t ms = Milliseconds(took);
   if (saved.ok() && saved->size() != 1) {
     saved = absl::InternalError(absl::StrCat("saving table \"", table,
                                              "\" returned ", saved->size(),
@@ -108,6 +109,10 @@ absl::StatusOr<SavedTable> Checkpointer::SaveTable(const std::string& table,
     return saved.status();
   }
   const SavedTable& result = saved->front();
+  {
+    absl::MutexLock lock(&durations_mu_);
+    save_durations_[table] = took;
+  }
   spdlog::info(
       "saved checkpoint of table \"{}\" ({}): version {}, {} rows, {} bytes, "
       "{}, {} ms, {}",
@@ -155,7 +160,19 @@ std::optional<CheckpointRecord> Checkpointer::LastCheckpoint(
   return manager_->LastCheckpoint(table);
 }
 
+std::optional<absl::Duration> Checkpointer::LastSaveDuration(
+    absl::string_view table) const {
+  absl::MutexLock lock(&durations_mu_);
+  const auto it = save_durations_.find(table);
+  if (it == save_durations_.end()) return std::nullopt;
+  return it->second;
+}
+
 absl::Status Checkpointer::Forget(absl::string_view table) {
+  {
+    absl::MutexLock lock(&durations_mu_);
+    save_durations_.erase(table);
+  }
   return manager_->Forget(table);
 }
 

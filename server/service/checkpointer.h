@@ -24,9 +24,13 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "absl/types/span.h"
 #include "server/checkpoint/checkpoint_manager.h"
 #include "server/core/table_registry.h"
@@ -60,6 +64,11 @@ class Checkpointer {
 
   std::optional<CheckpointRecord> LastCheckpoint(absl::string_view table) const;
 
+  // How long the last successful save of `table` took (for metrics); unset
+  // when this server has saved none since it started.
+  std::optional<absl::Duration> LastSaveDuration(absl::string_view table) const
+      ABSL_LOCKS_EXCLUDED(durations_mu_);
+
   // Removes the checkpoints of a deleted table (CheckpointManager::Forget).
   absl::Status Forget(absl::string_view table);
 
@@ -84,6 +93,10 @@ class Checkpointer {
   // own value is read, so relaxed ordering would do; the manager takes it
   // as a plain atomic (sequentially consistent loads).
   std::atomic<bool> cancelled_{false};
+
+  mutable absl::Mutex durations_mu_;
+  absl::flat_hash_map<std::string, absl::Duration> save_durations_
+      ABSL_GUARDED_BY(durations_mu_);
 };
 
 }  // namespace embedding

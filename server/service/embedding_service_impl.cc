@@ -42,11 +42,10 @@ std::string CutForStatus(absl::string_view message) {
   return absl::StrCat(message.substr(0, end), kEllipsis);
 }
 
-// The status a call ends with; failures are logged at debug level (never the
-// payload).
-grpc::Status Reply(const char* method, const absl::Status& status) {
+// The status a call ends with (BoundedService logs failures, with the peer
+// and the table).
+grpc::Status Reply(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  spdlog::debug("{} failed: {}", method, CutForStatus(status.ToString()));
   return ToGrpcStatus(
       absl::Status(status.code(), CutForStatus(status.message())));
 }
@@ -119,8 +118,7 @@ EmbeddingServiceImpl::EmbeddingServiceImpl(TableRegistry* registry,
       gate_(options.max_open_streams, options.stream_idle_timeout) {}
 
 template <typename Handler>
-grpc::Status EmbeddingServiceImpl::Handle(const char* method,
-                                          grpc::ServerContext* context,
+grpc::Status EmbeddingServiceImpl::Handle(grpc::ServerContext* context,
                                           const Handler& handler, bool stream) {
   // Refused while restoring or shutting down: UNAVAILABLE, which clients
   // retry where that is safe; health says NOT_SERVING meanwhile. A stream
@@ -128,7 +126,7 @@ grpc::Status EmbeddingServiceImpl::Handle(const char* method,
   if (absl::Status refused =
           stream ? gate_.EnterStream(context) : gate_.Enter();
       !refused.ok()) {
-    return Reply(method, refused);
+    return Reply(refused);
   }
   const CallCancellation cancel(context, &gate_);
   const absl::Status status = handler(cancel);
@@ -141,14 +139,13 @@ grpc::Status EmbeddingServiceImpl::Handle(const char* method,
   } else {
     gate_.Exit();
   }
-  return Reply(method, status);
+  return Reply(status);
 }
 
 template <typename Handler>
-grpc::Status EmbeddingServiceImpl::HandleStream(const char* method,
-                                                grpc::ServerContext* context,
+grpc::Status EmbeddingServiceImpl::HandleStream(grpc::ServerContext* context,
                                                 const Handler& handler) {
-  return Handle(method, context, handler, /*stream=*/true);
+  return Handle(context, handler, /*stream=*/true);
 }
 
 absl::StatusOr<InflightBytes> EmbeddingServiceImpl::Reserve(
@@ -433,7 +430,7 @@ absl::Status EmbeddingServiceImpl::DoSaveCheckpoint(
 grpc::Status EmbeddingServiceImpl::CreateTable(
     grpc::ServerContext* context, const v1::CreateTableRequest* request,
     v1::TableInfo* response) {
-  return Handle("CreateTable", context, [&](const Cancellation& cancel) {
+  return Handle(context, [&](const Cancellation& cancel) {
     return DoCreateTable(*request, cancel, response);
   });
 }
@@ -441,7 +438,7 @@ grpc::Status EmbeddingServiceImpl::CreateTable(
 grpc::Status EmbeddingServiceImpl::GetTable(grpc::ServerContext* context,
                                             const v1::GetTableRequest* request,
                                             v1::TableInfo* response) {
-  return Handle("GetTable", context, [&](const Cancellation&) {
+  return Handle(context, [&](const Cancellation&) {
     return DoGetTable(*request, response);
   });
 }
@@ -449,14 +446,14 @@ grpc::Status EmbeddingServiceImpl::GetTable(grpc::ServerContext* context,
 grpc::Status EmbeddingServiceImpl::ListTables(
     grpc::ServerContext* context, const v1::ListTablesRequest* request,
     v1::ListTablesResponse* response) {
-  return Handle("ListTables", context,
+  return Handle(context,
                 [&](const Cancellation&) { return DoListTables(response); });
 }
 
 grpc::Status EmbeddingServiceImpl::DeleteTable(
     grpc::ServerContext* context, const v1::DeleteTableRequest* request,
     v1::DeleteTableResponse* response) {
-  return Handle("DeleteTable", context, [&](const Cancellation&) {
+  return Handle(context, [&](const Cancellation&) {
     EMBEDDING_RETURN_IF_ERROR(registry_->Delete(request->name()));
     spdlog::info("deleted table {}", QuoteForMessage(request->name()));
     // Its checkpoints go too, or a restart would bring the table back.
@@ -470,7 +467,7 @@ grpc::Status EmbeddingServiceImpl::DeleteTable(
 grpc::Status EmbeddingServiceImpl::Lookup(grpc::ServerContext* context,
                                           const v1::LookupRequest* request,
                                           v1::LookupResponse* response) {
-  return Handle("Lookup", context, [&](const Cancellation& cancel) {
+  return Handle(context, [&](const Cancellation& cancel) {
     // Held until return: the caller sends the response and reserves it
     // meanwhile (BoundedService).
     InflightBytes held;
@@ -523,7 +520,7 @@ absl::Status EmbeddingServiceImpl::RunLookupStream(grpc::ServerContext* context,
 grpc::Status EmbeddingServiceImpl::LookupStream(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::LookupResponse, v1::LookupRequest>* stream) {
-  return HandleStream("LookupStream", context, [&](const Cancellation& cancel) {
+  return HandleStream(context, [&](const Cancellation& cancel) {
     return RunLookupStream(context, stream, cancel,
                            [stream](v1::LookupRequest* request,
                                     InflightBytes*) -> absl::StatusOr<bool> {
@@ -535,7 +532,7 @@ grpc::Status EmbeddingServiceImpl::LookupStream(
 grpc::Status EmbeddingServiceImpl::LookupStreamRaw(
     grpc::ServerContext* context,
     grpc::ServerReaderWriter<v1::LookupResponse, grpc::ByteBuffer>* stream) {
-  return HandleStream("LookupStream", context, [&](const Cancellation& cancel) {
+  return HandleStream(context, [&](const Cancellation& cancel) {
     return RunLookupStream(
         context, stream, cancel,
         [this, stream](v1::LookupRequest* request,
@@ -552,7 +549,7 @@ grpc::Status EmbeddingServiceImpl::LookupStreamRaw(
 grpc::Status EmbeddingServiceImpl::LookupBag(
     grpc::ServerContext* context, const v1::LookupBagRequest* request,
     v1::LookupBagResponse* response) {
-  return Handle("LookupBag", context, [&](const Cancellation& cancel) {
+  return Handle(context, [&](const Cancellation& cancel) {
     InflightBytes held;  // As in Lookup.
     return DoLookupBag(*request, cancel, response, &held);
   });
@@ -561,7 +558,7 @@ grpc::Status EmbeddingServiceImpl::LookupBag(
 grpc::Status EmbeddingServiceImpl::PushGradients(
     grpc::ServerContext* context, const v1::PushGradientsRequest* request,
     v1::PushGradientsResponse* response) {
-  return Handle("PushGradients", context, [&](const Cancellation& cancel) {
+  return Handle(context, [&](const Cancellation& cancel) {
     return DoPushGradients(*request, cancel, response);
   });
 }
@@ -569,7 +566,7 @@ grpc::Status EmbeddingServiceImpl::PushGradients(
 grpc::Status EmbeddingServiceImpl::PushBagGradients(
     grpc::ServerContext* context, const v1::PushBagGradientsRequest* request,
     v1::PushGradientsResponse* response) {
-  return Handle("PushBagGradients", context, [&](const Cancellation& cancel) {
+  return Handle(context, [&](const Cancellation& cancel) {
     return DoPushBagGradients(*request, cancel, response);
   });
 }
@@ -577,7 +574,7 @@ grpc::Status EmbeddingServiceImpl::PushBagGradients(
 grpc::Status EmbeddingServiceImpl::WriteRows(
     grpc::ServerContext* context, const v1::WriteRowsRequest* request,
     v1::WriteRowsResponse* response) {
-  return Handle("WriteRows", context, [&](const Cancellation& cancel) {
+  return Handle(context, [&](const Cancellation& cancel) {
     return DoWriteRows(*request, cancel, response);
   });
 }
@@ -585,7 +582,7 @@ grpc::Status EmbeddingServiceImpl::WriteRows(
 grpc::Status EmbeddingServiceImpl::SetOptimizer(
     grpc::ServerContext* context, const v1::SetOptimizerRequest* request,
     v1::TableInfo* response) {
-  return Handle("SetOptimizer", context, [&](const Cancellation&) {
+  return Handle(context, [&](const Cancellation&) {
     return DoSetOptimizer(*request, response);
   });
 }
@@ -593,7 +590,7 @@ grpc::Status EmbeddingServiceImpl::SetOptimizer(
 grpc::Status EmbeddingServiceImpl::ReadRows(
     grpc::ServerContext* context, const v1::ReadRowsRequest* request,
     grpc::ServerWriter<v1::ReadRowsResponse>* writer) {
-  return HandleStream("ReadRows", context, [&](const Cancellation& cancel) {
+  return HandleStream(context, [&](const Cancellation& cancel) {
     return DoReadRows(context, *request, cancel, writer);
   });
 }
@@ -601,7 +598,7 @@ grpc::Status EmbeddingServiceImpl::ReadRows(
 grpc::Status EmbeddingServiceImpl::SaveCheckpoint(
     grpc::ServerContext* context, const v1::SaveCheckpointRequest* request,
     v1::SaveCheckpointResponse* response) {
-  return Handle("SaveCheckpoint", context, [&](const Cancellation&) {
+  return Handle(context, [&](const Cancellation&) {
     return DoSaveCheckpoint(*request, response);
   });
 }

@@ -103,6 +103,10 @@ class EmbeddingServiceImpl final : public v1::EmbeddingService::Service {
   // wait for a request, else after the request they handle. Returns the
   // number of calls still running at `deadline`.
   int64_t Drain(absl::Time deadline) { return gate_.Drain(deadline); }
+  // After Drain; see CallGate::AwaitQuiet.
+  bool AwaitQuiet(absl::Duration quiet, absl::Time deadline) {
+    return gate_.AwaitQuiet(quiet, deadline);
+  }
 
   // Calls that stopped because they were cancelled: by the client, by their
   // deadline, or by a drain out of time.
@@ -111,6 +115,8 @@ class EmbeddingServiceImpl final : public v1::EmbeddingService::Service {
   }
   // Streams open now (LookupStream and ReadRows).
   int open_streams() const { return gate_.open_streams(); }
+  // Calls under way now (streams included).
+  int64_t calls_in_flight() const { return gate_.calls_running(); }
 
   grpc::Status CreateTable(grpc::ServerContext* context,
                            const v1::CreateTableRequest* request,
@@ -169,11 +175,11 @@ class EmbeddingServiceImpl final : public v1::EmbeddingService::Service {
   // ends with its cancellation's status, and converts the status for the
   // wire. A `stream` counts against max_open_streams.
   template <typename Handler>
-  grpc::Status Handle(const char* method, grpc::ServerContext* context,
-                      const Handler& handler, bool stream = false);
+  grpc::Status Handle(grpc::ServerContext* context, const Handler& handler,
+                      bool stream = false);
   // Handle for a stream (LookupStream, ReadRows).
   template <typename Handler>
-  grpc::Status HandleStream(const char* method, grpc::ServerContext* context,
+  grpc::Status HandleStream(grpc::ServerContext* context,
                             const Handler& handler);
 
   // The LookupStream loop: `read(&request, &held)` reads the next request

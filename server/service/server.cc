@@ -1,6 +1,5 @@
 #include "server/service/server.h"
 
-#include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/resource_quota.h>
 
 #include <chrono>
@@ -14,12 +13,19 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
+#include "server/metrics/checkpoint_metrics.h"
+#include "server/metrics/rpc_metrics_interceptor.h"
+#include "server/metrics/server_metrics.h"
+#include "server/metrics/table_metrics.h"
+#include "server/security/reflection_option.h"
 #include "spdlog/spdlog.h"
 
 namespace embedding {
 namespace {
 
 constexpr int64_t kMinMessageBytes = int64_t{1} << 20;
+// At shutdown, how long no call may arrive before the connections close.
+constexpr absl::Duration kArrivalPause = absl::Milliseconds(250);
 // gRPC takes message limits as int.
 constexpr int64_t kMaxMessageBytes = int64_t{1} << 31;
 
@@ -116,6 +122,9 @@ absl::Status ValidateOptions(const ServerOptions& options) {
         "--max_message_bytes must be in [1 MiB, 2 GiB) = [", kMinMessageBytes,
         ", ", kMaxMessageBytes, "), got ", service.max_message_bytes));
   }
+  if (!options.metrics_address.empty()) {
+    EMBEDDING_RETURN_IF_ERROR(ValidateMetricsAddress(options.metrics_address));
+  }
   return ValidateCheckpointOptions(options);
 }
 
@@ -154,17 +163,41 @@ absl::StatusOr<std::unique_ptr<Checkpointer>> CreateCheckpointer(
   return checkpointer;
 }
 
+// The security configuration at info (never a secret), and what is open to
+// the network as warnings.
+void LogSecurity(const ServerOptions& options,
+                 const Authenticator& authenticator) {
+  spdlog::info("transport {}; authentication {}; reflection {}",
+               TransportSummary(options.tls), authenticator.Summary(),
+               options.enable_reflection ? "on" : "off");
+  if (IsLoopbackAddress(options.listen_address)) return;
+  if (!options.tls.enabled()) {
+    spdlog::warn(
+        "serving PLAINTEXT on non-loopback address {} (--allow_insecure): "
+        "anyone on the network can read and change what is sent",
+        options.listen_address);
+  }
+  if (!authenticator.enabled()) {
+    spdlog::warn(
+        "no --auth_tokens_file: every client that reaches {} may read, "
+        "write and delete every table",
+        options.listen_address);
+  }
+}
+
 }  // namespace
 
 Server::Server(const ServerOptions& options,
                std::unique_ptr<TableRegistry> registry,
-               std::unique_ptr<Checkpointer> checkpointer)
+               std::unique_ptr<Checkpointer> checkpointer,
+               std::unique_ptr<Authenticator> authenticator)
     : registry_(std::move(registry)),
       checkpointer_(std::move(checkpointer)),
+      authenticator_(std::move(authenticator)),
       inflight_(options.max_inflight_bytes),
       service_(registry_.get(), options.service, checkpointer_.get(),
                &inflight_),
-      bounded_service_(&service_, &inflight_) {}
+      bounded_service_(&service_, &inflight_, authenticator_.get()) {}
 
 Server::~Server() {
   if (server_ != nullptr) {
@@ -175,14 +208,25 @@ Server::~Server() {
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     const ServerOptions& options) {
   EMBEDDING_RETURN_IF_ERROR(ValidateOptions(options));
+  EMBEDDING_ASSIGN_OR_RETURN(
+      const std::shared_ptr<grpc::ServerCredentials> credentials,
+      ServerCredentialsFor(options.tls, options.listen_address,
+                           options.allow_insecure));
+  absl::StatusOr<std::unique_ptr<Authenticator>> authenticator =
+      Authenticator::Create(options.auth_tokens_file);
+  if (!authenticator.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--auth_tokens_file: ", authenticator.status().message()));
+  }
   auto registry = std::make_unique<TableRegistry>(options.registry);
   std::unique_ptr<Checkpointer> checkpointer;
   if (!options.checkpoint_dir.empty()) {
     EMBEDDING_ASSIGN_OR_RETURN(checkpointer,
                                CreateCheckpointer(options, registry.get()));
   }
-  std::unique_ptr<Server> server(
-      new Server(options, std::move(registry), std::move(checkpointer)));
+  std::unique_ptr<Server> server(new Server(options, std::move(registry),
+                                            std::move(checkpointer),
+                                            *std::move(authenticator)));
   if (server->checkpointer_ != nullptr) {
     // Listening before the restore lets probes see NOT_SERVING (rather than
     // nothing) while a large restore runs.
@@ -192,10 +236,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
     absl::MutexLock lock(&server->mu_);
     server->restored_ = true;
   }
-  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address,
-                           grpc::InsecureServerCredentials(), &server->port_);
+  // Linking grpc++_reflection turns reflection on for every server; this
+  // option removes it unless enable_reflection.
+  builder.SetOption(ReflectionOption(options.enable_reflection));
+  builder.AddListeningPort(options.listen_address, credentials, &server->port_);
   builder.RegisterService(&server->bounded_service_);
   builder.RegisterService(&server->health_);
   // In range: ValidateOptions checked it is below 2 GiB.
@@ -206,17 +251,76 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(
   quota.SetMaxThreads(options.worker_threads);
   builder.SetResourceQuota(quota);
   SetConnectionOptions(options, builder);
+  // Before gRPC listens: a metrics port that cannot be had stops the start.
+  if (!options.metrics_address.empty()) {
+    EMBEDDING_RETURN_IF_ERROR(server->StartMetrics(options, builder));
+  }
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.listen_address));
   }
+  LogSecurity(options, server->authenticator());
   if (server->checkpointer_ != nullptr) {
     server->checkpoint_thread_ =
         std::thread(&Server::RunCheckpoints, server.get(),
                     absl::Seconds(options.checkpoint_interval_s));
   }
   return server;
+}
+
+absl::Status Server::StartMetrics(const ServerOptions& options,
+                                  grpc::ServerBuilder& builder) {
+  std::vector<std::string> services = {
+      std::string(v1::EmbeddingService::service_full_name()),
+      std::string(grpc::health::v1::Health::service_full_name())};
+  if (options.enable_reflection) {
+    services.push_back("grpc.reflection.v1alpha.ServerReflection");
+  }
+  EMBEDDING_ASSIGN_OR_RETURN(std::vector<RpcMethod> methods,
+                             MethodsOfServices(services));
+  rpc_metrics_ = std::make_shared<RpcMetrics>(std::move(methods));
+  EMBEDDING_ASSIGN_OR_RETURN(metrics_endpoint_,
+                             MetricsEndpoint::Start(options.metrics_address));
+  CountCalls(rpc_metrics_.get(), builder);
+
+  metrics_endpoint_->Register(rpc_metrics_);
+  metrics_endpoint_->Register(std::make_shared<TableMetrics>(registry_.get()));
+  ServerMetricSources sources = {
+      .calls_in_flight = [this] { return service_.calls_in_flight(); },
+      .open_streams = [this] { return int64_t{service_.open_streams()}; },
+      .inflight_bytes = [this] { return inflight_.used(); },
+      .inflight_limit_bytes = inflight_.limit()};
+  if (authenticator_->enabled()) {
+    const Authenticator* auth = authenticator_.get();
+    sources.auth_failures = {
+        .missing_token =
+            [auth] { return auth->failures(AuthFailure::kMissingToken); },
+        .unknown_token =
+            [auth] { return auth->failures(AuthFailure::kUnknownToken); },
+        .permission_denied =
+            [auth] { return auth->failures(AuthFailure::kPermissionDenied); }};
+  }
+  metrics_endpoint_->Register(ServerMetrics(std::move(sources)));
+  if (checkpointer_ != nullptr) {
+    const Checkpointer* checkpointer = checkpointer_.get();
+    metrics_endpoint_->Register(std::make_shared<CheckpointMetrics>(
+        registry_.get(),
+        [checkpointer](
+            const std::string& table) -> std::optional<CheckpointTimes> {
+          const std::optional<CheckpointRecord> last =
+              checkpointer->LastCheckpoint(table);
+          if (!last.has_value()) return std::nullopt;
+          return CheckpointTimes{
+              .began = last->time,
+              .last_save = checkpointer->LastSaveDuration(table)};
+        }));
+  }
+  spdlog::info(
+      "metrics on http://{}:{}/metrics",
+      options.metrics_address.substr(0, options.metrics_address.rfind(':')),
+      metrics_endpoint_->port());
+  return absl::OkStatus();
 }
 
 bool Server::WaitUntilServing(absl::Duration timeout) {
@@ -296,6 +400,10 @@ void Server::Stop(absl::Duration grace, bool final_checkpoint) {
   stopped.Notify();
   if (watchdog.joinable()) watchdog.join();
   health_.WaitForWatchers(deadline);
+  // Calls still arriving would be cancelled by gRPC below (their clients
+  // would see CANCELLED and could not tell they did not run): give them a
+  // moment to come in and be refused with UNAVAILABLE.
+  service_.AwaitQuiet(kArrivalPause, deadline);
   // Drained (or out of time): cancel what is left, close the connections.
   server_->Shutdown(std::chrono::system_clock::now());
 }

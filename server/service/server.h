@@ -1,5 +1,8 @@
 // Server: an EmbeddingService listening on an address, with the standard
-// health and reflection services beside it, and the life of its checkpoints:
+// health service (always open) and, on request, reflection beside it; its
+// transport security (TLS, mutual TLS, or plaintext on loopback) and token
+// roles (security/); optionally a Prometheus endpoint (metrics/); and the
+// life of its checkpoints:
 // with a checkpoint_dir it restores the tables found there before it serves,
 // saves them every checkpoint_interval_s and once more on Shutdown. Its
 // factory checks the options, so main.cc only maps flags to them.
@@ -7,6 +10,7 @@
 //   absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options);
 //   if (!server.ok()) return Exit(server.status());
 //   Announce((*server)->port());  // Listening; maybe still restoring.
+//   (*server)->ReloadAuthTokens();          // SIGHUP: re-read the tokens.
 //   (*server)->Shutdown(absl::Seconds(10));  // Health goes NOT_SERVING first.
 //
 // Thread-safe.
@@ -24,6 +28,10 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "server/core/table_registry.h"
+#include "server/metrics/metrics_endpoint.h"
+#include "server/metrics/rpc_metrics.h"
+#include "server/security/authenticator.h"
+#include "server/security/transport_security.h"
 #include "server/service/bounded_service.h"
 #include "server/service/checkpointer.h"
 #include "server/service/embedding_service_impl.h"
@@ -38,6 +46,24 @@ struct ServerOptions {
   // host:port to listen on; port 0 picks a free port.
   // Default: "127.0.0.1:50051" (loopback only).
   std::string listen_address = "127.0.0.1:50051";
+  // TLS / mutual TLS; off: plaintext, which needs a loopback
+  // listen_address or allow_insecure. REQUIRES as documented there.
+  TlsOptions tls;
+  // Serve plaintext on a non-loopback address (logged as a warning).
+  // Default: false.
+  bool allow_insecure = false;
+  // The token file (security/auth_tokens.h); empty: no authentication
+  // (logged as a warning off loopback). Default: "". REQUIRES: empty or a
+  // valid token file.
+  std::string auth_tokens_file;
+  // Register gRPC server reflection (it lists the services and messages to
+  // anyone who can connect). Default: false.
+  bool enable_reflection = false;
+  // HOST:PORT of the Prometheus endpoint (plain HTTP, GET /metrics; port 0
+  // picks a free one); empty: no metrics, and no per-call counting.
+  // Default: "". REQUIRES: empty or HOST:PORT, HOST an IPv4 address or a
+  // host name.
+  std::string metrics_address;
   // Most threads running calls (a gRPC ResourceQuota). An open stream
   // holds one for its life, so there must be more than
   // service.max_open_streams: unary calls keep the rest. A call that finds
@@ -86,6 +112,17 @@ class Server {
 
   // The bound port (useful with port 0).
   int port() const { return port_; }
+  // The bound port of the metrics endpoint; 0 without metrics_address.
+  int metrics_port() const {
+    return metrics_endpoint_ != nullptr ? metrics_endpoint_->port() : 0;
+  }
+
+  // Who is let in; its failure counters are for metrics.
+  const Authenticator& authenticator() const { return *authenticator_; }
+
+  // Re-reads the token file (SIGHUP). On error the old tokens stay and the
+  // error is returned (INVALID_ARGUMENT naming the file and line).
+  absl::Status ReloadAuthTokens() { return authenticator_->Reload(); }
 
   // Blocks until the restore is over and health reports SERVING (at once
   // without a checkpoint_dir), or `timeout` passes, or Shutdown begins.
@@ -107,7 +144,8 @@ class Server {
 
  private:
   Server(const ServerOptions& options, std::unique_ptr<TableRegistry> registry,
-         std::unique_ptr<Checkpointer> checkpointer);
+         std::unique_ptr<Checkpointer> checkpointer,
+         std::unique_ptr<Authenticator> authenticator);
 
   // The checkpoint thread: restores the tables, then marks the server
   // serving, then saves every table every `interval` (never when zero)
@@ -119,6 +157,11 @@ class Server {
   // Shutdown's work; `final_checkpoint` is false from the destructor.
   void Stop(absl::Duration grace, bool final_checkpoint)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Starts the metrics endpoint on options.metrics_address with every
+  // collectable, and has `builder` count each call in rpc_metrics_.
+  // UNAVAILABLE naming --metrics_address when it cannot listen.
+  absl::Status StartMetrics(const ServerOptions& options,
+                            grpc::ServerBuilder& builder);
   // Saves every table in full, unless `deadline` (when `grace` is over)
   // passes first; logs the outcome.
   void FinalCheckpoint(absl::Time deadline, absl::Duration grace);
@@ -126,12 +169,18 @@ class Server {
   const std::unique_ptr<TableRegistry> registry_;
   // Null without a checkpoint_dir.
   const std::unique_ptr<Checkpointer> checkpointer_;
+  const std::unique_ptr<Authenticator> authenticator_;
   InflightMemory inflight_;
   EmbeddingServiceImpl service_;
   // What gRPC calls: parses into service_'s typed methods.
   BoundedService bounded_service_;
   HealthService health_;
+  // Null without metrics_address. server_'s interceptor counts into
+  // rpc_metrics_, so it outlives server_; the endpoint reads everything
+  // above, so it stops first.
+  std::shared_ptr<RpcMetrics> rpc_metrics_;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<MetricsEndpoint> metrics_endpoint_;
   int port_ = 0;
 
   absl::Mutex mu_;

@@ -99,6 +99,24 @@ TEST(CallGateTest, DrainDoesNotAbortCallsThatEndInTime) {
   EXPECT_FALSE(gate.aborting());
 }
 
+TEST(CallGateTest, AQuietPauseStartsAfterTheLastCallRefused) {
+  CallGate gate;
+  gate.Drain(absl::Now());
+  ASSERT_FALSE(gate.Enter().ok());
+  const absl::Time refused = absl::Now();
+  const absl::Duration quiet = absl::Milliseconds(50);
+  EXPECT_TRUE(gate.AwaitQuiet(quiet, absl::InfiniteFuture()));
+  EXPECT_GE(absl::Now(), refused + quiet);
+}
+
+TEST(CallGateTest, AQuietPauseEndsAtItsDeadline) {
+  CallGate gate;
+  gate.Drain(absl::Now());
+  // A pause longer than the time left is cut short, not quiet.
+  EXPECT_FALSE(
+      gate.AwaitQuiet(absl::Hours(1), absl::Now() + absl::Milliseconds(20)));
+}
+
 TEST(CallGateTest, StreamsPastTheLimitAreResourceExhausted) {
   CallGate gate(/*max_open_streams=*/2, absl::InfiniteDuration());
   grpc::ServerContext a, b, c;

@@ -9,6 +9,12 @@
     server.restart(sig=signal.SIGKILL)
     server.close()
 
+    # TLS: the health probe needs the client side of it (and, for a
+    # certificate that does not name 127.0.0.1, the name to expect).
+    server = ServerProcess(f"--tls_cert_file={crt}", f"--tls_key_file={key}",
+                           tls=ProbeTls(grpc.ssl_channel_credentials(ca)))
+    server = ServerProcess("--allow_insecure", listen_host="0.0.0.0")
+
     # Robustness: what the process holds, from /proc (see proc.py).
     server.peak_rss_bytes(); server.thread_count(); server.cpu_seconds()
     server.send_signal(signal.SIGTERM); server.wait_exit(timeout=3)
@@ -18,6 +24,7 @@ The binary comes from $EMBEDDING_SERVER (set by ctest) or build/server/
 through --port_file, so parallel tests never race for a port.
 """
 
+import dataclasses
 import pathlib
 import signal
 import subprocess
@@ -44,10 +51,34 @@ def _serving_status(reply):
     return reply[1]
 
 
-def health_status(address, timeout=1.0):
+@dataclasses.dataclass(frozen=True)
+class ProbeTls:
+    """How a client reaches a TLS server: its channel credentials and, when
+    the server's certificate does not name the address, the name to expect
+    (grpc.ssl_target_name_override)."""
+    credentials: grpc.ChannelCredentials
+    server_name: str = None
+
+    def channel(self, address):
+        options = ([("grpc.ssl_target_name_override", self.server_name)]
+                   if self.server_name else [])
+        return grpc.secure_channel(address, self.credentials, options)
+
+
+def open_channel(address, tls=None):
+    """A channel to `address`: plaintext, or over `tls` (a ProbeTls or
+    grpc.ChannelCredentials)."""
+    if tls is None:
+        return grpc.insecure_channel(address)
+    if isinstance(tls, grpc.ChannelCredentials):
+        tls = ProbeTls(tls)
+    return tls.channel(address)
+
+
+def health_status(address, timeout=1.0, tls=None):
     """The server's health (SERVING, NOT_SERVING, 0 for UNKNOWN); raises
-    grpc.RpcError when the call fails."""
-    with grpc.insecure_channel(address) as channel:
+    grpc.RpcError when the call fails. tls: as open_channel."""
+    with open_channel(address, tls) as channel:
         check = channel.unary_unary(
             _HEALTH_CHECK, request_serializer=lambda _: b"",
             response_deserializer=_serving_status)
@@ -67,17 +98,22 @@ class ServerProcess:
 
     flags: extra command-line flags. checkpoint_dir: passed as
     --checkpoint_dir (it must exist). command_prefix: a command the server
-    runs under (e.g. setpriv dropping capabilities). Each start writes its
-    own log; log() reads the latest one.
+    runs under (e.g. setpriv dropping capabilities). tls: how the health
+    probe reaches a TLS server (ProbeTls or grpc.ChannelCredentials; pass
+    the server's TLS flags in `flags`). listen_host: the host of
+    --listen_address (`address` still connects through 127.0.0.1). Each
+    start writes its own log; log() reads the latest one.
     """
 
     def __init__(self, *flags, startup_timeout=30.0, checkpoint_dir=None,
-                 command_prefix=()):
+                 command_prefix=(), tls=None, listen_host="127.0.0.1"):
         self._flags = list(flags)
         if checkpoint_dir is not None:
             self._flags.append(f"--checkpoint_dir={checkpoint_dir}")
         self._startup_timeout = startup_timeout
         self._command_prefix = list(command_prefix)
+        self.tls = tls
+        self._listen_host = listen_host
         self._process = None
         self._dir = None
         self._log = None
@@ -116,7 +152,8 @@ class ServerProcess:
             pathlib.Path(self._dir.name) / f"server.{self._starts}.log", "w+")
         self._process = subprocess.Popen(
             [*self._command_prefix, *_DIE_WITH_PARENT, str(server_binary()),
-             f"--listen_address=127.0.0.1:{self.port if same_port else 0}",
+             f"--listen_address={self._listen_host}:"
+             f"{self.port if same_port else 0}",
              f"--port_file={port_file}",
              *self._flags],
             stdout=self._log, stderr=subprocess.STDOUT)
@@ -140,7 +177,7 @@ class ServerProcess:
         while time.monotonic() - begin < timeout:
             self._check_alive("exited before SERVING")
             try:
-                if health_status(self.address) == SERVING:
+                if health_status(self.address, tls=self.tls) == SERVING:
                     return time.monotonic() - begin
             except grpc.RpcError:
                 pass
