@@ -26,6 +26,11 @@ Usage: embedding_cli [--server=HOST:PORT[,HOST:PORT...]] [--timeout=DURATION]
 order (the server started with --shard_index=k is the k-th): each command
 then works on the whole table as if one server held it.
 
+Security: --tls_ca_file=CA.pem turns TLS on (--tls_cert_file and
+--tls_key_file add a client certificate for mutual TLS, --tls_server_name
+overrides the name checked); the bearer token comes from --token_file=PATH
+or $EMBEDDING_TOKEN, never from the command line.
+
 Servers
   health                        asks each server of --server for its gRPC
                                 health; prints "ADDRESS: SERVING" per
@@ -545,20 +550,21 @@ absl::Status CheckHealth(absl::Span<const std::string> addresses,
     std::unique_ptr<grpc::ClientAsyncResponseReader<HealthCheckResponse>>
         reader;
   };
+  // Every channel before any call: a bad option fails before a call is
+  // left pending on the queue.
+  std::vector<std::unique_ptr<Check>> checks;
+  for (const std::string& address : addresses) {
+    EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                               CreateClientChannel(address, options));
+    checks.push_back(std::make_unique<Check>());
+    checks.back()->stub = Health::NewStub(std::move(channel));
+  }
   // All at once: a dead server costs one timeout, not one each.
   grpc::CompletionQueue queue;
-  std::vector<std::unique_ptr<Check>> checks;
-  for (size_t k = 0; k < addresses.size(); ++k) {
-    Check& check = *checks.emplace_back(std::make_unique<Check>());
-    check.stub = Health::NewStub(grpc::CreateChannel(
-        addresses[k], options.credentials
-                          ? options.credentials
-                          : grpc::InsecureChannelCredentials()));
-    check.context.set_deadline(
-        absl::ToChronoTime(absl::Now() + options.default_timeout));
-    for (const auto& [key, value] : options.metadata) {
-      check.context.AddMetadata(key, value);
-    }
+  const CallContextPreparer contexts(options);
+  for (size_t k = 0; k < checks.size(); ++k) {
+    Check& check = *checks[k];
+    contexts.Prepare(CallOptions(), &check.context);
     check.reader =
         check.stub->AsyncCheck(&check.context, HealthCheckRequest(), &queue);
     check.reader->Finish(&check.response, &check.status,

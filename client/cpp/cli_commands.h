@@ -102,7 +102,7 @@ absl::Status RunCommand(const ShardedEmbeddingClient& client,
 // (the whole server, service ""), printing "ADDRESS: STATUS" per server.
 // OK only when every one is SERVING; otherwise UNAVAILABLE naming those
 // that are not (or cannot be reached). Each check gets options'
-// default_timeout, credentials and metadata.
+// default_timeout, security (TLS, token), credentials and metadata.
 absl::Status CheckHealth(absl::Span<const std::string> addresses,
                          const ClientOptions& options, std::ostream& out);
 

@@ -20,6 +20,8 @@
 #include "absl/time/time.h"
 #include "client/cpp/cli_commands.h"
 #include "client/cpp/cli_text.h"
+#include "client/cpp/client_security.h"
+#include "client/cpp/client_security_flags.h"
 #include "client/cpp/embedding_client.h"
 #include "client/cpp/sharded_client.h"
 
@@ -90,12 +92,17 @@ ABSL_FLAG(bool, incremental, false,
 
 namespace {
 
-embedding::ClientOptions FlagsToClientOptions() {
+// INVALID_ARGUMENT when --token_file cannot be read.
+absl::StatusOr<embedding::ClientOptions> FlagsToClientOptions() {
   embedding::ClientOptions options;
   options.default_timeout = absl::GetFlag(FLAGS_timeout);
   options.max_message_bytes = absl::GetFlag(FLAGS_max_message_bytes);
   options.max_retries = absl::GetFlag(FLAGS_max_retries);
   options.client_id = absl::GetFlag(FLAGS_client_id);
+  absl::StatusOr<embedding::ClientSecurityOptions> security =
+      embedding::ClientSecurityOptionsFromFlags();
+  if (!security.ok()) return security.status();
+  options.security = *std::move(security);
   return options;
 }
 
@@ -139,9 +146,10 @@ int PrintError(const absl::Status& status) {
 
 int main(int argc, char** argv) {
   absl::FlagsUsageConfig usage_config;
-  // --help lists the flags defined in this file.
+  // --help lists the flags defined in this file and the security ones.
   usage_config.contains_help_flags = [](absl::string_view file) {
-    return absl::EndsWith(file, "cli_main.cc");
+    return absl::EndsWith(file, "cli_main.cc") ||
+           embedding::DefinesClientSecurityFlags(file);
   };
   absl::SetFlagsUsageConfig(usage_config);
   const std::string usage = embedding::cli::Usage();
@@ -159,18 +167,20 @@ int main(int argc, char** argv) {
   absl::StatusOr<std::vector<std::string>> addresses =
       embedding::cli::ParseAddresses(absl::GetFlag(FLAGS_server));
   if (!addresses.ok()) return PrintError(addresses.status());
+  absl::StatusOr<embedding::ClientOptions> options = FlagsToClientOptions();
+  if (!options.ok()) return PrintError(options.status());
   if (args[0] == "health") {
     if (args.size() > 1) {
       return PrintError(absl::InvalidArgumentError(
           absl::StrCat("health takes no operands, got ", args.size() - 1)));
     }
-    const absl::Status health = embedding::cli::CheckHealth(
-        *addresses, FlagsToClientOptions(), std::cout);
+    const absl::Status health =
+        embedding::cli::CheckHealth(*addresses, *options, std::cout);
     return health.ok() ? 0 : PrintError(health);
   }
   absl::StatusOr<std::unique_ptr<embedding::ShardedEmbeddingClient>> client =
       embedding::ShardedEmbeddingClient::Connect(*std::move(addresses),
-                                                 FlagsToClientOptions());
+                                                 *options);
   if (!client.ok()) return PrintError(client.status());
   absl::Status status = embedding::cli::RunCommand(
       **client, args, FlagsToCommandFlags(std::move(split.params)), std::cout);

@@ -62,7 +62,39 @@ int64_t BulkRowBytes(int64_t dim, bool with_index) {
   return bytes.value_or(INT64_MAX);
 }
 
+// The headers of every call: the token's authorization, then the options'.
+std::vector<Header> CallHeaders(const ClientOptions& options) {
+  std::vector<Header> headers =
+      AuthorizationHeaders(ResolveToken(options.security));
+  headers.insert(headers.end(), options.metadata.begin(),
+                 options.metadata.end());
+  return headers;
+}
+
 }  // namespace
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateClientChannel(
+    const std::string& address, const ClientOptions& options,
+    grpc::ChannelArguments args) {
+  args.SetMaxReceiveMessageSize(options.max_message_bytes);
+  args.SetMaxSendMessageSize(options.max_message_bytes);
+  return CreateSecureChannel(address, options.security, options.credentials,
+                             std::move(args));
+}
+
+CallContextPreparer::CallContextPreparer(const ClientOptions& options)
+    : default_timeout_(options.default_timeout),
+      headers_(CallHeaders(options)) {}
+
+void CallContextPreparer::Prepare(const CallOptions& call,
+                                  grpc::ClientContext* context) const {
+  const absl::Duration timeout = call.timeout.value_or(default_timeout_);
+  if (timeout != absl::InfiniteDuration()) {
+    context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
+  }
+  AddHeaders(headers_, context);
+  AddHeaders(call.metadata, context);
+}
 
 absl::StatusOr<std::unique_ptr<EmbeddingClient>> EmbeddingClient::Connect(
     const std::string& address, const ClientOptions& options) {
@@ -81,18 +113,8 @@ absl::StatusOr<std::unique_ptr<EmbeddingClient>> EmbeddingClient::Connect(
         "max_retries and retry_backoff must be >= 0, got ", options.max_retries,
         " and ", absl::FormatDuration(options.retry_backoff)));
   }
-  grpc::ChannelArguments args;
-  args.SetMaxReceiveMessageSize(options.max_message_bytes);
-  args.SetMaxSendMessageSize(options.max_message_bytes);
-  std::shared_ptr<grpc::ChannelCredentials> credentials =
-      options.credentials ? options.credentials
-                          : grpc::InsecureChannelCredentials();
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(address, credentials, args);
-  if (channel == nullptr) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot create a channel to ", address));
-  }
+  EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                             CreateClientChannel(address, options));
   return std::make_unique<EmbeddingClient>(
       v1::EmbeddingService::NewStub(channel), options);
 }
@@ -101,22 +123,13 @@ EmbeddingClient::EmbeddingClient(std::unique_ptr<Stub> stub,
                                  const ClientOptions& options)
     : stub_(std::move(stub)),
       options_(options),
+      contexts_(options),
       client_id_(options.client_id.empty() ? RandomClientId()
                                            : options.client_id) {}
 
 void EmbeddingClient::PrepareContext(const CallOptions& call,
                                      grpc::ClientContext* context) const {
-  const absl::Duration timeout =
-      call.timeout.value_or(options_.default_timeout);
-  if (timeout != absl::InfiniteDuration()) {
-    context->set_deadline(absl::ToChronoTime(absl::Now() + timeout));
-  }
-  for (const auto& [key, value] : options_.metadata) {
-    context->AddMetadata(key, value);
-  }
-  for (const auto& [key, value] : call.metadata) {
-    context->AddMetadata(key, value);
-  }
+  contexts_.Prepare(call, context);
 }
 
 // Returns attempt() (an absl::StatusOr); with kOnUnavailable, runs it again

@@ -17,6 +17,11 @@
 //   std::vector<float> grad(3 * 16, 0.5f);
 //   auto pushed = (*client)->PushGradients("users", {1, 2, 3}, grad);
 //
+// Over TLS with a token (client/cpp/client_security.h):
+//
+//   options.security.tls_ca_file = "ca.pem";
+//   options.security.token = token;  // or leave it to $EMBEDDING_TOKEN
+//
 // Thread-safe: an EmbeddingClient may be shared by many threads without
 // external synchronization (it holds an immutable channel and stub and an
 // atomic push sequence counter).
@@ -43,6 +48,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "client/cpp/client_security.h"
 #include "embedding/v1/embedding_service.grpc.pb.h"
 
 namespace embedding {
@@ -71,9 +77,6 @@ inline constexpr absl::Duration kDefaultRetryBackoff = absl::Milliseconds(50);
 inline constexpr v1::BagMode kDefaultBagMode = v1::BAG_MODE_MEAN;
 inline constexpr v1::DType kDefaultLookupDType = v1::DTYPE_FLOAT32;
 
-// A gRPC metadata header: key (lower case) and value.
-using Header = std::pair<std::string, std::string>;
-
 struct ClientOptions {
   // Deadline of each call (each attempt) that does not set its own.
   // Default: kDefaultTimeout. absl::InfiniteDuration() means no deadline.
@@ -91,9 +94,14 @@ struct ClientOptions {
   // The exactly-once id every push carries. Default (empty): a random
   // 128-bit hex string chosen per client object.
   std::string client_id;
-  // Default: insecure (plaintext) credentials.
+  // TLS (CA, client certificate and key, server name override) and the
+  // bearer token every call carries. Default: plaintext, the token in
+  // $EMBEDDING_TOKEN if set.
+  ClientSecurityOptions security;
+  // Channel credentials to use instead of security's tls_* files (e.g.
+  // ALTS); INVALID_ARGUMENT with tls_ca_file. Default: as `security` says.
   std::shared_ptr<grpc::ChannelCredentials> credentials;
-  // Headers sent with every call (e.g. authorization).
+  // Headers sent with every call, after the token's authorization header.
   std::vector<Header> metadata;
 };
 
@@ -103,6 +111,31 @@ struct CallOptions {
   std::optional<absl::Duration> timeout;
   // Sent in addition to ClientOptions::metadata.
   std::vector<Header> metadata;
+};
+
+// Opens a channel to `address` with `options`' security (see
+// CreateSecureChannel), its credentials and its message size limits, plus
+// `args`. The connection is made lazily. INVALID_ARGUMENT as
+// CreateSecureChannel.
+absl::StatusOr<std::shared_ptr<grpc::Channel>> CreateClientChannel(
+    const std::string& address, const ClientOptions& options,
+    grpc::ChannelArguments args = grpc::ChannelArguments());
+
+// Prepares the ClientContext of every call of one client: its deadline and
+// headers (the token's authorization, ClientOptions::metadata, then the
+// call's own). EmbeddingClient, the CLI's health check and embedding_bench's
+// raw gRPC calls all prepare their calls with one, so none forgets the
+// token. Thread-safe (immutable).
+class CallContextPreparer {
+ public:
+  // Resolves the token once: options.security.token, else $EMBEDDING_TOKEN.
+  explicit CallContextPreparer(const ClientOptions& options);
+
+  void Prepare(const CallOptions& call, grpc::ClientContext* context) const;
+
+ private:
+  const absl::Duration default_timeout_;
+  const std::vector<Header> headers_;
 };
 
 // A dense row-major float32 tensor.
@@ -174,9 +207,10 @@ struct ReadRowsResult {
 
 class EmbeddingClient {
  public:
-  // Opens a channel to `address` ("host:port"). The connection is made
-  // lazily: an unreachable server shows as UNAVAILABLE on the first call.
-  // INVALID_ARGUMENT for an empty address or bad options.
+  // Opens a channel to `address` ("host:port") with CreateClientChannel. The
+  // connection is made lazily: an unreachable server shows as UNAVAILABLE
+  // on the first call, a refused TLS handshake too. INVALID_ARGUMENT for an
+  // empty address or bad options (security: see CreateSecureChannel).
   static absl::StatusOr<std::unique_ptr<EmbeddingClient>> Connect(
       const std::string& address, const ClientOptions& options = {});
 
@@ -361,6 +395,7 @@ class EmbeddingClient {
 
   const std::unique_ptr<v1::EmbeddingService::StubInterface> stub_;
   const ClientOptions options_;
+  const CallContextPreparer contexts_;
   const std::string client_id_;
   // The next push sequence. Only its own value matters (each fetch_add
   // hands out a distinct number), so relaxed ordering suffices.

@@ -25,6 +25,10 @@
 // Only requests that complete inside the measuring window (after the warm-up)
 // are counted. Every table's rows are a function of (seed, row, column), so
 // all targets hold and return the same bytes; --verify_address checks that.
+//
+// Against a TLS + token server, --tls_ca_file (and the other --tls_* flags)
+// and --token_file or $EMBEDDING_TOKEN apply to every gRPC channel and call,
+// raw or through the client library.
 #include <hiredis/hiredis.h>
 
 #include <algorithm>
@@ -47,6 +51,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/match.h"
@@ -54,6 +59,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "client/cpp/client_security.h"
+#include "client/cpp/client_security_flags.h"
 #include "client/cpp/embedding_client.h"
 #include "client/cpp/sharded_client.h"
 #include "common/grpc_status.h"
@@ -145,6 +152,10 @@ struct Config {
   uint64_t seed;
   uint64_t id_seed;
   int request_pool;
+  // Of every gRPC channel and call: TLS, token, limits, default deadline.
+  ClientOptions client;
+  // Prepares every raw call's context (the token with it); made once.
+  std::shared_ptr<const CallContextPreparer> contexts;
 
   bool IsPush() const { return workload.rfind("push_", 0) == 0; }
   // push_NAME: the optimizer called NAME, or null.
@@ -212,19 +223,19 @@ InitializerSpec DefaultInitializer() { return InitializerSpec{}; }
 
 // ---------------------------------------------------------------- gRPC ----
 
-std::vector<std::unique_ptr<Stub>> MakeStubs(const std::string& address,
-                                             int count) {
+// `count` stubs on channels to `address`, secured as config.client says.
+absl::StatusOr<std::vector<std::unique_ptr<Stub>>> MakeStubs(
+    const Config& config, const std::string& address, int count) {
   std::vector<std::unique_ptr<Stub>> stubs;
   for (int i = 0; i < count; ++i) {
     grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(-1);
-    args.SetMaxSendMessageSize(-1);
     // Distinct arguments and a local subchannel pool: one TCP connection per
     // channel instead of one shared by all.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     args.SetInt("embedding_bench.channel", i);
-    std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
-        address, grpc::InsecureChannelCredentials(), args);
+    EMBEDDING_ASSIGN_OR_RETURN(
+        std::shared_ptr<grpc::Channel> channel,
+        CreateClientChannel(address, config.client, std::move(args)));
     channel->WaitForConnected(std::chrono::system_clock::now() +
                               std::chrono::seconds(10));
     stubs.push_back(v1::EmbeddingService::NewStub(channel));
@@ -232,17 +243,19 @@ std::vector<std::unique_ptr<Stub>> MakeStubs(const std::string& address,
   return stubs;
 }
 
-void SetDeadline(grpc::ClientContext* context, double seconds) {
-  context->set_deadline(
-      std::chrono::system_clock::now() +
-      std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6)));
+// Sets a raw call's deadline and headers (the token's among them).
+void PrepareCall(const Config& config, double seconds,
+                 grpc::ClientContext* context) {
+  CallOptions call;
+  call.timeout = absl::Seconds(seconds);
+  config.contexts->Prepare(call, context);
 }
 
 // Creates the workload's table unless a table of that name exists.
 absl::Status EnsureGrpcTable(Stub& stub, const Config& config) {
   {
     grpc::ClientContext context;
-    SetDeadline(&context, 10);
+    PrepareCall(config, 10, &context);
     v1::GetTableRequest request;
     request.set_name(config.table);
     v1::TableInfo info;
@@ -264,7 +277,7 @@ absl::Status EnsureGrpcTable(Stub& stub, const Config& config) {
         absl::StrCat("table ", config.table, " does not exist (--nosetup)"));
   }
   grpc::ClientContext context;
-  SetDeadline(&context, 300);
+  PrepareCall(config, 300, &context);
   v1::CreateTableRequest request;
   v1::TableSpec* spec = request.mutable_spec();
   spec->set_name(config.table);
@@ -282,7 +295,7 @@ absl::Status EnsureGrpcTable(Stub& stub, const Config& config) {
 absl::StatusOr<std::string> GrpcGather(Stub& stub, const Config& config,
                                        const std::vector<int64_t>& ids) {
   grpc::ClientContext context;
-  SetDeadline(&context, 30);
+  PrepareCall(config, 30, &context);
   v1::LookupRequest request;
   request.set_table(config.table);
   request.mutable_indices()->Add(ids.begin(), ids.end());
@@ -290,6 +303,15 @@ absl::StatusOr<std::string> GrpcGather(Stub& stub, const Config& config,
   EMBEDDING_RETURN_IF_ERROR(
       FromGrpcStatus(stub.Lookup(&context, request, &response)));
   return response.embeddings().data();
+}
+
+// The bytes --verify_address returns for `ids` (its table made if needed).
+absl::StatusOr<std::string> ReferenceGather(const Config& config,
+                                            const std::vector<int64_t>& ids) {
+  EMBEDDING_ASSIGN_OR_RETURN(std::vector<std::unique_ptr<Stub>> stubs,
+                             MakeStubs(config, config.verify_address, 1));
+  EMBEDDING_RETURN_IF_ERROR(EnsureGrpcTable(*stubs[0], config));
+  return GrpcGather(*stubs[0], config, ids);
 }
 
 // The RPC a workload drives, and how its response is checked.
@@ -331,7 +353,7 @@ void RunGrpcThread(int thread_index, const Config& config,
   auto issue = [&](Clock::time_point start) {
     auto* call = new Call;
     call->start = start;
-    SetDeadline(&call->context, 60);
+    PrepareCall(config, 60, &call->context);
     Stub& stub = *stubs[next_stub++ % stubs.size()];
     call->reader = (stub.*kind.prepare)(
         &call->context, pool[next_request++ % pool.size()], &queue);
@@ -431,7 +453,8 @@ class LookupStreams {
                    static_cast<int>(stubs.size()))) {
     for (const auto& stub : stubs) {
       auto stream = std::make_unique<Stream>();
-      SetDeadline(&stream->context, config.warmup_s + config.duration_s + 60);
+      PrepareCall(config, config.warmup_s + config.duration_s + 60,
+                  &stream->context);
       stream->rw = stub->PrepareAsyncLookupStream(&stream->context, &queue_);
       stream->rw->StartCall(Tag(stream.get(), Op::kStart));
       streams_.push_back(std::move(stream));
@@ -536,8 +559,9 @@ class LookupStreams {
 absl::Status RunGrpc(const Config& config,
                      const std::vector<std::vector<int64_t>>& ids,
                      const Window& window, std::vector<ThreadStats>* stats) {
-  const std::vector<std::unique_ptr<Stub>> stubs =
-      MakeStubs(config.address, config.channels);
+  EMBEDDING_ASSIGN_OR_RETURN(
+      const std::vector<std::unique_ptr<Stub>> stubs,
+      MakeStubs(config, config.address, config.channels));
   const int64_t bytes = config.PayloadBytes();
   if (config.workload == "lookup" || config.workload == "lookup_stream") {
     std::vector<v1::LookupRequest> pool(ids.size());
@@ -606,11 +630,8 @@ absl::Status RunGrpc(const Config& config,
 
 absl::StatusOr<std::unique_ptr<ShardedEmbeddingClient>> ConnectCluster(
     const Config& config) {
-  ClientOptions options;
-  options.max_message_bytes = std::numeric_limits<int>::max();
-  options.default_timeout = absl::Seconds(60);
   return ShardedEmbeddingClient::Connect(absl::StrSplit(config.address, ','),
-                                         options);
+                                         config.client);
 }
 
 // Creates the workload's table on every shard unless it exists.
@@ -1061,6 +1082,13 @@ absl::StatusOr<Config> ConfigFromFlags() {
   c.seed = absl::GetFlag(FLAGS_seed);
   c.id_seed = absl::GetFlag(FLAGS_id_seed);
   c.request_pool = absl::GetFlag(FLAGS_request_pool);
+  c.client.max_message_bytes = std::numeric_limits<int>::max();
+  c.client.default_timeout = absl::Seconds(60);
+  // The token and TLS apply to every gRPC address of the run (--address,
+  // --verify_address).
+  EMBEDDING_ASSIGN_OR_RETURN(c.client.security,
+                             ClientSecurityOptionsFromFlags());
+  c.contexts = std::make_shared<const CallContextPreparer>(c.client);
   const bool known_target = c.target == "service" || c.target == "bare" ||
                             c.target == "redis" || c.target == "local";
   const bool known_workload = c.workload == "lookup" ||
@@ -1127,8 +1155,13 @@ int Main() {
       status = EnsureClusterTable(*cluster, config);
     }
   } else if (config.target == "service" || config.target == "bare") {
-    setup_stub = std::move(MakeStubs(config.address, 1)[0]);
-    status = EnsureGrpcTable(*setup_stub, config);
+    absl::StatusOr<std::vector<std::unique_ptr<Stub>>> stubs =
+        MakeStubs(config, config.address, 1);
+    status = stubs.status();
+    if (stubs.ok()) {
+      setup_stub = std::move((*stubs)[0]);
+      status = EnsureGrpcTable(*setup_stub, config);
+    }
   } else if (config.target == "redis") {
     status = EnsureRedisRows(config);
   } else {
@@ -1140,12 +1173,8 @@ int Main() {
   }
   std::string verified = "null";
   if (!config.verify_address.empty() && config.workload == "lookup") {
-    std::unique_ptr<Stub> reference =
-        std::move(MakeStubs(config.verify_address, 1)[0]);
-    absl::StatusOr<std::string> expected = std::string();
-    status = EnsureGrpcTable(*reference, config);
-    expected = status.ok() ? GrpcGather(*reference, config, ids[0])
-                           : absl::StatusOr<std::string>(status);
+    const absl::StatusOr<std::string> expected =
+        ReferenceGather(config, ids[0]);
     absl::StatusOr<std::string> actual;
     if (cluster != nullptr) {
       actual = ClusterGather(*cluster, config, ids[0]);
@@ -1213,6 +1242,13 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Load generator for the Embedding Service and its anchors.\n"
       "usage: embedding_bench --target=service|bare|redis|local [flags]");
+  absl::FlagsUsageConfig usage_config;
+  // --help lists this file's flags and the token and TLS ones.
+  usage_config.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "embedding_bench.cc") ||
+           embedding::DefinesClientSecurityFlags(file);
+  };
+  absl::SetFlagsUsageConfig(usage_config);
   absl::ParseCommandLine(argc, argv);
   return embedding::Main();
 }

@@ -35,15 +35,18 @@ from tests.testing.server_process import ServerProcess  # noqa: E402
 MiB = 1 << 20
 
 
-def bench(addresses, *, batch, library, callers, args, workload="lookup"):
-    """One embedding_bench run; returns its JSON result."""
+def bench(addresses, *, batch, library, callers, args, workload="lookup",
+          extra=()):
+    """One embedding_bench run (`extra`: more of its flags); returns its
+    JSON result."""
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
         command = [
             str(bench_binary()), "--target=service", f"--workload={workload}",
             f"--address={','.join(addresses)}", f"--batch={batch}",
             f"--table_rows={args.rows}", f"--dim={args.dim}",
             f"--duration_s={args.duration}", f"--warmup_s={args.warmup}",
-            "--threads=1", f"--outstanding={callers}", f"--json={out.name}"]
+            "--threads=1", f"--outstanding={callers}", f"--json={out.name}",
+            *extra]
         if library:
             command.append("--client_library")
         else:

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -166,13 +167,15 @@ class FakeService final : public v1::EmbeddingService::Service {
   }
 };
 
-// Serves `service` on a free loopback port until destroyed.
+// Serves `service` on a free loopback port until destroyed, in plaintext
+// or with `credentials` (TLS).
 class FakeServer {
  public:
-  explicit FakeServer(FakeService* service) {
+  explicit FakeServer(FakeService* service,
+                      std::shared_ptr<grpc::ServerCredentials> credentials =
+                          grpc::InsecureServerCredentials()) {
     grpc::ServerBuilder builder;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                             &port_);
+    builder.AddListeningPort("127.0.0.1:0", std::move(credentials), &port_);
     builder.RegisterService(service);
     builder.SetMaxReceiveMessageSize(-1);
     server_ = builder.BuildAndStart();

@@ -1,11 +1,13 @@
 """Runs the embedding_cli binary and parses what it prints.
 
     cli = Cli("127.0.0.1:50051")
+    secure = Cli(address, "--tls_ca_file=ca.crt", env={"EMBEDDING_TOKEN": t})
     out = cli.ok("list")              # stdout; fails the test on error
     err = cli.fails("describe", "x", code="NOT_FOUND")
     shape, rows = parse_rows(cli.ok("lookup", "t", "--indices=1,2"))
 """
 
+import os
 import re
 import subprocess
 
@@ -13,16 +15,26 @@ from tests.testing.binaries import cli_binary
 
 
 class Cli:
-    """Runs embedding_cli against one server address."""
+    """Runs embedding_cli against one server address (or a comma-separated
+    cluster), with `flags` before each command's (e.g. --tls_ca_file) and
+    `env`'s variables set on top of the test's environment (e.g.
+    EMBEDDING_TOKEN; a value None removes the variable)."""
 
-    def __init__(self, address):
+    def __init__(self, address, *flags, env=None):
         self.address = address
+        self.flags = list(flags)
+        self.env = dict(os.environ)
+        for name, value in (env or {}).items():
+            if value is None:
+                self.env.pop(name, None)
+            else:
+                self.env[name] = value
 
     def run(self, *args, timeout="10s"):
         return subprocess.run(
             [str(cli_binary()), f"--server={self.address}",
-             f"--timeout={timeout}", *args],
-            capture_output=True, text=True, timeout=60)
+             f"--timeout={timeout}", *self.flags, *args],
+            capture_output=True, text=True, timeout=60, env=self.env)
 
     def ok(self, *args):
         result = self.run(*args)

@@ -8,6 +8,8 @@
     items = RemoteEmbedding(client, "items")           # a torch module
 
     cluster = EmbeddingClient(["a:50051", "b:50051", "c:50051"])  # shards
+    secure = EmbeddingClient("a:50051", tls=TlsOptions(ca_file="ca.pem"),
+                             token=token)  # token None: $EMBEDDING_TOKEN
 
 Modules:
 - client:  EmbeddingClient, numpy in and out, one method per RPC;
@@ -17,6 +19,7 @@ Modules:
 - options: optimizer / initializer dataclasses (OPTIMIZERS lists the
            optimizers), TableInfo, PushResult, CheckpointInfo,
            SavedCheckpoint;
+- security: TlsOptions and the bearer token (token=, $EMBEDDING_TOKEN);
 - errors:  EmbeddingError and one subclass per gRPC code;
 - nn:      RemoteEmbedding, RemoteEmbeddingBag and upload/download helpers
            (imports torch, so it is loaded on first use).
@@ -27,13 +30,16 @@ from embedding_client.errors import (AlreadyExistsError, CancelledError,
                                      DeadlineExceededError, EmbeddingError,
                                      FailedPreconditionError, InternalError,
                                      InvalidArgumentError, NotFoundError,
-                                     ResourceExhaustedError, UnavailableError)
+                                     PermissionDeniedError,
+                                     ResourceExhaustedError,
+                                     UnauthenticatedError, UnavailableError)
 from embedding_client.options import (OPTIMIZERS, SGD, Adagrad,
                                       CheckpointInfo, Constant, Ftrl, Normal,
                                       OptimizerKind, PushResult,
                                       RowwiseAdagrad, SavedCheckpoint,
                                       SparseAdam, TableInfo, Uniform,
                                       optimizer_kind)
+from embedding_client.security import TOKEN_ENVIRONMENT_VARIABLE, TlsOptions
 
 __version__ = "0.1.0"
 
@@ -52,7 +58,9 @@ def __getattr__(name):
 __all__ = ["EmbeddingClient", "EmbeddingError", "InvalidArgumentError",
            "NotFoundError", "AlreadyExistsError", "ResourceExhaustedError",
            "FailedPreconditionError", "UnavailableError",
-           "DeadlineExceededError", "CancelledError", "InternalError", "SGD",
+           "DeadlineExceededError", "CancelledError", "UnauthenticatedError",
+           "PermissionDeniedError", "InternalError", "TlsOptions",
+           "TOKEN_ENVIRONMENT_VARIABLE", "SGD",
            "Adagrad",
            "SparseAdam", "RowwiseAdagrad", "Ftrl", "OPTIMIZERS",
            "OptimizerKind", "optimizer_kind", "Normal", "Uniform", "Constant",

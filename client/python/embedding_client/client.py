@@ -32,7 +32,7 @@ import time
 import grpc
 import numpy as np
 
-from embedding_client import npy, tensors
+from embedding_client import npy, security, tensors
 from embedding_client._stubs import pb, pb_grpc
 from embedding_client.errors import (FailedPreconditionError, InternalError,
                                      InvalidArgumentError, from_rpc_error)
@@ -103,8 +103,12 @@ class EmbeddingClient:
     server holding the whole table (a list of one is the plain client).
     timeout: default deadline of each call in seconds
     (None: no deadline); a retried call gives each attempt its own.
-    metadata: (key, value) pairs sent with every call. credentials:
-    grpc.ChannelCredentials for TLS (default: plaintext).
+    token: the bearer token sent as `authorization: Bearer TOKEN` with
+    every call (None: $EMBEDDING_TOKEN if set; "": none). tls: a
+    security.TlsOptions (CA file, client certificate and key for mutual
+    TLS, server name override) turns TLS on (default: plaintext).
+    metadata: (key, value) pairs sent with every call, after the token's.
+    credentials: ready-made grpc.ChannelCredentials instead of `tls`.
     max_message_bytes: the largest message sent or accepted; bulk transfers
     are chunked below it. max_retries: retries of a call that failed with
     UNAVAILABLE, for the methods that are safe to repeat: reads, and pushes
@@ -113,16 +117,19 @@ class EmbeddingClient:
     """
 
     def __init__(self, address=DEFAULT_ADDRESS, *,
-                 timeout=DEFAULT_TIMEOUT_SECONDS, metadata=(),
-                 credentials=None,
+                 timeout=DEFAULT_TIMEOUT_SECONDS, token=None, tls=None,
+                 metadata=(), credentials=None,
                  max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES,
                  max_retries=DEFAULT_MAX_RETRIES, client_id=None,
                  channel_options=()):
         if not isinstance(address, str):
             (address,) = address  # A list of one; more make a ShardedClient.
+        # Checked before the channel exists: a bad option leaves nothing open.
+        self.metadata = security.call_metadata(token, metadata)
+        credentials, tls_options = security.channel_security(tls, credentials)
         options = [("grpc.max_send_message_length", max_message_bytes),
                    ("grpc.max_receive_message_length", max_message_bytes),
-                   *channel_options]
+                   *tls_options, *channel_options]
         if credentials is None:
             self._channel = grpc.insecure_channel(address, options)
         else:
@@ -130,7 +137,6 @@ class EmbeddingClient:
         self._stub = pb_grpc.EmbeddingServiceStub(self._channel)
         self.address = address
         self.timeout = timeout
-        self.metadata = tuple(metadata)
         self.max_message_bytes = max_message_bytes
         self.max_retries = max_retries
         self.client_id = client_id or secrets.token_hex(16)  # 128 bits.

@@ -9,7 +9,7 @@ carries the gRPC code and the server's message:
         print(e.code, e.message)   # StatusCode.NOT_FOUND, "table 'missing' ..."
 
 The classes also derive from the closest built-in exception (ValueError,
-LookupError, TimeoutError, ...) so generic handlers keep working.
+LookupError, TimeoutError, PermissionError, ...) so generic handlers keep working.
 """
 
 import grpc
@@ -69,6 +69,17 @@ class CancelledError(EmbeddingError):
     default_code = grpc.StatusCode.CANCELLED
 
 
+class UnauthenticatedError(EmbeddingError, PermissionError):
+    """No token, or one the server does not know (never retried)."""
+    default_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class PermissionDeniedError(EmbeddingError, PermissionError):
+    """The token's role may not make this call, e.g. a reader's push (never
+    retried)."""
+    default_code = grpc.StatusCode.PERMISSION_DENIED
+
+
 class InternalError(EmbeddingError):
     """A bug in the server."""
     default_code = grpc.StatusCode.INTERNAL
@@ -77,7 +88,8 @@ class InternalError(EmbeddingError):
 _BY_CODE = {cls.default_code: cls for cls in (
     InvalidArgumentError, NotFoundError, AlreadyExistsError,
     ResourceExhaustedError, FailedPreconditionError, UnavailableError,
-    DeadlineExceededError, CancelledError, InternalError)}
+    DeadlineExceededError, CancelledError, UnauthenticatedError,
+    PermissionDeniedError, InternalError)}
 
 
 def from_rpc_error(error):

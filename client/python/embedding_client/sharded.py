@@ -38,7 +38,7 @@ import threading
 
 import numpy as np
 
-from embedding_client import bags, routing, tensors
+from embedding_client import bags, routing, security, tensors
 from embedding_client.client import (DEFAULT_BAG_MODE, DEFAULT_LOOKUP_DTYPE,
                                      DEFAULT_MAX_MESSAGE_BYTES,
                                      DEFAULT_MAX_RETRIES,
@@ -120,21 +120,21 @@ class ShardedClient(EmbeddingClient):
     """
 
     def __init__(self, addresses, *, timeout=DEFAULT_TIMEOUT_SECONDS,
-                 metadata=(), credentials=None,
+                 token=None, tls=None, metadata=(), credentials=None,
                  max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES,
                  max_retries=DEFAULT_MAX_RETRIES, client_id=None,
                  channel_options=()):
         self.addresses = list(addresses)
         self.address = ",".join(self.addresses)
         self.timeout = timeout
-        self.metadata = tuple(metadata)
+        self.metadata = security.call_metadata(token, metadata)  # As shards'.
         self.max_message_bytes = max_message_bytes
         self.max_retries = max_retries
         self.client_id = client_id or secrets.token_hex(16)
         self._sequences = itertools.count(1)
         self.shards = [
-            EmbeddingClient(address, timeout=timeout, metadata=metadata,
-                            credentials=credentials,
+            EmbeddingClient(address, timeout=timeout, token=token, tls=tls,
+                            metadata=metadata, credentials=credentials,
                             max_message_bytes=max_message_bytes,
                             max_retries=max_retries, client_id=self.client_id,
                             channel_options=channel_options)
