@@ -108,17 +108,23 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# Three ports free on 127.0.0.1 now (held together, so they differ).
+# Six ports free on 127.0.0.1 now (held together, so they differ): gRPC
+# then metrics, per shard.
 read -r -a ports < <(/usr/bin/python3 -c '
 import socket
-socks = [socket.socket() for _ in range(3)]
+socks = [socket.socket() for _ in range(6)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))')
+metrics_ports=("${ports[@]:3}")
+ports=("${ports[@]:0:3}")
 addresses=()
 for k in "${shards[@]}"; do addresses+=("127.0.0.1:${ports[k]}"); done
 addrs=$(IFS=,; echo "${addresses[*]}")
 export EMBEDDING_IMAGE=$image EMBEDDING_PORT_0=${ports[0]} \
-  EMBEDDING_PORT_1=${ports[1]} EMBEDDING_PORT_2=${ports[2]}
+  EMBEDDING_PORT_1=${ports[1]} EMBEDDING_PORT_2=${ports[2]} \
+  EMBEDDING_METRICS_PORT_0=${metrics_ports[0]} \
+  EMBEDDING_METRICS_PORT_1=${metrics_ports[1]} \
+  EMBEDDING_METRICS_PORT_2=${metrics_ports[2]}
 
 container() { # container K: the id of shard K's container (exactly one).
   local ids
@@ -214,6 +220,13 @@ cli_lookup | tee "$state/cli_lookup.txt"
 for k in "${shards[@]}"; do # Each address alone: the shard it must be.
   "$host_cli" --server="${addresses[k]}" describe cli_table | grep -q "^shard: *$k of 3$" ||
     fail "${addresses[k]} does not describe itself as shard $k of 3"
+done
+
+step "metrics: every shard counts the lookups it served"
+for k in "${shards[@]}"; do
+  "${python[@]}" tests/container/check_metrics.py \
+    "http://127.0.0.1:${metrics_ports[k]}/metrics" ||
+    fail "shard $k's metrics on 127.0.0.1:${metrics_ports[k]}"
 done
 
 step "stop shard 1 under a client in use"

@@ -9,9 +9,9 @@
 //   builder.AddListeningPort(address, *credentials, &port);
 //
 // The files are read again every refresh_seconds by gRPC's
-// FileWatcherCertificateProvider, so replacing them (rename a new pair into
-// place, key first or both at once) rotates the certificate without a
-// restart; connections already open keep their session. Thread-safe
+// FileWatcherCertificateProvider, so replacing them rotates the certificate
+// without a restart (the key and the certificate together: README,
+// "Rotating certificates"); connections already open keep their session. Thread-safe
 // (functions of their arguments and the files).
 #ifndef SERVER_SECURITY_TRANSPORT_SECURITY_H_
 #define SERVER_SECURITY_TRANSPORT_SECURITY_H_

@@ -6,6 +6,7 @@ served without a restart; plaintext off loopback needs --allow_insecure;
 unusable TLS files stop the start with a precise message."""
 
 import os
+import shutil
 import subprocess
 import time
 
@@ -66,20 +67,23 @@ def test_mutual_tls_needs_a_client_certificate_of_the_ca(start_server, pki):
     assert "transport mutual TLS" in server.log()
 
 
-def _replace(source, target):
-    """Puts `source`'s bytes at `target` in one rename."""
-    temporary = target.with_suffix(target.suffix + ".new")
-    temporary.write_bytes(source.read_bytes())
-    os.replace(temporary, target)
+def _install(pair, directory, link):
+    """Copies `pair` into `directory` as server.crt/server.key and points
+    the symlink `link` at it in one rename (README, "Rotating
+    certificates")."""
+    directory.mkdir()
+    shutil.copyfile(pair.cert, directory / "server.crt")
+    shutil.copyfile(pair.key, directory / "server.key")
+    temporary = link.with_name(link.name + ".tmp")
+    temporary.symlink_to(directory.name)
+    os.replace(temporary, link)
 
 
 def test_rotated_certificate_is_served_without_a_restart(start_server, pki,
                                                          tmp_path):
-    live = tmp_path / "live"
-    live.mkdir()
+    live = tmp_path / "tls"
+    _install(pki.server, tmp_path / "tls.v1", live)
     cert, key = live / "server.crt", live / "server.key"
-    _replace(pki.server.cert, cert)
-    _replace(pki.server.key, key)
     old_name = ProbeTls(tls_credentials(pki.ca))
     server = start_server(f"--tls_cert_file={cert}", f"--tls_key_file={key}",
                           "--tls_refresh_seconds=1", tls=old_name)
@@ -88,8 +92,7 @@ def test_rotated_certificate_is_served_without_a_restart(start_server, pki,
 
     rotated = issue(pki.ca, tmp_path, "rotated", "rotated.example",
                     dns_names=("rotated.example",))
-    _replace(rotated.key, key)
-    _replace(rotated.cert, cert)
+    _install(rotated, tmp_path / "tls.v2", live)
     deadline = time.monotonic() + 30
     while _list_tables_code(server.address, new_name) != OK:
         assert time.monotonic() < deadline, \
