@@ -25,7 +25,8 @@
 
 ABSL_FLAG(std::string, listen_address, "127.0.0.1:50051",
           "host:port to listen on (port 0 picks a free one). Loopback by "
-          "default; use 0.0.0.0:50051 to serve other machines.");
+          "default; to serve other machines (0.0.0.0:50051), add the TLS "
+          "flags, or --allow_insecure for plaintext.");
 ABSL_FLAG(std::string, tls_cert_file, "",
           "PEM server certificate (chain) for TLS; needs --tls_key_file. "
           "Re-read every --tls_refresh_seconds: replace the files to rotate.");
