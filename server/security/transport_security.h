@@ -11,8 +11,8 @@
 // The files are read again every refresh_seconds by gRPC's
 // FileWatcherCertificateProvider, so replacing them rotates the certificate
 // without a restart (the key and the certificate together: README,
-// "Rotating certificates"); connections already open keep their session. Thread-safe
-// (functions of their arguments and the files).
+// "Rotating certificates"); connections already open keep their session.
+// Thread-safe (functions of their arguments and the files).
 #ifndef SERVER_SECURITY_TRANSPORT_SECURITY_H_
 #define SERVER_SECURITY_TRANSPORT_SECURITY_H_
 
