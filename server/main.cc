@@ -230,10 +230,6 @@ int main(int argc, char** argv) {
       (*server)->port(), options.listen_address, options.registry.shard_index,
       options.registry.shard_count, options.registry.memory_budget_bytes,
       options.checkpoint_dir.empty() ? "off" : options.checkpoint_dir);
-  if ((*server)->metrics_port() != 0) {
-    spdlog::info("metrics on port {} (--metrics_address {}, GET /metrics)",
-                 (*server)->metrics_port(), options.metrics_address);
-  }
   // Before --port_file: whoever waits for that one may scrape at once.
   const std::string metrics_port_file = absl::GetFlag(FLAGS_metrics_port_file);
   if (!metrics_port_file.empty() &&
