@@ -175,13 +175,15 @@ check_identity() {
 # check_graceful K...: shard K's server exited 0 after SIGTERM (its final
 # checkpoint written), well within the stop timeout, not killed.
 check_graceful() {
-  local k id code
+  local k id code logs
   for k in "$@"; do
     id=$(container "$k")
     code=$("$engine" inspect --format '{{.State.ExitCode}}' "$id")
     [[ $code == 0 ]] || fail "shard $k exited with $code on SIGTERM"
-    "$engine" logs "$id" 2>&1 | grep -q "stopped" ||
-      fail "shard $k did not log its graceful stop"
+    # Into a variable first: with pipefail, `logs | grep -q` fails when grep
+    # quits early and the engine dies of SIGPIPE (a restarted shard's log).
+    logs=$("$engine" logs "$id" 2>&1)
+    grep -q "stopped" <<<"$logs" || fail "shard $k did not log its graceful stop"
   done
 }
 
@@ -218,7 +220,8 @@ step "CLI: create, lookup, bag, push, checkpoint"
 "${cli[@]}" checkpoint
 cli_lookup | tee "$state/cli_lookup.txt"
 for k in "${shards[@]}"; do # Each address alone: the shard it must be.
-  "$host_cli" --server="${addresses[k]}" describe cli_table | grep -q "^shard: *$k of 3$" ||
+  described=$("$host_cli" --server="${addresses[k]}" describe cli_table)
+  grep -q "^shard: *$k of 3$" <<<"$described" ||
     fail "${addresses[k]} does not describe itself as shard $k of 3"
 done
 
