@@ -21,6 +21,14 @@ Checkpoints: `save_checkpoint` saves tables to the server's
 table to or from a float32 .npy file, one bulk message at a time.
 
 An EmbeddingClient is thread-safe; share one per process.
+
+Pickling (torch.save(model), spawned workers): a client pickles as the
+recipe it was built from (address(es) and options) and is built again from
+it when unpickled; the copy connects on its first call. It never carries
+secrets or identity: see EmbeddingClient.__reduce__. copy.copy and
+copy.deepcopy return the client itself. Use the "spawn" or "forkserver"
+start method for worker processes: gRPC (without GRPC_ENABLE_FORK_SUPPORT)
+does not survive fork(), not even with a channel made after the fork.
 """
 
 import collections
@@ -114,6 +122,8 @@ class EmbeddingClient:
     UNAVAILABLE, for the methods that are safe to repeat: reads, and pushes
     (each carries client_id and a sequence number, so the server applies it
     once). client_id: this client's exactly-once id (default: random).
+
+    Picklable (unless built with `credentials`); see __reduce__.
     """
 
     def __init__(self, address=DEFAULT_ADDRESS, *,
@@ -124,8 +134,13 @@ class EmbeddingClient:
                  channel_options=()):
         if not isinstance(address, str):
             (address,) = address  # A list of one; more make a ShardedClient.
+        channel_options = tuple(channel_options)
         # Checked before the channel exists: a bad option leaves nothing open.
         self.metadata = security.call_metadata(token, metadata)
+        self._recipe = _pickle_recipe(
+            address, token, self.metadata, credentials, timeout=timeout,
+            tls=tls, max_message_bytes=max_message_bytes,
+            max_retries=max_retries, channel_options=channel_options)
         credentials, tls_options = security.channel_security(tls, credentials)
         options = [("grpc.max_send_message_length", max_message_bytes),
                    ("grpc.max_receive_message_length", max_message_bytes),
@@ -152,6 +167,39 @@ class EmbeddingClient:
     def close(self):
         """Closes the channel; the client is unusable afterwards."""
         self._channel.close()
+
+    def __reduce__(self):
+        """Pickles the client as its recipe: unpickling calls
+        EmbeddingClient(address(es), **options) again, which makes the same
+        class (a ShardedClient for 2+ addresses) with the same timeout,
+        tls (file paths: the files are read again where it is unpickled),
+        metadata, max_message_bytes, max_retries and channel_options.
+
+        Left out: the token (the copy takes $EMBEDDING_TOKEN of the process
+        that unpickles it; spawned workers inherit the parent's
+        environment, so set os.environ["EMBEDDING_TOKEN"] before starting
+        them; token="" stays "") and "authorization" metadata; the
+        client_id (the copy gets a fresh one: it counts sequences from 1,
+        and under the same id the server would drop its pushes as
+        duplicates). The channel is not connected until the copy's first
+        call, so unpickling succeeds while the servers are down.
+        Raises TypeError for a client built with `credentials`.
+        """
+        if self._recipe is None:
+            raise TypeError(
+                f"cannot pickle {self!r}: it was built with credentials= "
+                "(grpc.ChannelCredentials cannot be pickled); build it with "
+                "tls=TlsOptions(...) instead")
+        return _rebuild, self._recipe
+
+    def __copy__(self):
+        """Returns the client itself: a client is a thread-safe connection,
+        like a file handle, so copies of a model share it (token too)."""
+        return self
+
+    def __deepcopy__(self, memo):
+        """Returns the client itself, as __copy__."""
+        return self
 
     def __enter__(self):
         return self
@@ -680,6 +728,24 @@ class EmbeddingClient:
             written += self.write_rows(table, weights[begin:begin + step],
                                        start_row=begin, timeout=timeout)
         return written
+
+
+def _pickle_recipe(address, token, metadata, credentials, **options):
+    """(address, options) that EmbeddingClient.__reduce__ pickles, or None
+    for a client built with `credentials` (not picklable). `metadata` is
+    the client's call metadata; its "authorization" pairs are left out, as
+    is the token (None: the copy reads $EMBEDDING_TOKEN; "" stays "")."""
+    if credentials is not None:
+        return None
+    options["metadata"] = tuple(pair for pair in metadata
+                                if pair[0].lower() != "authorization")
+    options["token"] = "" if token == "" else None
+    return address, options
+
+
+def _rebuild(address, options):
+    """Unpickles a client: a new one from its recipe (see _pickle_recipe)."""
+    return EmbeddingClient(address, **options)
 
 
 def _read_reply(response):

@@ -43,7 +43,8 @@ from embedding_client.client import (DEFAULT_BAG_MODE, DEFAULT_LOOKUP_DTYPE,
                                      DEFAULT_MAX_MESSAGE_BYTES,
                                      DEFAULT_MAX_RETRIES,
                                      DEFAULT_TIMEOUT_SECONDS, EmbeddingClient,
-                                     bag_inputs, bag_mode, empty_rows)
+                                     _pickle_recipe, bag_inputs, bag_mode,
+                                     empty_rows)
 from embedding_client.errors import (DeadlineExceededError, EmbeddingError,
                                      FailedPreconditionError,
                                      InvalidArgumentError, UnavailableError,
@@ -116,7 +117,8 @@ class ShardedClient(EmbeddingClient):
 
     The keyword arguments are EmbeddingClient's and apply to every shard;
     all shards share one client_id. Made by EmbeddingClient(list of two or
-    more addresses).
+    more addresses). Pickles as EmbeddingClient does (the addresses and
+    options, a fresh client_id, no token), unpickling to a ShardedClient.
     """
 
     def __init__(self, addresses, *, timeout=DEFAULT_TIMEOUT_SECONDS,
@@ -127,7 +129,12 @@ class ShardedClient(EmbeddingClient):
         self.addresses = list(addresses)
         self.address = ",".join(self.addresses)
         self.timeout = timeout
+        channel_options = tuple(channel_options)
         self.metadata = security.call_metadata(token, metadata)  # As shards'.
+        self._recipe = _pickle_recipe(
+            self.addresses, token, self.metadata, credentials,
+            timeout=timeout, tls=tls, max_message_bytes=max_message_bytes,
+            max_retries=max_retries, channel_options=channel_options)
         self.max_message_bytes = max_message_bytes
         self.max_retries = max_retries
         self.client_id = client_id or secrets.token_hex(16)
