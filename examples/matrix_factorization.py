@@ -6,8 +6,13 @@ Ratings are generated from hidden low-rank user and item factors plus noise.
 The same model (rating = <user row, item row> + a global bias) is trained
 twice, from the same initial weights on the same batches:
 - local:  nn.Embedding(sparse=True) tables stepped by a torch optimizer;
-- remote: RemoteEmbedding tables on an embedding_server, whose optimizer
-          applies each gradient that backward() pushes.
+- remote: RemoteEmbedding tables on an embedding_server, in one of the two
+          training modes (--push):
+          backward: the server's optimizer applies each gradient that
+                    backward() pushes (one server step per backward);
+          step:     backward() accumulates the gradient locally and
+                    RemoteOptimizer.step() pushes it, next to the torch
+                    optimizer's step (here too once per batch).
 The global bias is a local Parameter in both runs (stepped by torch), so the
 example also shows remote and local parameters side by side. Both losses are
 printed per epoch; they agree to float rounding.
@@ -24,7 +29,8 @@ import torch
 from torch import nn
 
 from embedding_client import EmbeddingClient, NotFoundError
-from embedding_client.nn import RemoteEmbedding, download_embedding
+from embedding_client.nn import (RemoteEmbedding, RemoteOptimizer,
+                                 download_embedding, local_parameters)
 
 
 @dataclasses.dataclass
@@ -37,6 +43,7 @@ class Config:
     batch_size: int = 256
     epochs: int = 5
     optimizer: str = "sgd"  # "sgd" or "adagrad".
+    push: str = "backward"  # The remote tables' mode: "backward" or "step".
     lr: float = 0.0        # Of the tables; 0: the default below.
     bias_lr: float = 0.01
     seed: int = 0
@@ -98,10 +105,11 @@ def torch_optimizer(config, model):
     """The torch optimizer matching config.optimizer, for local parameters.
 
     The bias gets its own small learning rate; the embedding tables, when
-    local, get config.learning_rate().
+    local, get config.learning_rate(). (local_parameters leaves out the
+    remote tables' parameters, which hold no rows.)
     """
     kind = {"sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
-    tables = [p for name, p in model.named_parameters() if name != "bias"]
+    tables = [p for p in local_parameters(model) if p is not model.bias]
     groups = [{"params": [model.bias], "lr": config.bias_lr}]
     if tables:
         groups.append({"params": tables})
@@ -114,14 +122,16 @@ def server_optimizer(config):
     return {"type": config.optimizer, "lr": config.learning_rate()}
 
 
-def train(model, optimizer, config, data):
+def train(model, optimizers, config, data):
     """Trains `model`; returns the loss of every step, in order."""
     losses = []
     for _, users, items, ratings in batches(config, data):
-        optimizer.zero_grad()
+        for optimizer in optimizers:
+            optimizer.zero_grad()
         loss = nn.functional.mse_loss(model(users, items), ratings)
-        loss.backward()  # Remote tables push their gradients here.
-        optimizer.step()
+        loss.backward()  # push="backward" tables push their gradients here,
+        for optimizer in optimizers:  # push="step" ones in remote.step().
+            optimizer.step()
         losses.append(loss.item())
     return losses
 
@@ -130,7 +140,7 @@ def train_local(config, data):
     """Returns (losses, model) of the all-local run."""
     users, items = initial_embeddings(config)
     model = MatrixFactorization(users, items)
-    return train(model, torch_optimizer(config, model),
+    return train(model, [torch_optimizer(config, model)],
                  config, data), model
 
 
@@ -148,11 +158,14 @@ def train_remote(client, config, data, prefix="mf"):
         except NotFoundError:
             pass
         tables.append(RemoteEmbedding.from_embedding(
-            client, table, local, optimizer=server_optimizer(config)))
+            client, table, local, optimizer=server_optimizer(config),
+            push=config.push))
     model = MatrixFactorization(*tables)
-    # model.parameters() is only the bias: the tables step on the server.
-    return train(model, torch_optimizer(config, model),
-                 config, data), model
+    # The torch optimizer steps the bias; the tables step on the server.
+    optimizers = [torch_optimizer(config, model)]
+    if config.push == "step":
+        optimizers.append(RemoteOptimizer(model))
+    return train(model, optimizers, config, data), model
 
 
 def epoch_means(config, losses):
@@ -167,13 +180,16 @@ def main(argv=None):
                         help="embedding_server address (host:port)")
     parser.add_argument("--optimizer", choices=("sgd", "adagrad"),
                         default="sgd")
+    parser.add_argument("--push", choices=("backward", "step"),
+                        default="backward",
+                        help="training mode of the remote tables")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--lr", type=float, default=0.0,
                         help="learning rate (default: 20 sgd, 0.1 adagrad)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    config = Config(optimizer=args.optimizer, epochs=args.epochs, lr=args.lr,
-                    seed=args.seed)
+    config = Config(optimizer=args.optimizer, push=args.push,
+                    epochs=args.epochs, lr=args.lr, seed=args.seed)
     data = make_ratings(config)
 
     local_losses, local_model = train_local(config, data)
@@ -184,7 +200,8 @@ def main(argv=None):
             client.delete_table(table)
 
     print(f"{config.optimizer}, lr {config.learning_rate()}, "
-          f"{len(local_losses) // config.epochs} steps per epoch")
+          f"{len(local_losses) // config.epochs} steps per epoch, "
+          f"remote tables push on {config.push}")
     print("epoch  local loss  remote loss")
     for epoch, (local, remote) in enumerate(zip(
             epoch_means(config, local_losses),

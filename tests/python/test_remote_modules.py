@@ -7,7 +7,8 @@ from torch import nn
 
 from embedding_client import SGD
 from embedding_client.nn import (RemoteEmbedding, RemoteEmbeddingBag,
-                                 download_embedding, upload_embedding)
+                                 download_embedding, local_parameters,
+                                 upload_embedding)
 
 
 def _local(rows=12, dim=5, **kwargs):
@@ -21,7 +22,7 @@ def _one_sgd_step(module, lr, *inputs):
     out = module(*inputs)
     weight = torch.linspace(-1, 1, out.numel()).reshape(out.shape)
     (out * weight).sum().backward()
-    params = list(module.parameters())
+    params = local_parameters(module)
     if params:
         torch.optim.SGD(params, lr=lr).step()
     return out
@@ -42,7 +43,8 @@ def test_remote_embedding_trains_as_nn_embedding(client, table):
     local = _local(padding_idx=0, sparse=True)
     remote = RemoteEmbedding.from_embedding(client, table, local,
                                             optimizer=SGD(lr=0.5))
-    assert list(remote.parameters()) == []
+    # Its one parameter is the empty anchor of push="backward".
+    assert [p.numel() for p in remote.parameters()] == [0]
     assert (remote.num_embeddings, remote.embedding_dim,
             remote.padding_idx) == (12, 5, 0)
     indices = torch.tensor([[1, 0, 4], [4, 4, 11]])

@@ -2,7 +2,9 @@
 
 The example's matrix-factorisation model is trained for 4 epochs (316 steps)
 from the same initial weights on the same batches, once with local sparse
-tables and a torch optimizer, once with remote tables stepped by the server.
+tables and a torch optimizer, once with remote tables stepped by the server,
+in both training modes (push="backward": each backward pushes; push="step":
+RemoteOptimizer.step() pushes).
 Losses must agree step by step and the final tables to 1e-5, on one server
 and on a 3-shard cluster (the sharded client: pushes reach every shard, so
 every shard counts every step). (They agree to
@@ -30,20 +32,22 @@ def trainer_client(request):
             yield sharded
 
 
+@pytest.mark.parametrize("push", ["backward", "step"])
 @pytest.mark.parametrize("optimizer", ["sgd", "adagrad"])
-def test_remote_training_matches_local(trainer_client, example, optimizer):
+def test_remote_training_matches_local(trainer_client, example, optimizer,
+                                       push):
     client = trainer_client
-    config = example.Config(optimizer=optimizer, epochs=4)
+    config = example.Config(optimizer=optimizer, push=push, epochs=4)
     data = example.make_ratings(config)
     local_losses, local_model = example.train_local(config, data)
     remote_losses, remote_model = example.train_remote(
-        client, config, data, prefix=f"equivalence_{optimizer}")
+        client, config, data, prefix=f"equivalence_{optimizer}_{push}")
 
     assert len(remote_losses) == len(local_losses) == 316
     np.testing.assert_allclose(remote_losses, local_losses, rtol=1e-5)
     assert local_losses[-1] < 0.25 * local_losses[0]  # It did learn.
     for name in ("users", "items"):
-        table = f"equivalence_{optimizer}_{name}"
+        table = f"equivalence_{optimizer}_{push}_{name}"
         torch.testing.assert_close(download_embedding(client, table).weight,
                                    getattr(local_model, name).weight,
                                    rtol=0, atol=1e-5)
@@ -52,9 +56,12 @@ def test_remote_training_matches_local(trainer_client, example, optimizer):
                                rtol=0, atol=1e-5)
 
 
-def test_example_prints_both_losses_per_epoch(server, example, capsys):
-    assert example.main(["--server", server.address, "--epochs", "2"]) == 0
+@pytest.mark.parametrize("push", ["backward", "step"])
+def test_example_prints_both_losses_per_epoch(server, example, capsys, push):
+    assert example.main(["--server", server.address, "--epochs", "2",
+                         "--push", push]) == 0
     lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith(f"remote tables push on {push}")
     assert lines[1].split() == ["epoch", "local", "loss", "remote", "loss"]
     for epoch, line in enumerate(lines[2:4], 1):
         number, local, remote = line.split()

@@ -43,7 +43,8 @@ from embedding_client.security import TOKEN_ENVIRONMENT_VARIABLE, TlsOptions
 
 __version__ = "0.1.0"
 
-_TORCH_NAMES = ("RemoteEmbedding", "RemoteEmbeddingBag", "upload_embedding",
+_TORCH_NAMES = ("RemoteEmbedding", "RemoteEmbeddingBag", "RemoteOptimizer",
+                "upload_embedding",
                 "download_embedding")
 
 
