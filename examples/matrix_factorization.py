@@ -13,6 +13,10 @@ twice, from the same initial weights on the same batches:
           step:     backward() accumulates the gradient locally and
                     RemoteOptimizer.step() pushes it, next to the torch
                     optimizer's step (here too once per batch).
+          --pipeline N (with backward) sends pushes in the background, up
+          to N queued, and prefetches the next batch's rows while the
+          current batch computes: rows may then be up to N + 1 steps stale,
+          so its losses differ a little from the local run's.
 The global bias is a local Parameter in both runs (stepped by torch), so the
 example also shows remote and local parameters side by side. Both losses are
 printed per epoch; they agree to float rounding.
@@ -44,6 +48,7 @@ class Config:
     epochs: int = 5
     optimizer: str = "sgd"  # "sgd" or "adagrad".
     push: str = "backward"  # The remote tables' mode: "backward" or "step".
+    pipeline: int = 0  # Pushes queued in the background (0: synchronous).
     lr: float = 0.0        # Of the tables; 0: the default below.
     bias_lr: float = 0.01
     seed: int = 0
@@ -122,13 +127,22 @@ def server_optimizer(config):
     return {"type": config.optimizer, "lr": config.learning_rate()}
 
 
-def train(model, optimizers, config, data):
-    """Trains `model`; returns the loss of every step, in order."""
+def train(model, optimizers, config, data, prefetch=False):
+    """Trains `model`; returns the loss of every step, in order.
+
+    prefetch: look the next batch's rows up while this one computes.
+    """
     losses = []
-    for _, users, items, ratings in batches(config, data):
+    steps = list(batches(config, data))
+    for step, (_, users, items, ratings) in enumerate(steps):
         for optimizer in optimizers:
             optimizer.zero_grad()
-        loss = nn.functional.mse_loss(model(users, items), ratings)
+        predictions = model(users, items)
+        if prefetch and step + 1 < len(steps):
+            _, next_users, next_items, _ = steps[step + 1]
+            model.users.prefetch(next_users)
+            model.items.prefetch(next_items)
+        loss = nn.functional.mse_loss(predictions, ratings)
         loss.backward()  # push="backward" tables push their gradients here,
         for optimizer in optimizers:  # push="step" ones in remote.step().
             optimizer.step()
@@ -159,13 +173,17 @@ def train_remote(client, config, data, prefix="mf"):
             pass
         tables.append(RemoteEmbedding.from_embedding(
             client, table, local, optimizer=server_optimizer(config),
-            push=config.push))
+            push=config.push, max_pushes_in_flight=config.pipeline))
     model = MatrixFactorization(*tables)
     # The torch optimizer steps the bias; the tables step on the server.
     optimizers = [torch_optimizer(config, model)]
     if config.push == "step":
         optimizers.append(RemoteOptimizer(model))
-    return train(model, optimizers, config, data), model
+    losses = train(model, optimizers, config, data,
+                   prefetch=config.pipeline > 0)
+    for table in tables:
+        table.flush()  # The last queued pushes.
+    return losses, model
 
 
 def epoch_means(config, losses):
@@ -183,13 +201,17 @@ def main(argv=None):
     parser.add_argument("--push", choices=("backward", "step"),
                         default="backward",
                         help="training mode of the remote tables")
+    parser.add_argument("--pipeline", type=int, default=0, metavar="N",
+                        help="with --push backward: up to N pushes sent in "
+                        "the background, and the next batch prefetched")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--lr", type=float, default=0.0,
                         help="learning rate (default: 20 sgd, 0.1 adagrad)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     config = Config(optimizer=args.optimizer, push=args.push,
-                    epochs=args.epochs, lr=args.lr, seed=args.seed)
+                    pipeline=args.pipeline, epochs=args.epochs, lr=args.lr,
+                    seed=args.seed)
     data = make_ratings(config)
 
     local_losses, local_model = train_local(config, data)
@@ -201,7 +223,9 @@ def main(argv=None):
 
     print(f"{config.optimizer}, lr {config.learning_rate()}, "
           f"{len(local_losses) // config.epochs} steps per epoch, "
-          f"remote tables push on {config.push}")
+          f"remote tables push on {config.push}"
+          + (f", pipelined ({config.pipeline} pushes queued, prefetch)"
+             if config.pipeline else ""))
     print("epoch  local loss  remote loss")
     for epoch, (local, remote) in enumerate(zip(
             epoch_means(config, local_losses),

@@ -68,3 +68,15 @@ def test_example_prints_both_losses_per_epoch(server, example, capsys, push):
         assert int(number) == epoch
         assert float(local) == pytest.approx(float(remote), rel=1e-5)
     assert lines[4].startswith("largest difference of the trained item rows")
+
+
+def test_example_pipelined_learns_as_local(server, example, capsys):
+    """--pipeline 2: rows up to 3 steps stale, so the losses differ from the
+    local run's, but it learns as much (last epoch within 25%)."""
+    assert example.main(["--server", server.address, "--epochs", "3",
+                         "--pipeline", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].endswith("pipelined (2 pushes queued, prefetch)")
+    losses = [tuple(map(float, line.split()[1:])) for line in lines[2:5]]
+    assert losses[-1][1] < 0.1 * losses[0][1]  # It learned.
+    assert losses[-1][1] == pytest.approx(losses[-1][0], rel=0.25)

@@ -43,6 +43,15 @@ class _Binding:
     learning_rate: Optional[float] = None
     push: str = PUSH_ON_BACKWARD
 
+    def run_lookup(self, request, lookup):
+        """Returns lookup()'s rows (a module may have them prefetched)."""
+        del request
+        return lookup()
+
+    def run_push(self, send):
+        """Sends a push (a module may queue it, see pipeline.py)."""
+        send()
+
 
 def _as_float32_tensor(rows, like):
     """Returns a numpy lookup result as a float32 tensor on `like`'s device."""
@@ -139,17 +148,43 @@ def _bag_weight_grad(remote, bag, grad_output):
     return _weight_grad(remote, bag["indices"], output_of, grad_output)
 
 
+def lookup_request(remote, indices):
+    """(request, lookup) of a Lookup: the numpy arrays that name it, and
+    the call that answers it."""
+    index_array = indices.detach().cpu().numpy()
+    return (index_array,), lambda: remote.client.lookup(
+        remote.table, index_array, dtype=remote.wire_dtype)
+
+
+_BAG_ARRAYS = ("indices", "offsets", "per_sample_weights")
+
+
+def bag_request(remote, indices, offsets, per_sample_weights):
+    """(request, lookup) of a LookupBag, as lookup_request's."""
+    request = (indices.detach().cpu().numpy(),
+               None if offsets is None else offsets.detach().cpu().numpy(),
+               (None if per_sample_weights is None else
+                _grad_array(per_sample_weights)))
+    return request, lambda: remote.client.lookup_bag(
+        remote.table, dtype=remote.wire_dtype,
+        return_max_indices=remote.mode == "max", **_bag(remote, request))
+
+
+def _bag(remote, request):
+    """The lookup_bag / push_bag_gradients arguments of a bag request."""
+    return dict(zip(_BAG_ARRAYS, request), mode=remote.mode,
+                include_last_offset=remote.include_last_offset)
+
+
 class _Lookup(torch.autograd.Function):
     """Forward: Lookup. Backward: a push (push="backward") or the sparse
     weight gradient (push="step")."""
 
     @staticmethod
     def forward(ctx, grad_input, remote, indices):
-        index_array = indices.detach().cpu().numpy()
-        rows = remote.client.lookup(remote.table, index_array,
-                                    dtype=remote.wire_dtype)
-        ctx.remote, ctx.indices = remote, index_array
-        return _as_float32_tensor(rows, indices)
+        request, lookup = lookup_request(remote, indices)
+        ctx.remote, (ctx.indices,) = remote, request
+        return _as_float32_tensor(remote.run_lookup(request, lookup), indices)
 
     @staticmethod
     def backward(ctx, grad_output):
@@ -168,16 +203,10 @@ class _LookupBag(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, grad_input, remote, indices, offsets, per_sample_weights):
-        bag = dict(
-            indices=indices.detach().cpu().numpy(),
-            offsets=None if offsets is None else offsets.detach().cpu().numpy(),
-            mode=remote.mode,
-            per_sample_weights=(None if per_sample_weights is None else
-                                _grad_array(per_sample_weights)),
-            include_last_offset=remote.include_last_offset)
-        rows = remote.client.lookup_bag(
-            remote.table, dtype=remote.wire_dtype,
-            return_max_indices=remote.mode == "max", **bag)
+        request, lookup = bag_request(remote, indices, offsets,
+                                      per_sample_weights)
+        rows = remote.run_lookup(request, lookup)
+        bag = _bag(remote, request)
         if remote.mode == "max":
             rows, bag["max_indices"] = rows
         ctx.remote, ctx.bag = remote, bag
@@ -200,7 +229,7 @@ def _gradients(remote, inputs, weight_grad, push):
     None: optimizers skip it)."""
     if remote.push == PUSH_ON_STEP:
         return (weight_grad(),) + (None,) * (inputs - 1)
-    push()
+    remote.run_push(push)
     return (None,) * inputs
 
 

@@ -13,6 +13,8 @@ Two training modes (push=):
 
 Both modes look up without pushing under torch.no_grad(). state_dict()
 holds the table's rows under "weight", as nn.Embedding's (see state.py).
+Pipelined training (pushes in the background, prefetched lookups; off by
+default) is described in pipeline.py.
 """
 
 import collections
@@ -22,7 +24,7 @@ import torch
 from torch import nn
 
 from embedding_client.client import DEFAULT_BAG_MODE, DEFAULT_LOOKUP_DTYPE
-from embedding_client.nn import functional, state, transfer
+from embedding_client.nn import functional, pipeline, state, transfer
 
 # A state_dict() copies the rows into this process: above this size it
 # raises instead (use the server's checkpoints, or state_dict_weights=False).
@@ -43,12 +45,18 @@ class _RemoteTable(nn.Module):
 
     def __init__(self, client, table, *, push=functional.PUSH_ON_BACKWARD,
                  wire_dtype=DEFAULT_LOOKUP_DTYPE, learning_rate=None,
-                 state_dict_weights=True,
+                 max_pushes_in_flight=0, state_dict_weights=True,
                  state_dict_max_bytes=STATE_DICT_MAX_BYTES):
         super().__init__()
         if push not in functional.PUSH_MODES:
             raise ValueError(f"push must be one of {functional.PUSH_MODES}, "
                              f"got {push!r}")
+        if max_pushes_in_flight < 0 or (
+                max_pushes_in_flight and push != functional.PUSH_ON_BACKWARD):
+            raise ValueError(
+                "max_pushes_in_flight must be >= 0, and 0 unless "
+                f"push='backward'; got {max_pushes_in_flight} with "
+                f"push={push!r}")
         info = client.get_table(table)
         self.client = client
         self.table = table
@@ -61,8 +69,10 @@ class _RemoteTable(nn.Module):
         self.push = push
         self.wire_dtype = wire_dtype
         self.learning_rate = learning_rate
+        self.max_pushes_in_flight = max_pushes_in_flight
         self.state_dict_weights = state_dict_weights
         self.state_dict_max_bytes = state_dict_max_bytes
+        self._pipeline = None  # Made on first use; never pickled or copied.
         if push == functional.PUSH_ON_STEP:
             self.weight = _empty_sparse_weight(info.num_embeddings,
                                                info.embedding_dim)
@@ -113,6 +123,44 @@ class _RemoteTable(nn.Module):
                 "model) and step remote tables with RemoteOptimizer")
         return self.weight
 
+    # ---- pipelined training (pipeline.py) ---------------------------------
+
+    def _pipelined(self):
+        if self._pipeline is None:
+            self._pipeline = pipeline.Pipeline(self.max_pushes_in_flight)
+        return self._pipeline
+
+    def run_lookup(self, request, lookup):
+        """The rows of a lookup request: prefetched ones if they match."""
+        if self._pipeline is None:
+            return lookup()
+        return self._pipeline.lookup(request, lookup)
+
+    def run_push(self, send):
+        """Sends a push now, or queues it (max_pushes_in_flight > 0)."""
+        if self.max_pushes_in_flight:
+            self._pipelined().push(send)
+        else:
+            send()
+
+    def flush(self):
+        """Waits until this module's queued pushes are applied; raises the
+        first that failed. (Nothing to wait for when pushes are
+        synchronous.)"""
+        if self._pipeline is not None:
+            self._pipeline.flush()
+
+    def _prefetch(self, request, lookup):
+        # Copies: the caller may refill its input tensors before forward().
+        request = tuple(None if array is None else array.copy()
+                        for array in request)
+        self._pipelined().prefetch(request, lookup)
+
+    def __getstate__(self):
+        state_of = self.__dict__.copy()
+        state_of["_pipeline"] = None  # Threads: the copy makes its own.
+        return state_of
+
     # ---- state_dict (state.py does the work) -----------------------------
 
     def _save_to_state_dict(self, destination, prefix, keep_vars):
@@ -135,6 +183,8 @@ class _RemoteTable(nn.Module):
                 value = collections.OrderedDict(
                     (name, _copy_parameter(parameter, memo))
                     for name, parameter in value.items())
+            elif key == "_pipeline":
+                value = None  # Threads: the copy makes its own.
             else:
                 value = copy.deepcopy(value, memo)
             clone.__dict__[key] = value
@@ -164,12 +214,18 @@ class RemoteEmbedding(_RemoteTable):
     backward pushes, the server steps) or "step" (RemoteOptimizer pushes
     the accumulated gradient). wire_dtype "float16"/"bfloat16" halves the
     lookup bytes (rows are rounded); learning_rate overrides the table's
-    for this module's pushes. state_dict_weights, state_dict_max_bytes:
-    what state_dict() holds (see state.py).
+    for this module's pushes. max_pushes_in_flight: pushes sent in the
+    background (0: synchronous; see pipeline.py). state_dict_weights,
+    state_dict_max_bytes: what state_dict() holds (see state.py).
     """
 
     def forward(self, input):
         return functional._Lookup.apply(self._grad_input(), self, input)
+
+    def prefetch(self, input):
+        """Starts looking up `input` in the background; forward(input) then
+        takes those rows (see pipeline.py for how stale they may be)."""
+        self._prefetch(*functional.lookup_request(self, input))
 
 
 class RemoteEmbeddingBag(_RemoteTable):
@@ -200,6 +256,12 @@ class RemoteEmbeddingBag(_RemoteTable):
         functional._check_sample_weights(per_sample_weights)
         return functional._LookupBag.apply(self._grad_input(), self, input,
                                            offsets, per_sample_weights)
+
+    def prefetch(self, input, offsets=None, per_sample_weights=None):
+        """As RemoteEmbedding.prefetch, for forward(input, offsets,
+        per_sample_weights)."""
+        self._prefetch(*functional.bag_request(self, input, offsets,
+                                               per_sample_weights))
 
     def extra_repr(self):
         return f"{super().extra_repr()}, mode={self.mode!r}"

@@ -51,6 +51,7 @@ def identity_of(module):
         optimizer=module.info().optimizer,
         options=dict(push=module.push, wire_dtype=module.wire_dtype,
                      learning_rate=module.learning_rate,
+                     max_pushes_in_flight=module.max_pushes_in_flight,
                      state_dict_weights=module.state_dict_weights,
                      state_dict_max_bytes=module.state_dict_max_bytes))
     for name in ("mode", "include_last_offset"):
