@@ -171,3 +171,15 @@ def test_pipelining_options_are_checked(client, table):
         RemoteEmbedding(client, table, max_pushes_in_flight=-1)
     with pytest.raises(ValueError, match="push='backward'"):
         RemoteEmbedding(client, table, push="step", max_pushes_in_flight=2)
+
+
+def test_lookup_stream_of_a_module_equals_forward(client, table):
+    remote = RemoteEmbedding.from_embedding(client, table, _local(),
+                                            optimizer=SGD(lr=0.5))
+    inputs = [torch.tensor([[1, 2], [3, 4]]), torch.tensor([7]),
+              torch.tensor([0, 0, 24])]
+    got = list(remote.lookup_stream(iter(inputs)))
+    assert len(got) == len(inputs)
+    for rows, input in zip(got, inputs):
+        assert rows.dtype == torch.float32 and not rows.requires_grad
+        torch.testing.assert_close(rows, remote(input).detach())

@@ -227,6 +227,16 @@ class RemoteEmbedding(_RemoteTable):
         takes those rows (see pipeline.py for how stale they may be)."""
         self._prefetch(*functional.lookup_request(self, input))
 
+    def lookup_stream(self, inputs):
+        """For inference loops: yields forward(input) of each index tensor
+        of `inputs`, without gradient, in order, over one LookupStream call
+        (the client's lookup_stream: batches go out without waiting for the
+        replies before them)."""
+        arrays = (input.detach().cpu().numpy() for input in inputs)
+        for rows in self.client.lookup_stream(self.table, arrays,
+                                              dtype=self.wire_dtype):
+            yield functional._as_float32_tensor(rows, torch.empty(0))
+
 
 class RemoteEmbeddingBag(_RemoteTable):
     """nn.EmbeddingBag whose table lives on an embedding_server.
