@@ -34,7 +34,7 @@ namespace embedding {
 // MAX mode, `max_indices` (bags * dim) receives the winning row per element
 // (-1 for empty bags); it may be null otherwise. `read_row(index, use)` calls
 // `use(const float* row)` with the floats of global row `index`, read as of
-// one update (the table holds the row's lock during the call). REQUIRES:
+// one update (a consistent copy, see EmbeddingTable). REQUIRES:
 // `read_row` can read every index of the batch. Asks `cancel` every
 // kRowsBetweenCancelChecks rows and returns cancel.Status() when it says so
 // (`out` then partly written).

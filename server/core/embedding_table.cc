@@ -218,9 +218,10 @@ absl::Status EmbeddingTable::ValidateIndices(absl::Span<const int64_t> indices,
   return absl::OkStatus();
 }
 
-void EmbeddingTable::PrefetchRow(int64_t local_row, bool state) const {
-  // Random rows miss the cache; the lock's atomic instruction keeps the CPU
-  // from overlapping those misses on its own, so ask for them early.
+inline void EmbeddingTable::PrefetchRow(int64_t local_row, bool state) const {
+  // Random rows miss the cache; a push's lock (an atomic instruction) keeps
+  // the CPU from overlapping those misses on its own, and a lookup's copy
+  // loop runs too few rows ahead, so ask for them early.
   constexpr int64_t kFloatsPerLine = 64 / sizeof(float);
   const float* row = RowData(local_row);
   for (int64_t d = 0; d < dim_; d += kFloatsPerLine) {
@@ -267,32 +268,49 @@ void EmbeddingTable::BeforeRowChange(Stripe& stripe, int64_t local_row,
   stamp.store(mutation.epoch, std::memory_order_relaxed);
 }
 
-template <typename Use>
-void EmbeddingTable::ReadRow(int64_t local_row, bool renorm, Use&& use) {
+void EmbeddingTable::CopyRow(int64_t local_row, void* out) const {
   Stripe& stripe = StripeOf(local_row);
   const float* row = RowData(local_row);
-  {
-    ReaderLock lock(&stripe.mu);
-    if (!renorm || !max_norm_.has_value() ||
-        RowNorm(row, dim_, norm_type_) <= *max_norm_) {
-      use(row);
-      return;
-    }
+  for (int attempt = 0; attempt < kOptimisticReads; ++attempt) {
+    const uint32_t begin = stripe.seq.ReadBegin();
+    if ((begin & 1) != 0) continue;  // A change is under way.
+    LoadFloatsRelaxed(row, dim_, out);
+    if (stripe.seq.ReadValid(begin)) return;
   }
-  // torch's embedding_renorm_: scale = max_norm / (norm + 1e-7). Re-check
+  // Changes kept overlapping: wait for the one under way and copy while
+  // the next waits.
+  ReaderLock lock(&stripe.mu);
+  LoadFloatsRelaxed(row, dim_, out);
+}
+
+void EmbeddingTable::ReadRow(int64_t local_row, bool renorm, float* out) {
+  CopyRow(local_row, out);
+  if (!renorm || !max_norm_.has_value() ||
+      RowNorm(out, dim_, norm_type_) <= *max_norm_) {
+    return;
+  }
+  // torch's embedding_renorm_: scale = max_norm / (norm + 1e-7). Re-read
   // under the writer lock: another lookup may have renormed it meanwhile.
   // Renorming changes the row, so it is a mutation for snapshots.
   ReaderLock barrier(&mutation_barrier_);
   const MutationContext mutation = CurrentMutation();
+  Stripe& stripe = StripeOf(local_row);
   WriterLock lock(&stripe.mu);
-  const double norm = RowNorm(row, dim_, norm_type_);
+  std::copy_n(RowData(local_row), dim_, out);  // No writer can race.
+  const double norm = RowNorm(out, dim_, norm_type_);
   if (norm > *max_norm_) {
     BeforeRowChange(stripe, local_row, mutation);
     const float scale = static_cast<float>(*max_norm_ / (norm + 1e-7));
-    float* mutable_row = RowData(local_row);
-    for (int64_t d = 0; d < dim_; ++d) mutable_row[d] *= scale;
+    for (int64_t d = 0; d < dim_; ++d) out[d] *= scale;
+    StoreRow(stripe, local_row, out);
   }
-  use(row);
+}
+
+void EmbeddingTable::StoreRow(Stripe& stripe, int64_t local_row,
+                              const float* values) {
+  stripe.seq.WriteBegin();
+  StoreFloatsRelaxed(values, dim_, RowData(local_row));
+  stripe.seq.WriteEnd();
 }
 
 int64_t EmbeddingTable::PreImageBytes() const {
@@ -323,6 +341,11 @@ absl::Status EmbeddingTable::Gather(absl::Span<const int64_t> indices,
   EMBEDDING_RETURN_IF_ERROR(ValidateIndices(indices, "index"));
   const size_t row_bytes = dim_ * ElementSize(dtype);
   char* dst = static_cast<char*>(out);
+  // float32 rows that need no renorm go straight to `out`; others through
+  // one row of scratch.
+  const bool direct =
+      dtype == DType::kFloat32 && !(renorm && max_norm_.has_value());
+  std::vector<float> row(direct ? 0 : dim_);
   // Blocks of rows with a check between them; the inner loop as tight as
   // without.
   for (size_t begin = 0; begin < indices.size();
@@ -334,8 +357,12 @@ absl::Status EmbeddingTable::Gather(absl::Span<const int64_t> indices,
       if (i + kPrefetchDistance < indices.size()) {
         PrefetchRow(LocalRow(indices[i + kPrefetchDistance]), /*state=*/false);
       }
-      ReadRow(LocalRow(indices[i]), renorm,
-              [&](const float* row) { ConvertFloats(row, dim_, dtype, dst); });
+      if (direct) {
+        CopyRow(LocalRow(indices[i]), dst);
+      } else {
+        ReadRow(LocalRow(indices[i]), renorm, row.data());
+        ConvertFloats(row.data(), dim_, dtype, dst);
+      }
       dst += row_bytes;
     }
   }
@@ -356,10 +383,12 @@ absl::Status EmbeddingTable::LookupBag(const ValidatedBagBatch& batch,
                                        const Cancellation& cancel) {
   EMBEDDING_RETURN_IF_ERROR(CheckBagMode(batch.mode()));
   EMBEDDING_RETURN_IF_ERROR(ValidateIndices(batch.indices(), "index"));
+  std::vector<float> row(dim_);
   EMBEDDING_RETURN_IF_ERROR(PoolBags(
       batch, dim_, padding_global_row_,
-      [this](int64_t index, const auto& use) {
-        ReadRow(LocalRow(index), /*renorm=*/true, use);
+      [&](int64_t index, const auto& use) {
+        ReadRow(LocalRow(index), /*renorm=*/true, row.data());
+        use(row.data());
       },
       dtype, out, max_indices, cancel));
   counters_.AddLookup(static_cast<int64_t>(batch.indices().size()));
@@ -474,8 +503,10 @@ absl::StatusOr<PushResult> EmbeddingTable::ApplyPush(
     Stripe& stripe = StripeOf(row);
     WriterLock lock(&stripe.mu);
     BeforeRowChange(stripe, row, mutation);
-    ApplyOptimizerRow(optimizer, params, dim_, gradient.sum(slot), RowData(row),
-                      StateData(row));
+    stripe.seq.WriteBegin();
+    ApplyOptimizerRowShared(optimizer, params, dim_, gradient.sum(slot),
+                            RowData(row), StateData(row));
+    stripe.seq.WriteEnd();
   }
   return PushResult{
       .rows_updated = static_cast<int64_t>(gradient.size()),
@@ -514,7 +545,7 @@ absl::StatusOr<int64_t> EmbeddingTable::WriteRows(
     Stripe& stripe = StripeOf(row);
     WriterLock lock(&stripe.mu);
     BeforeRowChange(stripe, row, mutation);
-    std::copy_n(&values[i * dim_], dim_, RowData(row));
+    StoreRow(stripe, row, &values[i * dim_]);
   }
   counters_.AddWrite(static_cast<int64_t>(indices.size()));
   return version_.fetch_add(1, std::memory_order_relaxed) + 1;
@@ -548,7 +579,7 @@ absl::StatusOr<int64_t> EmbeddingTable::WriteRowRange(
     Stripe& stripe = StripeOf(row);
     WriterLock lock(&stripe.mu);
     BeforeRowChange(stripe, row, mutation);
-    std::copy_n(&values[(global - start_row) * dim_], dim_, RowData(row));
+    StoreRow(stripe, row, &values[(global - start_row) * dim_]);
   }
   counters_.AddWrite(held.count);
   return version_.fetch_add(1, std::memory_order_relaxed) + 1;

@@ -18,12 +18,15 @@
 // cancelled one changes nothing, and once one starts to apply it finishes.
 //
 // Thread-safe: any number of lookups and pushes may run at once. Rows are
-// guarded by striped reader-writer locks (row r by stripe r % kLockStripes):
-// a lookup copies each row under its stripe's reader lock, so it never sees a
-// torn row; a push updates each touched row once under the writer lock, so
-// concurrent pushes to one row never lose each other's update. Every request
-// is validated completely before any row is touched: a rejected request
-// changes nothing.
+// guarded by striped locks (row r by stripe r % kLockStripes). A change to a
+// row (push, write, max_norm renorm) holds its stripe's writer lock, so
+// concurrent pushes to one row never lose each other's update, and bumps the
+// stripe's sequence counter around its stores. A lookup reads optimistically
+// (a seqlock, seqlock.h): it copies the row, then checks the counter and
+// copies again if a change overlapped, so it never returns a torn row and
+// writes nothing shared; after kOptimisticReads overlapped copies it takes
+// the reader lock, so a reader cannot starve. Every request is validated
+// completely before any row is touched: a rejected request changes nothing.
 //
 // Snapshots (table_snapshot.h) take a consistent cut while all this goes on:
 // every mutation (push, write, max_norm renorm) holds the table's mutation
@@ -41,6 +44,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/base/attributes.h"
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
@@ -55,6 +59,7 @@
 #include "server/core/gradient_accumulator.h"
 #include "server/core/memory_budget.h"
 #include "server/core/mutex.h"
+#include "server/core/seqlock.h"
 #include "server/core/table_counters.h"
 #include "server/core/table_spec.h"
 
@@ -225,6 +230,8 @@ class EmbeddingTable {
   friend class TableSnapshot;
 
   static constexpr int64_t kLockStripes = 1024;
+  // Copies of a row a lookup tries before it takes the reader lock.
+  static constexpr int kOptimisticReads = 4;
   // Rows ahead that a gather or push prefetches.
   static constexpr size_t kPrefetchDistance = 8;
 
@@ -237,14 +244,21 @@ class EmbeddingTable {
 
   using PreImages = absl::flat_hash_map<int64_t, PreImage>;
 
-  // One cache line: the lock (56 bytes) and a pointer.
+  // Two cache lines: the first holds what every access of a row touches,
+  // the sequence counter and the lock (56 bytes); the second the pointer
+  // only snapshots use.
   struct alignas(64) Stripe {
+    // Odd while a row of the stripe changes; changed only under `mu` held
+    // exclusively.
+    SeqCounter seq;
     SharedMutex mu;
     // Pre-images of this stripe's rows, by local row; allocated when the
     // first is kept.
     std::unique_ptr<PreImages> pre_images ABSL_GUARDED_BY(mu);
   };
-  static_assert(sizeof(Stripe) == 64, "a stripe is one cache line");
+  static_assert(sizeof(SeqCounter) + sizeof(SharedMutex) <= 64 &&
+                    sizeof(Stripe) == 128,
+                "a stripe's counter and lock share one cache line");
 
   // What a mutation needs to know of the snapshot in progress; read under
   // the mutation barrier, so it stays valid until the barrier is released.
@@ -315,13 +329,24 @@ class EmbeddingTable {
 
   // Asks the CPU to load a row (and with `state`, its optimizer state, for
   // writing) into the cache.
-  void PrefetchRow(int64_t local_row, bool state) const;
+  // Always inlined: GCC deems a function whose only effect is a prefetch
+  // free of side effects and drops calls to it.
+  ABSL_ATTRIBUTE_ALWAYS_INLINE void PrefetchRow(int64_t local_row,
+                                                bool state) const;
 
-  // Calls `use(row)` with the row's floats under its reader lock; with
-  // `renorm`, first renormalises it under the writer lock if max_norm
-  // requires.
-  template <typename Use>
-  void ReadRow(int64_t local_row, bool renorm, Use&& use);
+  // Copies a row's weights to `out` (dim floats, any alignment) as of one
+  // change: optimistically, then under the reader lock (see the class
+  // comment).
+  void CopyRow(int64_t local_row, void* out) const;
+
+  // CopyRow to `out`; with `renorm`, a row over max_norm is first
+  // renormalised in place (under the writer lock) and `out` gets the
+  // renormed row.
+  void ReadRow(int64_t local_row, bool renorm, float* out);
+
+  // Replaces a row's weights with `values`, for the optimistic readers.
+  void StoreRow(Stripe& stripe, int64_t local_row, const float* values)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(stripe.mu);
 
   // Lookup and ReadRows: rows of `indices` to `out` as `dtype`.
   absl::Status Gather(absl::Span<const int64_t> indices, DType dtype,
@@ -359,8 +384,13 @@ class EmbeddingTable {
   const float norm_type_;
   const bool scale_grad_by_freq_;
 
-  // Row data: row r and its state are guarded by StripeOf(r). Raw arrays
-  // (not vectors) so the memory is not zero-filled twice at creation.
+  // Row data: row r and its state are guarded by StripeOf(r). Lookups load
+  // the weights without the lock, as relaxed atomics (seqlock.h), so every
+  // store to the weights of a published table is a relaxed atomic too
+  // (StoreRow, ApplyOptimizerRowShared); the state is read only under the
+  // lock. Creation and TableLoader write rows before the table is shared.
+  // Raw arrays (not vectors) so the memory is not zero-filled twice at
+  // creation.
   const std::unique_ptr<float[]> weights_;
   const std::unique_ptr<float[]> state_;
   const std::unique_ptr<Stripe[]> stripes_;

@@ -14,8 +14,12 @@
 //     Step(gradient.row(s), gradient.sum(s));
 //   }
 //
+// A row's sum refers to the caller's gradient until the row comes a second
+// time (or is scaled): only repeated rows are copied and summed, in the
+// order they were added, so sums are bit for bit those of summing from zeros.
+//
 // Memory: a push of n indices of dim floats allocates at most
-// GradientAccumulator::BytesBound(n, dim) = 24 n + 4 n dim bytes (+ 64) of
+// GradientAccumulator::BytesBound(n, dim) = 36 n + 4 n dim bytes (+ 64) of
 // scratch. A thread keeps its scratch between pushes only up to
 // kMaxRetainedBytes; past that it is freed when the push ends.
 //
@@ -24,8 +28,11 @@
 #ifndef SERVER_CORE_GRADIENT_ACCUMULATOR_H_
 #define SERVER_CORE_GRADIENT_ACCUMULATOR_H_
 
+#include <algorithm>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "absl/types/span.h"
@@ -106,16 +113,41 @@ class GradientAccumulator {
   GradientAccumulator(const GradientAccumulator&) = delete;
   GradientAccumulator& operator=(const GradientAccumulator&) = delete;
 
-  // Adds scale * grad[0, dim) to the sum of `row`. Inline: it runs once per
-  // index of every push.
+  // Adds scale * grad[0, dim) to the sum of `row`. A row's first gradient
+  // (scale 1) is not copied: the sum refers to `grad` until the row comes
+  // again, so REQUIRES: grad[0, dim) stays valid and unchanged while this
+  // accumulator is in use. Inline: it runs once per index of every push.
   void Add(int64_t row, const float* grad, float scale) {
-    float* sum = SumOf(row);
-    for (int64_t d = 0; d < dim_; ++d) sum[d] += scale * grad[d];
+    const uint32_t slot = SlotOf(row);
+    if (slot < rows_.size()) {
+      float* sum = Owned(slot);
+      for (int64_t d = 0; d < dim_; ++d) sum[d] += scale * grad[d];
+      return;
+    }
+    rows_.push_back(row);
+    // 0 + 1 * g is g, bit for bit, except that -0 becomes +0: a row holding
+    // -0 is copied so that the sum is exactly what summing from zeros gives.
+    if (scale == 1.0f && !HasNegativeZero(grad)) {
+      sums_.push_back(grad);
+      owned_index_.push_back(kBorrowed);
+      return;
+    }
+    float* sum = NewOwned();
+    for (int64_t d = 0; d < dim_; ++d) sum[d] = 0.0f + scale * grad[d];
   }
 
   // Adds `value` to one column of the sum of `row`.
   void AddElement(int64_t row, int64_t column, float value) {
-    SumOf(row)[column] += value;
+    const uint32_t slot = SlotOf(row);
+    float* sum = nullptr;
+    if (slot < rows_.size()) {
+      sum = Owned(slot);
+    } else {
+      rows_.push_back(row);
+      sum = NewOwned();
+      std::fill(sum, sum + dim_, 0.0f);
+    }
+    sum[column] += value;
   }
 
   // Divides each row's sum by the number of times the row occurs in
@@ -127,7 +159,7 @@ class GradientAccumulator {
   size_t size() const { return rows_.size(); }
   int64_t row(size_t slot) const { return rows_[slot]; }
   // The `dim` summed floats of the row in `slot`.
-  const float* sum(size_t slot) const { return &sums_[slot * dim_]; }
+  const float* sum(size_t slot) const { return sums_[slot]; }
 
   // Bytes its buffers hold.
   int64_t allocated_bytes() const;
@@ -137,24 +169,63 @@ class GradientAccumulator {
   static void ReleaseIfLargeOnThisThread();
 
  private:
+  // owned_index_ of a slot whose sum is the caller's gradient row.
+  static constexpr uint32_t kBorrowed = ~uint32_t{0};
+
   GradientAccumulator() = default;
 
-  // The row's sum, created as zeros on first use.
-  float* SumOf(int64_t row) {
-    const uint32_t slot = index_.FindOrInsert(
+  // The slot of `row`; rows_.size() (not yet pushed) when the row is new.
+  uint32_t SlotOf(int64_t row) {
+    return index_.FindOrInsert(
         row, static_cast<uint32_t>(rows_.size()),
         [this](uint32_t position) { return rows_[position]; });
-    if (slot == rows_.size()) {
-      rows_.push_back(row);
-      sums_.resize(sums_.size() + dim_, 0.0f);
-    }
-    return &sums_[slot * dim_];
   }
 
+  bool HasNegativeZero(const float* grad) const {
+    bool found = false;
+    for (int64_t d = 0; d < dim_; ++d) {
+      found |= std::bit_cast<uint32_t>(grad[d]) == 0x80000000u;
+    }
+    return found;
+  }
+
+  // The writable sum of an existing slot: a borrowed one is copied first.
+  float* Owned(uint32_t slot) {
+    if (owned_index_[slot] != kBorrowed) return OwnedSum(slot);
+    const float* borrowed = sums_[slot];
+    float* sum = Own(slot);
+    std::copy(borrowed, borrowed + dim_, sum);
+    return sum;
+  }
+  // The owned floats of a slot that has them.
+  float* OwnedSum(uint32_t slot) {
+    return &owned_[size_t{owned_index_[slot]} * dim_];
+  }
+
+  // Appends the slot of the row just pushed with `dim` owned floats, unset.
+  float* NewOwned() {
+    sums_.push_back(nullptr);
+    owned_index_.push_back(kBorrowed);
+    return Own(static_cast<uint32_t>(rows_.size() - 1));
+  }
+
+  // Gives `slot` `dim` owned floats, unset, and points its sum at them.
+  float* Own(uint32_t slot);
+
   int64_t dim_ = 0;
-  PositionIndex index_;           // Row -> slot.
-  std::vector<int64_t> rows_;     // Slot -> row.
-  std::vector<float> sums_;       // Slot -> dim floats.
+  // Owned floats ForThisThread expects to need at most: how far owned_ grows
+  // at once.
+  size_t expected_floats_ = 0;
+  PositionIndex index_;             // Row -> slot.
+  std::vector<int64_t> rows_;       // Slot -> row.
+  std::vector<const float*> sums_;  // Slot -> dim floats (caller's or owned).
+  // Slot -> which dim floats of owned_ are its sum, or kBorrowed.
+  std::vector<uint32_t> owned_index_;
+  // Sums of rows that came twice or were scaled, dim floats each; not
+  // zero-filled, as every use writes its floats first.
+  std::unique_ptr<float[]> owned_;
+  size_t owned_size_ = 0;         // Floats in use.
+  size_t owned_capacity_ = 0;     // Floats allocated.
   std::vector<uint32_t> counts_;  // Slot -> occurrences (ScaleByFrequency).
 };
 

@@ -1,6 +1,7 @@
 #include "server/core/optimizer.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 
 namespace embedding {
@@ -12,8 +13,10 @@ namespace {
 // z tracks the gradient minus the proximal pull, and the weight is the
 // closed-form minimiser, exactly 0 while |z| <= l1. Computed in double so
 // that the float results do not depend on the order of the terms.
+template <typename StoreWeight>
 void ApplyFtrlRow(const OptimizerSpec& spec, float lr, int64_t dim,
-                  const float* grad, float* weights, float* state) {
+                  const float* grad, float* weights, float* state,
+                  StoreWeight store) {
   float* accumulator = state;
   float* linear = state + dim;
   const double alpha = lr;
@@ -31,12 +34,12 @@ void ApplyFtrlRow(const OptimizerSpec& spec, float lr, int64_t dim,
     linear[d] = static_cast<float>(z);
     accumulator[d] = static_cast<float>(new_n);
     if (std::abs(z) <= spec.l1) {
-      weights[d] = 0.0f;
+      store(&weights[d], 0.0f);
     } else {
       const double quadratic =
           (spec.beta + rate(new_n)) / alpha + 2.0 * spec.l2;
       const double l1 = z > 0 ? spec.l1 : -double{spec.l1};
-      weights[d] = static_cast<float>((l1 - z) / quadratic);
+      store(&weights[d], static_cast<float>((l1 - z) / quadratic));
     }
   }
 }
@@ -72,17 +75,25 @@ StepParams MakeStepParams(const OptimizerSpec& spec, int64_t step,
   return params;
 }
 
-void ApplyOptimizerRow(const OptimizerSpec& spec, const StepParams& params,
-                       int64_t dim, const float* grad, float* weights,
-                       float* state) {
+namespace {
+
+// ApplyOptimizerRow with each new weight written by store(&weight, value).
+template <typename StoreWeight>
+void StepRow(const OptimizerSpec& spec, const StepParams& params, int64_t dim,
+             const float* grad, float* weights, float* state,
+             StoreWeight store) {
   switch (spec.kind) {
     case OptimizerSpec::Kind::kSgd:
-      for (int64_t d = 0; d < dim; ++d) weights[d] -= params.lr * grad[d];
+      for (int64_t d = 0; d < dim; ++d) {
+        store(&weights[d], weights[d] - params.lr * grad[d]);
+      }
       return;
     case OptimizerSpec::Kind::kAdagrad:
       for (int64_t d = 0; d < dim; ++d) {
         state[d] += grad[d] * grad[d];
-        weights[d] -= params.lr * (grad[d] / (std::sqrt(state[d]) + spec.eps));
+        store(&weights[d],
+              weights[d] -
+                  params.lr * (grad[d] / (std::sqrt(state[d]) + spec.eps)));
       }
       return;
     case OptimizerSpec::Kind::kSparseAdam: {
@@ -96,7 +107,8 @@ void ApplyOptimizerRow(const OptimizerSpec& spec, const StepParams& params,
         exp_avg[d] += (g - exp_avg[d]) * one_minus_beta1;
         exp_avg_sq[d] += (g * g - exp_avg_sq[d]) * one_minus_beta2;
         const float denom = std::sqrt(exp_avg_sq[d]) + spec.eps;
-        weights[d] += -params.step_size * (exp_avg[d] / denom);
+        store(&weights[d],
+              weights[d] + -params.step_size * (exp_avg[d] / denom));
       }
       return;
     }
@@ -106,13 +118,33 @@ void ApplyOptimizerRow(const OptimizerSpec& spec, const StepParams& params,
       for (int64_t d = 0; d < dim; ++d) sum_squares += grad[d] * grad[d];
       state[0] += sum_squares / static_cast<float>(dim);
       const float multiplier = params.lr / (std::sqrt(state[0]) + spec.eps);
-      for (int64_t d = 0; d < dim; ++d) weights[d] -= multiplier * grad[d];
+      for (int64_t d = 0; d < dim; ++d) {
+        store(&weights[d], weights[d] - multiplier * grad[d]);
+      }
       return;
     }
     case OptimizerSpec::Kind::kFtrl:
-      ApplyFtrlRow(spec, params.lr, dim, grad, weights, state);
+      ApplyFtrlRow(spec, params.lr, dim, grad, weights, state, store);
       return;
   }
+}
+
+}  // namespace
+
+void ApplyOptimizerRow(const OptimizerSpec& spec, const StepParams& params,
+                       int64_t dim, const float* grad, float* weights,
+                       float* state) {
+  StepRow(spec, params, dim, grad, weights, state,
+          [](float* weight, float value) { *weight = value; });
+}
+
+void ApplyOptimizerRowShared(const OptimizerSpec& spec,
+                             const StepParams& params, int64_t dim,
+                             const float* grad, float* weights, float* state) {
+  StepRow(
+      spec, params, dim, grad, weights, state, [](float* weight, float value) {
+        std::atomic_ref<float>(*weight).store(value, std::memory_order_relaxed);
+      });
 }
 
 }  // namespace embedding

@@ -5,8 +5,8 @@
 //
 // State lives beside the rows: OptimizerStateWidth() floats per row, laid
 // out slot after slot as InfoOf(kind).state lists them. A push coalesces its
-// gradient and then calls ApplyOptimizerRow once per touched row, holding
-// that row's lock.
+// gradient and then calls ApplyOptimizerRowShared once per touched row,
+// holding that row's lock.
 //
 //   InitializeOptimizerState(spec, dim, state);  // at creation
 //   StepParams params = MakeStepParams(spec, step, lr_override);
@@ -41,6 +41,13 @@ StepParams MakeStepParams(const OptimizerSpec& spec, int64_t step,
 void ApplyOptimizerRow(const OptimizerSpec& spec, const StepParams& params,
                        int64_t dim, const float* grad, float* weights,
                        float* state);
+
+// ApplyOptimizerRow for a row that lock-free readers may load while it runs
+// (seqlock.h): each new weight is stored as a relaxed atomic. The same
+// arithmetic, one float at a time.
+void ApplyOptimizerRowShared(const OptimizerSpec& spec,
+                             const StepParams& params, int64_t dim,
+                             const float* grad, float* weights, float* state);
 
 }  // namespace embedding
 

@@ -1,13 +1,15 @@
 // Engine micro-benchmark: EmbeddingTable's gather, max_norm lookup and SGD /
 // Adagrad pushes on a 1M x 64 table, single- and multi-threaded, beside a
 // plain memcpy gather of the same rows from a float array (the ceiling the
-// engine's gather is compared with). items_per_second is rows per second.
+// engine's gather is compared with) and a plain read-modify-write of them
+// (the ceiling of its pushes). items_per_second is rows per second.
 //
 //   engine_benchmark --benchmark_min_time=0.5 --benchmark_format=json
 //
 // EMBEDDING_BENCH_ROWS overrides the table's rows (the smoke run uses few).
 #include <benchmark/benchmark.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -162,6 +164,86 @@ void BM_PrefetchGather(benchmark::State& state) {
   });
 }
 
+// Mutable plain copies of the rows (and of Adagrad's state) for the
+// read-modify-write anchors below.
+struct PlainTable {
+  std::vector<float> weights = PlainRows();
+  std::vector<float> state;  // Adagrad's squared-gradient sums; empty for SGD.
+};
+
+PlainTable& PlainSgdTable() {
+  static PlainTable* table = new PlainTable();
+  return *table;
+}
+
+PlainTable& PlainAdagradTable() {
+  static PlainTable* table = [] {
+    auto* result = new PlainTable();
+    result->state.assign(result->weights.size(),
+                         DefaultOptimizerSpec(OptimizerSpec::Kind::kAdagrad)
+                             .initial_accumulator_value);
+    return result;
+  }();
+  return *table;
+}
+
+// The floor of a push: each row of `ids` (and its state) prefetched 8 rows
+// early and updated in place from its gradient row, as the engine's SGD or
+// Adagrad step does, with no locks, no validation and no coalescing of
+// repeated ids. Threads race on a shared row (Hogwild): rare with 1M rows,
+// and this is a benchmark, never run under TSan.
+absl::Status PlainUpdate(absl::Span<const int64_t> ids,
+                         const std::vector<float>& grad, PlainTable& table) {
+  constexpr float kLr = 0.01f, kEps = 1e-10f;
+  const bool adagrad = !table.state.empty();
+  const int64_t batch = static_cast<int64_t>(ids.size());
+  for (int64_t i = 0; i < batch; ++i) {
+    if (i + 8 < batch) {
+      const int64_t ahead = ids[i + 8] * kDim;
+      for (int64_t d = 0; d < kDim; d += 16) {
+        __builtin_prefetch(&table.weights[ahead + d], 1);
+        if (adagrad) __builtin_prefetch(&table.state[ahead + d], 1);
+      }
+    }
+    float* row = &table.weights[ids[i] * kDim];
+    const float* g = &grad[i * kDim];
+    if (adagrad) {
+      float* sums = &table.state[ids[i] * kDim];
+      for (int64_t d = 0; d < kDim; ++d) {
+        sums[d] += g[d] * g[d];
+        row[d] -= kLr * (g[d] / (std::sqrt(sums[d]) + kEps));
+      }
+    } else {
+      for (int64_t d = 0; d < kDim; ++d) row[d] -= kLr * g[d];
+    }
+  }
+  benchmark::ClobberMemory();
+  return absl::OkStatus();
+}
+
+// Random gradient rows, [batch, kDim], different per thread.
+std::vector<float> RandomGrad(const benchmark::State& state) {
+  std::vector<float> grad(state.range(0) * kDim);
+  std::mt19937 random(state.thread_index());
+  std::uniform_real_distribution<float> value(-1e-3f, 1e-3f);
+  for (float& g : grad) g = value(random);
+  return grad;
+}
+
+void BM_PrefetchSgdUpdate(benchmark::State& state) {
+  const std::vector<float> grad = RandomGrad(state);
+  RunBatches(state, [&](absl::Span<const int64_t> ids) {
+    return PlainUpdate(ids, grad, PlainSgdTable());
+  });
+}
+
+void BM_PrefetchAdagradUpdate(benchmark::State& state) {
+  const std::vector<float> grad = RandomGrad(state);
+  RunBatches(state, [&](absl::Span<const int64_t> ids) {
+    return PlainUpdate(ids, grad, PlainAdagradTable());
+  });
+}
+
 void LookupBenchmark(benchmark::State& state, EmbeddingTable& table) {
   std::vector<float> out(state.range(0) * kDim);
   RunBatches(state, [&](absl::Span<const int64_t> ids) {
@@ -173,10 +255,7 @@ void LookupBenchmark(benchmark::State& state, EmbeddingTable& table) {
 }
 
 void PushBenchmark(benchmark::State& state, EmbeddingTable& table) {
-  std::vector<float> grad(state.range(0) * kDim);
-  std::mt19937 random(state.thread_index());
-  std::uniform_real_distribution<float> value(-1e-3f, 1e-3f);
-  for (float& g : grad) g = value(random);
+  const std::vector<float> grad = RandomGrad(state);
   RunBatches(state, [&](absl::Span<const int64_t> ids) {
     return table.PushGradients(ids, grad, PushOptions{}).status();
   });
@@ -201,6 +280,8 @@ void Batches(benchmark::internal::Benchmark* benchmark) {
 
 BENCHMARK(BM_MemcpyGather)->Apply(Batches);
 BENCHMARK(BM_PrefetchGather)->Apply(Batches);
+BENCHMARK(BM_PrefetchSgdUpdate)->Apply(Batches);
+BENCHMARK(BM_PrefetchAdagradUpdate)->Apply(Batches);
 BENCHMARK(BM_EngineLookup)->Apply(Batches);
 BENCHMARK(BM_EngineLookupMaxNorm)->Apply(Batches);
 BENCHMARK(BM_EnginePushSgd)->Apply(Batches);
@@ -215,6 +296,8 @@ int main(int argc, char** argv) {
   // Builds the tables before timing starts, so no run pays for it.
   embedding::Ids();
   embedding::PlainRows();
+  embedding::PlainSgdTable();
+  embedding::PlainAdagradTable();
   embedding::SgdTable();
   embedding::AdagradTable();
   embedding::MaxNormTable();

@@ -1,7 +1,10 @@
 #include "server/core/gradient_accumulator.h"
 
+#include <bit>
 #include <cstdint>
 #include <limits>
+#include <map>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -51,6 +54,100 @@ TEST(GradientAccumulatorTest, ScaleByFrequencyDividesByOccurrencesInBatch) {
   gradient.ScaleByFrequency({4, 0, 4, 5, 4});
   EXPECT_THAT(SumOf(gradient, 0, 1), ElementsAre(2));
   EXPECT_THAT(SumOf(gradient, 1, 1), ElementsAre(6));
+}
+
+// What coalescing gives summing from zeros, in the order added: the sums
+// the accumulator must equal bit for bit.
+struct Addition {
+  int64_t row;
+  int64_t column;  // -1: the whole row (Add); else one column (AddElement).
+  std::vector<float> grad;
+  float scale;
+};
+
+std::map<int64_t, std::vector<float>> SumsFromZeros(
+    const std::vector<Addition>& additions, int64_t dim) {
+  std::map<int64_t, std::vector<float>> sums;
+  for (const Addition& addition : additions) {
+    std::vector<float>& sum =
+        sums.try_emplace(addition.row, dim, 0.0f).first->second;
+    if (addition.column >= 0) {
+      sum[addition.column] += addition.grad[0];
+      continue;
+    }
+    for (int64_t d = 0; d < dim; ++d) {
+      sum[d] += addition.scale * addition.grad[d];
+    }
+  }
+  return sums;
+}
+
+std::vector<uint32_t> Bits(const float* values, int64_t dim) {
+  std::vector<uint32_t> bits(dim);
+  for (int64_t d = 0; d < dim; ++d)
+    bits[d] = std::bit_cast<uint32_t>(values[d]);
+  return bits;
+}
+
+TEST(GradientAccumulatorTest, SumsAreBitIdenticalToSummingFromZeros) {
+  constexpr int64_t kDim = 5;
+  std::mt19937 random(7);
+  std::uniform_int_distribution<int64_t> row_of(0, 40);
+  std::uniform_real_distribution<float> value(-1e3f, 1e3f);
+  std::uniform_int_distribution<int> kind(0, 9);
+  std::vector<Addition> additions;
+  for (int i = 0; i < 400; ++i) {
+    Addition addition{.row = row_of(random), .column = -1, .scale = 1.0f};
+    const int k = kind(random);
+    if (k == 0) {
+      addition.column = i % kDim;
+      addition.grad = {value(random)};
+      additions.push_back(addition);
+      continue;
+    }
+    for (int64_t d = 0; d < kDim; ++d) addition.grad.push_back(value(random));
+    if (k == 1) addition.scale = 1.0f / 3.0f;
+    // A -0 first gradient must become +0, as 0 + -0 does.
+    if (k == 2) addition.grad[i % kDim] = -0.0f;
+    additions.push_back(addition);
+  }
+  // Few rows are expected: the owned sums grow (and move) past that.
+  GradientAccumulator& gradient = GradientAccumulator::ForThisThread(kDim, 2);
+  for (const Addition& addition : additions) {
+    if (addition.column >= 0) {
+      gradient.AddElement(addition.row, addition.column, addition.grad[0]);
+    } else {
+      gradient.Add(addition.row, addition.grad.data(), addition.scale);
+    }
+  }
+  const std::map<int64_t, std::vector<float>> expected =
+      SumsFromZeros(additions, kDim);
+  ASSERT_EQ(gradient.size(), expected.size());
+  for (size_t slot = 0; slot < gradient.size(); ++slot) {
+    SCOPED_TRACE(absl::StrCat("row ", gradient.row(slot)));
+    EXPECT_EQ(Bits(gradient.sum(slot), kDim),
+              Bits(expected.at(gradient.row(slot)).data(), kDim));
+  }
+}
+
+TEST(GradientAccumulatorTest, RowsThatCameOnceReferToTheCallersGradient) {
+  GradientAccumulator& gradient = GradientAccumulator::ForThisThread(2, 3);
+  const std::vector<float> a = {1, 2}, b = {3, 4}, c = {-0.0f, 1};
+  gradient.Add(1, a.data(), 1.0f);
+  gradient.Add(2, b.data(), 1.0f);
+  gradient.Add(3, c.data(), 1.0f);
+  gradient.Add(2, a.data(), 1.0f);
+  EXPECT_EQ(gradient.sum(0), a.data());  // Not copied.
+  EXPECT_NE(gradient.sum(1), b.data());  // Summed: a copy.
+  EXPECT_THAT(SumOf(gradient, 1, 2), ElementsAre(4, 6));
+  EXPECT_THAT(b, ElementsAre(3, 4));     // The caller's row is unchanged.
+  EXPECT_NE(gradient.sum(2), c.data());  // -0 is summed to +0.
+  EXPECT_EQ(std::bit_cast<uint32_t>(gradient.sum(2)[0]), 0u);
+  // Dividing a borrowed row writes a copy, never the caller's gradient.
+  gradient.ScaleByFrequency({1, 1, 2, 2, 3});
+  EXPECT_THAT(SumOf(gradient, 0, 2), ElementsAre(0.5f, 1));
+  EXPECT_THAT(a, ElementsAre(1, 2));
+  EXPECT_THAT(SumOf(gradient, 1, 2), ElementsAre(2, 3));
 }
 
 TEST(GradientAccumulatorTest, ScratchStaysWithinItsBound) {
