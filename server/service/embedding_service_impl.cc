@@ -17,6 +17,7 @@
 #include "server/service/bounded_parse.h"
 #include "server/service/checkpoint_proto.h"
 #include "server/service/proto_convert.h"
+#include "server/service/request_indices.h"
 #include "spdlog/spdlog.h"
 
 namespace embedding {
@@ -65,12 +66,21 @@ PushOptions PushOptionsOf(const auto& request) {
   return options;
 }
 
+// The request's indices, in whichever form it sent them (see
+// request_indices.h); `scratch` holds them if they had to be copied.
+absl::StatusOr<absl::Span<const int64_t>> IndicesOf(
+    const auto& request, std::vector<int64_t>* scratch) {
+  return RequestIndices(request.indices(), request.indices_le(), scratch);
+}
+
 // The request's bags, validated once here (the table then checks only the
-// indices against its rows). The batch views the request's arrays.
-absl::StatusOr<ValidatedBagBatch> BagBatchOf(const auto& request) {
+// indices against its rows). The batch views the request's arrays and
+// `indices` (IndicesOf).
+absl::StatusOr<ValidatedBagBatch> BagBatchOf(
+    const auto& request, absl::Span<const int64_t> indices) {
   EMBEDDING_ASSIGN_OR_RETURN(const BagMode mode, FromProto(request.mode()));
   return ValidateBagBatch(
-      BagBatch{.indices = View(request.indices()),
+      BagBatch{.indices = indices,
                .offsets = View(request.offsets()),
                .mode = mode,
                .per_sample_weights = View(request.per_sample_weights()),
@@ -84,11 +94,10 @@ void SetPushResponse(const PushResult& result,
   response->set_duplicate(result.duplicate);
 }
 
-// Shape of the lookup output: the index shape (default [n]) plus [dim].
+// Shape of the lookup output: the index shape (default [count]) plus [dim].
 // REQUIRES: CheckShapeRank(request.shape()) is OK.
-absl::Status SetLookupShape(const v1::LookupRequest& request, int64_t dim,
-                            v1::Tensor* out) {
-  const int64_t count = request.indices_size();
+absl::Status SetLookupShape(const v1::LookupRequest& request, int64_t count,
+                            int64_t dim, v1::Tensor* out) {
   if (request.shape_size() == 0) {
     out->add_shape(count);
   } else {
@@ -218,21 +227,23 @@ absl::Status EmbeddingServiceImpl::DoLookup(const v1::LookupRequest& request,
   // First: a shape of millions of dimensions would cost an int64 each in
   // the response, and its product is checked below.
   EMBEDDING_RETURN_IF_ERROR(CheckShapeRank(request.shape(), "shape"));
-  EMBEDDING_RETURN_IF_ERROR(
-      CheckIndexCount(request.indices_size(), /*allow_empty=*/false));
+  std::vector<int64_t> scratch;
+  EMBEDDING_ASSIGN_OR_RETURN(const absl::Span<const int64_t> indices,
+                             IndicesOf(request, &scratch));
+  const auto count = static_cast<int64_t>(indices.size());
+  EMBEDDING_RETURN_IF_ERROR(CheckIndexCount(count, /*allow_empty=*/false));
   EMBEDDING_ASSIGN_OR_RETURN(const DType dtype, FromProto(request.dtype()));
   EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<EmbeddingTable> table,
                              registry_->Get(request.table()));
   // Before reserving: a bad index is INVALID_ARGUMENT even when the
   // in-flight account is full.
-  EMBEDDING_RETURN_IF_ERROR(table->CheckIndices(View(request.indices())));
+  EMBEDDING_RETURN_IF_ERROR(table->CheckIndices(indices));
   // A table's row fits in memory, so its bytes fit in int64.
   const int64_t row_bytes = table->dim() * ElementSize(dtype);
-  EMBEDDING_ASSIGN_OR_RETURN(
-      const int64_t bytes,
-      CheckResponseBytes(request.indices_size(), row_bytes));
+  EMBEDDING_ASSIGN_OR_RETURN(const int64_t bytes,
+                             CheckResponseBytes(count, row_bytes));
   v1::Tensor* out = response->mutable_embeddings();
-  EMBEDDING_RETURN_IF_ERROR(SetLookupShape(request, table->dim(), out));
+  EMBEDDING_RETURN_IF_ERROR(SetLookupShape(request, count, table->dim(), out));
   out->set_dtype(ToProto(dtype));
   // At most the message limit, so the product does not overflow.
   EMBEDDING_ASSIGN_OR_RETURN(*held, Reserve(bytes * copies, "Lookup response"));
@@ -240,8 +251,7 @@ absl::Status EmbeddingServiceImpl::DoLookup(const v1::LookupRequest& request,
   // Rows are gathered straight into the response's bytes.
   std::string* data = out->mutable_data();
   data->resize(bytes);
-  absl::Status status =
-      table->Lookup(View(request.indices()), dtype, data->data(), cancel);
+  absl::Status status = table->Lookup(indices, dtype, data->data(), cancel);
   // Frees the bytes (Clear would keep them) while `held` still counts them.
   if (!status.ok()) response->clear_embeddings();
   return status;
@@ -250,11 +260,15 @@ absl::Status EmbeddingServiceImpl::DoLookup(const v1::LookupRequest& request,
 absl::Status EmbeddingServiceImpl::DoLookupBag(
     const v1::LookupBagRequest& request, const Cancellation& cancel,
     v1::LookupBagResponse* response, InflightBytes* held) {
+  std::vector<int64_t> scratch;
+  EMBEDDING_ASSIGN_OR_RETURN(const absl::Span<const int64_t> indices,
+                             IndicesOf(request, &scratch));
   EMBEDDING_RETURN_IF_ERROR(
-      CheckIndexCount(request.indices_size(), /*allow_empty=*/true));
+      CheckIndexCount(static_cast<int64_t>(indices.size()),
+                      /*allow_empty=*/true));
   EMBEDDING_ASSIGN_OR_RETURN(const DType dtype, FromProto(request.dtype()));
   EMBEDDING_ASSIGN_OR_RETURN(const ValidatedBagBatch batch,
-                             BagBatchOf(request));
+                             BagBatchOf(request, indices));
   const int64_t bags = batch.bags();
   EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<EmbeddingTable> table,
                              registry_->Get(request.table()));
@@ -302,22 +316,23 @@ absl::Status EmbeddingServiceImpl::DoPushGradients(
   // An empty push is a step without rows (as torch's step() with an empty
   // sparse gradient): the sharded client sends one to each shard that holds
   // none of a push's rows, so every shard counts the same steps.
-  EMBEDDING_RETURN_IF_ERROR(
-      CheckIndexCount(request.indices_size(), /*allow_empty=*/true));
+  std::vector<int64_t> copied_indices;
+  EMBEDDING_ASSIGN_OR_RETURN(const absl::Span<const int64_t> indices,
+                             IndicesOf(request, &copied_indices));
+  const auto count = static_cast<int64_t>(indices.size());
+  EMBEDDING_RETURN_IF_ERROR(CheckIndexCount(count, /*allow_empty=*/true));
   EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<EmbeddingTable> table,
                              registry_->Get(request.table()));
   EMBEDDING_ASSIGN_OR_RETURN(
       absl::Span<const float> grad,
-      RowsView(request.grad(), request.indices_size(), table->dim(), "grad"));
-  EMBEDDING_RETURN_IF_ERROR(table->CheckIndices(View(request.indices())));
+      RowsView(request.grad(), count, table->dim(), "grad"));
+  EMBEDDING_RETURN_IF_ERROR(table->CheckIndices(indices));
   EMBEDDING_ASSIGN_OR_RETURN(
       const InflightBytes scratch,
-      Reserve(PushScratchBytes(request.indices_size(), table->dim()),
-              "PushGradients scratch"));
+      Reserve(PushScratchBytes(count, table->dim()), "PushGradients scratch"));
   EMBEDDING_ASSIGN_OR_RETURN(
       const PushResult result,
-      table->PushGradients(View(request.indices()), grad,
-                           PushOptionsOf(request), cancel));
+      table->PushGradients(indices, grad, PushOptionsOf(request), cancel));
   SetPushResponse(result, response);
   return absl::OkStatus();
 }
@@ -325,10 +340,14 @@ absl::Status EmbeddingServiceImpl::DoPushGradients(
 absl::Status EmbeddingServiceImpl::DoPushBagGradients(
     const v1::PushBagGradientsRequest& request, const Cancellation& cancel,
     v1::PushGradientsResponse* response) {
+  std::vector<int64_t> copied_indices;
+  EMBEDDING_ASSIGN_OR_RETURN(const absl::Span<const int64_t> indices,
+                             IndicesOf(request, &copied_indices));
   EMBEDDING_RETURN_IF_ERROR(
-      CheckIndexCount(request.indices_size(), /*allow_empty=*/true));
+      CheckIndexCount(static_cast<int64_t>(indices.size()),
+                      /*allow_empty=*/true));
   EMBEDDING_ASSIGN_OR_RETURN(const ValidatedBagBatch batch,
-                             BagBatchOf(request));
+                             BagBatchOf(request, indices));
   const int64_t bags = batch.bags();
   EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<EmbeddingTable> table,
                              registry_->Get(request.table()));
@@ -338,8 +357,9 @@ absl::Status EmbeddingServiceImpl::DoPushBagGradients(
   EMBEDDING_RETURN_IF_ERROR(table->CheckIndices(batch.indices()));
   EMBEDDING_ASSIGN_OR_RETURN(
       const InflightBytes scratch,
-      Reserve(PushScratchBytes(request.indices_size(), table->dim()),
-              "PushBagGradients scratch"));
+      Reserve(
+          PushScratchBytes(static_cast<int64_t>(indices.size()), table->dim()),
+          "PushBagGradients scratch"));
   EMBEDDING_ASSIGN_OR_RETURN(
       const PushResult result,
       table->PushBagGradients(batch, grad, View(request.max_indices()),

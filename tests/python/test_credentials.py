@@ -23,6 +23,9 @@ from embedding_client import (TOKEN_ENVIRONMENT_VARIABLE, EmbeddingClient,
 from embedding_client._stubs import pb, pb_grpc
 from tests.testing.certs import make_pki
 
+# A request's indices, in either wire form (indices or indices_le).
+_indices = tensors.indices_of_request
+
 DIM = 2
 TABLE = pb.TableInfo(spec=pb.TableSpec(name="t", num_embeddings=8,
                                        embedding_dim=DIM), local_rows=8)
@@ -58,16 +61,16 @@ class RecordingService(pb_grpc.EmbeddingServiceServicer):
 
     def Lookup(self, request, context):
         self._begin("Lookup", context)
-        return pb.LookupResponse(embeddings=_rows(request.indices))
+        return pb.LookupResponse(embeddings=_rows(_indices(request)))
 
     def LookupStream(self, requests, context):
         self._begin("LookupStream", context)
         for request in requests:
-            yield pb.LookupResponse(embeddings=_rows(request.indices))
+            yield pb.LookupResponse(embeddings=_rows(_indices(request)))
 
     def PushGradients(self, request, context):
         self._begin("PushGradients", context)
-        return pb.PushGradientsResponse(rows_updated=len(request.indices))
+        return pb.PushGradientsResponse(rows_updated=len(_indices(request)))
 
     def ReadRows(self, request, context):
         self._begin("ReadRows", context)

@@ -32,7 +32,7 @@ ANSWERS = {
     "DeleteTable": lambda request: pb.DeleteTableResponse(),
     "SetOptimizer": lambda request: TABLE,
     "Lookup": lambda request: pb.LookupResponse(embeddings=tensors.to_tensor(
-        WEIGHTS[list(request.indices)])),
+        WEIGHTS[tensors.indices_of_request(request)])),
     "LookupBag": lambda request: pb.LookupBagResponse(
         embeddings=tensors.to_tensor(WEIGHTS[:len(request.offsets)])),
     "PushGradients": lambda request: PUSHED,

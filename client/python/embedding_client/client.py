@@ -33,6 +33,7 @@ does not survive fork(), not even with a channel made after the fork.
 
 import collections
 import itertools
+import math
 import os
 import secrets
 import time
@@ -150,6 +151,16 @@ class EmbeddingClient:
         else:
             self._channel = grpc.secure_channel(address, credentials, options)
         self._stub = pb_grpc.EmbeddingServiceStub(self._channel)
+        # Lookups whose replies arrive as bytes: tensors.rows_of_reply reads
+        # the rows from them without parsing a message (two copies fewer).
+        service = "/" + pb.DESCRIPTOR.services_by_name[
+            "EmbeddingService"].full_name
+        self._lookup_raw = self._channel.unary_unary(
+            f"{service}/Lookup",
+            request_serializer=pb.LookupRequest.SerializeToString)
+        self._lookup_stream_raw = self._channel.stream_stream(
+            f"{service}/LookupStream",
+            request_serializer=pb.LookupRequest.SerializeToString)
         self.address = address
         self.timeout = timeout
         self.max_message_bytes = max_message_bytes
@@ -342,12 +353,15 @@ class EmbeddingClient:
     # ---- lookups ----------------------------------------------------------
 
     def lookup(self, table, indices, *, dtype=DEFAULT_LOOKUP_DTYPE,
-               timeout=None):
+               timeout=None, copy=True):
         """Returns the rows at `indices` (any shape) as `shape + (dim,)`.
 
         dtype: wire format, "float32", "float16" (returned as np.float16) or
-        "bfloat16" (returned widened to float32). Tables with max_norm renorm
-        the rows they return, as F.embedding. Raises NotFoundError,
+        "bfloat16" (returned widened to float32). copy=False returns
+        float32 and float16 rows as a read-only view of the reply's bytes
+        (no copy at all); by default they are copied once into an array of
+        their own. Tables with max_norm renorm the rows they return, as
+        F.embedding. Raises NotFoundError,
         InvalidArgumentError (an index out of range, with its position; an
         unknown dtype), ResourceExhaustedError (too many indices, reply over
         the message limit).
@@ -358,25 +372,23 @@ class EmbeddingClient:
         if indices.size == 0:  # As F.embedding; the server wants indices.
             dim = self.get_table(table, timeout=timeout).embedding_dim
             return empty_rows(indices.shape, dim, dtype)
-        tensors.fill_indices(request.indices, indices)
-        if indices.ndim > 1:
-            request.shape.extend(indices.shape)
-        response = self._call(self._stub.Lookup, request, timeout, retry=True)
-        rows = tensors.from_tensor(response.embeddings)
-        return rows.reshape(indices.shape + rows.shape[-1:])
+        _set_lookup_indices(request, indices)
+        reply = self._call(self._lookup_raw, request, timeout, retry=True)
+        return _lookup_rows(tensors.rows_of_reply(reply, writable=copy),
+                            indices.shape)
 
     def lookup_stream(self, table, batches, *, dtype=DEFAULT_LOOKUP_DTYPE,
-                      timeout=None):
+                      timeout=None, copy=True):
         """Yields lookup(table, batch) for each index array of `batches`,
         in order, over one LookupStream call: each batch is sent as soon as
         `batches` yields it, without waiting for the replies before it, so
         a stream of lookups does not pay a round trip per batch.
 
-        Each batch must hold at least one index. timeout: of the whole
-        stream. Not retried: an error (a bad batch, the server going away)
-        ends the iteration with its EmbeddingError, after the results of
-        the batches before it. Stopping the iteration early cancels the
-        call.
+        Each batch must hold at least one index. copy: as lookup's.
+        timeout: of the whole stream. Not retried: an error (a bad batch,
+        the server going away) ends the iteration with its EmbeddingError,
+        after the results of the batches before it. Stopping the iteration
+        early cancels the call.
         """
         wire_dtype = tensors.wire_dtype(dtype)
         shapes = collections.deque()  # Appended by gRPC's sending thread.
@@ -385,19 +397,17 @@ class EmbeddingClient:
             for batch in batches:
                 indices = tensors.as_indices(batch)
                 request = pb.LookupRequest(table=table, dtype=wire_dtype)
-                tensors.fill_indices(request.indices, indices)
-                if indices.ndim > 1:
-                    request.shape.extend(indices.shape)
+                _set_lookup_indices(request, indices)
                 shapes.append(indices.shape)
                 yield request
 
-        call = self._stub.LookupStream(requests(),
+        call = self._lookup_stream_raw(requests(),
                                        timeout=self._timeout(timeout),
                                        metadata=self.metadata)
         try:
-            for response in call:
-                rows = tensors.from_tensor(response.embeddings)
-                yield rows.reshape(shapes.popleft() + rows.shape[-1:])
+            for reply in call:
+                yield _lookup_rows(tensors.rows_of_reply(reply, writable=copy),
+                                   shapes.popleft())
         except grpc.RpcError as error:
             raise from_rpc_error(error) from None
         finally:
@@ -435,6 +445,8 @@ class EmbeddingClient:
 
     @staticmethod
     def _fill_bag(request, indices, offsets, per_sample_weights):
+        # Not indices_le: a server older than it would read a request of
+        # one bag (offsets [0]) as one empty bag instead of refusing it.
         tensors.fill_indices(request.indices, indices)
         tensors.fill_indices(request.offsets, offsets)
         if per_sample_weights is not None:
@@ -461,8 +473,8 @@ class EmbeddingClient:
             grad = grad.reshape(indices.size, grad.shape[-1])
         request = pb.PushGradientsRequest(
             table=table, client_id=self.client_id,
-            sequence=self._next_sequence(sequence))
-        tensors.fill_indices(request.indices, indices)
+            sequence=self._next_sequence(sequence),
+            indices_le=tensors.packed_indices(indices))
         tensors.to_tensor(grad, request.grad)
         if learning_rate is not None:
             request.learning_rate = learning_rate
@@ -746,6 +758,25 @@ def _pickle_recipe(address, token, metadata, credentials, **options):
 def _rebuild(address, options):
     """Unpickles a client: a new one from its recipe (see _pickle_recipe)."""
     return EmbeddingClient(address, **options)
+
+
+def _set_lookup_indices(request, indices):
+    """Puts an index array of any shape into a LookupRequest: packed
+    (indices_le), with its shape when it is not 1-D."""
+    request.indices_le = tensors.packed_indices(indices)
+    if indices.ndim > 1:
+        request.shape.extend(indices.shape)
+
+
+def _lookup_rows(rows, shape):
+    """A Lookup reply's rows shaped as the index `shape` + [dim]. Raises
+    InternalError when the reply does not hold one row per index."""
+    count = math.prod(shape)
+    if rows.ndim == 0 or rows.size != count * rows.shape[-1]:
+        raise InternalError(
+            f"server sent rows of shape {list(rows.shape)} for {count} "
+            "indices")
+    return rows.reshape(shape + rows.shape[-1:])
 
 
 def _read_reply(response):

@@ -354,9 +354,11 @@ class ShardedClient(EmbeddingClient):
     # ---- lookups ----------------------------------------------------------
 
     def lookup(self, table, indices, *, dtype=DEFAULT_LOOKUP_DTYPE,
-               timeout=None):
+               timeout=None, copy=True):
         """As EmbeddingClient.lookup; contacts only the shards holding
-        some of the rows."""
+        some of the rows. The result is always an array of its own (the
+        shards' rows are put back in order into it): `copy` is accepted
+        for the plain client's signature."""
         indices = tensors.as_indices(indices)
         tensors.wire_dtype(dtype)
         info = self._spec(table, timeout)
@@ -368,7 +370,8 @@ class ShardedClient(EmbeddingClient):
         self._check_shards(table, split.shards(), timeout)
         parts = self._run({
             shard: lambda client, part=flat[split.positions[shard]]:
-                client.lookup(table, part, dtype=dtype, timeout=timeout)
+                client.lookup(table, part, dtype=dtype, timeout=timeout,
+                              copy=False)
             for shard in split.shards()})
         rows = split.gather(parts, (info.embedding_dim,),
                             next(iter(parts.values())).dtype)
@@ -378,8 +381,9 @@ class ShardedClient(EmbeddingClient):
     STREAM_WINDOW = 8
 
     def lookup_stream(self, table, batches, *, dtype=DEFAULT_LOOKUP_DTYPE,
-                      timeout=None):
-        """As EmbeddingClient.lookup_stream: a thread routes each batch as
+                      timeout=None, copy=True):
+        """As EmbeddingClient.lookup_stream (results are arrays of their own
+        whatever `copy` says, as lookup's): a thread routes each batch as
         `batches` yields it (up to STREAM_WINDOW batches ahead of the
         replies) to one LookupStream per shard, opened when a batch first
         needs that shard; the replies are reassembled in order. Errors of
@@ -423,7 +427,8 @@ class ShardedClient(EmbeddingClient):
         def next_rows(shard):
             if shard not in streams:
                 streams[shard] = self.shards[shard].lookup_stream(
-                    table, shard_batches(shard), dtype=dtype, timeout=timeout)
+                    table, shard_batches(shard), dtype=dtype, timeout=timeout,
+                    copy=False)
             try:
                 return next(streams[shard])
             except EmbeddingError as error:

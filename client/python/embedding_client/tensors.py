@@ -1,16 +1,22 @@
 """Conversions between numpy arrays and the wire messages, without Python loops.
 
 Rows travel as raw little-endian bytes (`Tensor.data`): `tobytes()` on the way
-out and `frombuffer()` on the way in. Index arrays go into the packed
-`repeated int64` fields with `field.extend(array.tolist())`: both steps are C
-loops (about 90 ns per index including serialisation prep, against about
-110 ns for `extend(array)`, which boxes one numpy scalar at a time).
+out and `frombuffer()` on the way in. Lookups and pushes send their indices
+the same way, as `indices_le` bytes (`packed_indices`: one copy of the
+array, where filling the varint field `indices` costs about 60 ns per index
+in `extend(array.tolist())` and serialisation, and the server a varint
+decode). The other index fields (bag indices, `offsets`, `max_indices`, bulk
+rows; see client/CONTRACT.md) are `repeated int64`, filled with
+`field.extend(array.tolist())`: C loops, against boxing one numpy scalar at a
+time in `extend(array)`.
 """
+
+import math
 
 import numpy as np
 
 from embedding_client._stubs import pb
-from embedding_client.errors import InvalidArgumentError
+from embedding_client.errors import InternalError, InvalidArgumentError
 
 _WIRE_DTYPES = {
     "float32": pb.DTYPE_FLOAT32,
@@ -49,6 +55,21 @@ def fill_indices(field, indices):
     field.extend(indices.ravel().tolist())
 
 
+def packed_indices(indices):
+    """Returns an int64 array (flattened) as `indices_le` bytes: raw
+    little-endian int64."""
+    return np.ascontiguousarray(indices.ravel(), dtype="<i8").tobytes()
+
+
+def indices_of_request(request):
+    """The int64 indices of a request that has both `indices` and
+    `indices_le` (for servers written in Python: fakes in tests), in
+    whichever form it carries them, as the server reads them."""
+    if request.indices_le:
+        return np.frombuffer(request.indices_le, "<i8")
+    return indices_array(request.indices)
+
+
 def indices_array(field):
     """Returns a `repeated int64` field as an int64 array."""
     return np.fromiter(field, dtype=np.int64, count=len(field))
@@ -79,10 +100,105 @@ def from_tensor(message, writable=True):
     float16 as numpy float16. writable=False saves a copy of float32 and
     float16 data: the array then views the message's (immutable) bytes.
     """
-    shape = tuple(message.shape)
-    dtype = message.dtype
-    data = message.data  # Each access of a bytes field copies it: once.
-    expected = int(np.prod(shape, dtype=np.int64)) * _ELEMENT_BYTES[dtype]
+    # Each access of a bytes field copies it: once.
+    return _array_of(message.data, tuple(message.shape), message.dtype,
+                     writable)
+
+
+_VARINT, _LEN = 0, 2  # The wire types the reply reader below reads.
+
+
+def _key(message, field, wire_type):
+    """A field's key on the wire: its number << 3 | its wire type."""
+    return message.DESCRIPTOR.fields_by_name[field].number << 3 | wire_type
+
+
+_EMBEDDINGS_KEY = _key(pb.LookupResponse, "embeddings", _LEN)
+_TENSOR_KEYS = {_key(pb.Tensor, "dtype", _VARINT): "dtype",
+                _key(pb.Tensor, "shape", _VARINT): "shape",
+                _key(pb.Tensor, "shape", _LEN): "packed shape",
+                _key(pb.Tensor, "data", _LEN): "data"}
+
+
+def rows_of_reply(raw, writable=True):
+    """Returns from_tensor(LookupResponse.FromString(raw).embeddings),
+    read straight from the serialized reply `raw` (bytes): parsing it into
+    a message and reading `data` would copy the rows twice more.
+    writable=False returns a view of `raw` itself (no copy at all).
+    Raises InternalError for bytes that are not a LookupResponse."""
+    try:
+        tensor = (0, 0)
+        for key, value in _fields(raw, 0, len(raw)):
+            if key == _EMBEDDINGS_KEY:
+                tensor = value
+        dtype, shape, data = 0, [], (0, 0)
+        for key, value in _fields(raw, *tensor):
+            name = _TENSOR_KEYS.get(key)
+            if name == "dtype":
+                dtype = value
+            elif name == "data":
+                data = value
+            elif name == "packed shape":
+                shape += _packed_varints(raw, *value)
+            elif name == "shape":
+                shape.append(value)
+        start, stop = data
+    except (IndexError, TypeError, ValueError) as error:
+        raise InternalError(f"malformed Lookup reply: {error!r}") from None
+    return _array_of(np.frombuffer(raw, "<u1", stop - start, start),
+                     tuple(shape), dtype, writable)
+
+
+def _varint(buf, pos):
+    """(value, position after it) of the varint at buf[pos]."""
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+def _packed_varints(buf, pos, end):
+    values = []
+    while pos < end:
+        value, pos = _varint(buf, pos)
+        values.append(value)
+    return values
+
+
+def _fields(buf, pos, end):
+    """The (key, value) pairs of the message in buf[pos:end]: an int for a
+    varint, (start, stop) of the bytes of a length-delimited field, None
+    for a fixed-width one."""
+    pairs = []
+    while pos < end:
+        if buf[pos] < 0x80:  # A one-byte key: fields 1 to 15.
+            key = buf[pos]
+            pos += 1
+        else:
+            key, pos = _varint(buf, pos)
+        wire_type = key & 7
+        if wire_type == _VARINT:
+            value, pos = _varint(buf, pos)
+        elif wire_type == _LEN:
+            size, pos = _varint(buf, pos)
+            value, pos = (pos, pos + size), pos + size
+        elif wire_type in (1, 5):
+            value, pos = None, pos + (8 if wire_type == 1 else 4)
+        else:
+            raise ValueError(f"wire type {wire_type}")
+        pairs.append((key, value))
+    if pos != end:
+        raise ValueError("a field runs past the end of its message")
+    return pairs
+
+
+def _array_of(data, shape, dtype, writable):
+    """The array of a Tensor's data (bytes or a uint8 array), shape, dtype."""
+    expected = math.prod(shape) * _ELEMENT_BYTES[dtype]
     if len(data) != expected:
         raise InvalidArgumentError(
             f"tensor of shape {list(shape)} carries {len(data)} bytes, "
