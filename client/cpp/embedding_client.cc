@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "client/cpp/lookup_stream.h"
 #include "client/cpp/retry.h"
 #include "client/cpp/wire_codec.h"
 #include "common/checked_math.h"
@@ -22,6 +23,7 @@ using internal::AppendTensorData;
 using internal::BagCount;
 using internal::CheckWholeRows;
 using internal::DecodeTensor;
+using internal::DecodeTensorInto;
 using internal::EncodeRows;
 using internal::SetBags;
 using internal::SetIndices;
@@ -243,15 +245,33 @@ absl::Status EmbeddingClient::DeleteTable(absl::string_view name,
 absl::StatusOr<FloatTensor> EmbeddingClient::Lookup(
     absl::string_view table, absl::Span<const int64_t> indices,
     const LookupOptions& options, const CallOptions& call) const {
-  v1::LookupRequest request;
-  request.set_table(std::string(table));
-  SetIndices(indices, request.mutable_indices());
-  request.mutable_shape()->Add(options.shape.begin(), options.shape.end());
-  request.set_dtype(options.dtype);
+  FloatTensor result;
+  EMBEDDING_RETURN_IF_ERROR(LookupInto(table, indices, &result, options, call));
+  return result;
+}
+
+absl::Status EmbeddingClient::LookupInto(absl::string_view table,
+                                         absl::Span<const int64_t> indices,
+                                         FloatTensor* result,
+                                         const LookupOptions& options,
+                                         const CallOptions& call) const {
   EMBEDDING_ASSIGN_OR_RETURN(
       v1::LookupResponse response,
-      Call(&Stub::Lookup, request, call, Retry::kOnUnavailable));
-  return DecodeTensor(response.embeddings());
+      Call(&Stub::Lookup, internal::LookupRequestOf(table, indices, options),
+           call, Retry::kOnUnavailable));
+  return DecodeTensorInto(response.embeddings(), result);
+}
+
+absl::StatusOr<std::unique_ptr<LookupStream>> EmbeddingClient::OpenLookupStream(
+    absl::string_view table, const LookupStreamOptions& options,
+    const CallOptions& call) const {
+  if (options.depth < 1) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "LookupStreamOptions::depth must be >= 1, got ", options.depth));
+  }
+  // The constructor is private to the stream and its opener.
+  return std::unique_ptr<LookupStream>(
+      new LookupStream(*this, table, options.depth, call));
 }
 
 absl::StatusOr<BagLookupResult> EmbeddingClient::LookupBag(

@@ -76,6 +76,11 @@ inline constexpr absl::Duration kDefaultRetryBackoff = absl::Milliseconds(50);
 // As nn.EmbeddingBag.
 inline constexpr v1::BagMode kDefaultBagMode = v1::BAG_MODE_MEAN;
 inline constexpr v1::DType kDefaultLookupDType = v1::DTYPE_FLOAT32;
+// Lookups a LookupStream keeps in flight, as the sharded Python stream's
+// batches ahead (CONTRACT.md, "Sharded clients").
+inline constexpr int kDefaultLookupStreamDepth = 8;
+
+class LookupStream;  // client/cpp/lookup_stream.h
 
 struct ClientOptions {
   // Deadline of each call (each attempt) that does not set its own.
@@ -150,6 +155,12 @@ struct LookupOptions {
   // Element type on the wire; the result is always converted to float32.
   // Default: kDefaultLookupDType.
   v1::DType dtype = kDefaultLookupDType;
+};
+
+struct LookupStreamOptions {
+  // Most lookups in flight (sent, not yet received) at once; Send waits
+  // beyond. Default: kDefaultLookupStreamDepth. REQUIRES: >= 1.
+  int depth = kDefaultLookupStreamDepth;
 };
 
 // The bags of an nn.EmbeddingBag call (views; the caller keeps them alive).
@@ -256,6 +267,24 @@ class EmbeddingClient {
                                      absl::Span<const int64_t> indices,
                                      const LookupOptions& options = {},
                                      const CallOptions& call = {}) const;
+
+  // As Lookup, into `result`, reusing its buffer: the rows are copied into
+  // memory already touched instead of a fresh allocation, which for large
+  // lookups saves the page faults of new memory on every call.
+  absl::Status LookupInto(absl::string_view table,
+                          absl::Span<const int64_t> indices,
+                          FloatTensor* result,
+                          const LookupOptions& options = {},
+                          const CallOptions& call = {}) const;
+
+  // Opens an ordered pipeline of lookups of `table` over one LookupStream
+  // call (client/cpp/lookup_stream.h). `call.timeout` is the deadline of
+  // the whole stream: absl::InfiniteDuration() for a long-lived one. The
+  // connection is made lazily: a server that cannot be reached shows on the
+  // first Send or Receive. Not retried. INVALID_ARGUMENT for a depth < 1.
+  absl::StatusOr<std::unique_ptr<LookupStream>> OpenLookupStream(
+      absl::string_view table, const LookupStreamOptions& options = {},
+      const CallOptions& call = {}) const;
 
   // Pools `bags` as nn.EmbeddingBag; result shape [bags, embedding_dim].
   // As Lookup, plus INVALID_ARGUMENT for bad offsets, per_sample_weights

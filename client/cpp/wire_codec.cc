@@ -1,6 +1,7 @@
 #include "client/cpp/wire_codec.h"
 
 #include <bit>
+#include <cstdint>
 #include <cstring>
 #include <optional>
 
@@ -30,10 +31,19 @@ absl::Status AppendTensorData(const v1::Tensor& tensor,
         absl::StrCat("server sent a tensor of ", tensor.data().size(),
                      " bytes that does not match its shape"));
   }
+  const char* src = tensor.data().data();
+  // float32 from an aligned buffer (a parsed message's string is a heap
+  // block): one copy (a memmove) into `out`'s new memory. resize() would
+  // zero-fill that memory first, a pass that the copy then overwrites.
+  if (!half && !bfloat &&
+      reinterpret_cast<uintptr_t>(src) % alignof(float) == 0) {
+    const float* floats = reinterpret_cast<const float*>(src);
+    out->insert(out->end(), floats, floats + *count);
+    return absl::OkStatus();
+  }
   const size_t old_size = out->size();
   out->resize(old_size + *count);
   float* dst = out->data() + old_size;
-  const char* src = tensor.data().data();
   if (!half && !bfloat) {
     std::memcpy(dst, src, *bytes);
     return absl::OkStatus();
@@ -46,10 +56,15 @@ absl::Status AppendTensorData(const v1::Tensor& tensor,
   return absl::OkStatus();
 }
 
+absl::Status DecodeTensorInto(const v1::Tensor& tensor, FloatTensor* result) {
+  result->shape.assign(tensor.shape().begin(), tensor.shape().end());
+  result->data.clear();  // Keeps the capacity.
+  return AppendTensorData(tensor, &result->data);
+}
+
 absl::StatusOr<FloatTensor> DecodeTensor(const v1::Tensor& tensor) {
   FloatTensor result;
-  result.shape.assign(tensor.shape().begin(), tensor.shape().end());
-  EMBEDDING_RETURN_IF_ERROR(AppendTensorData(tensor, &result.data));
+  EMBEDDING_RETURN_IF_ERROR(DecodeTensorInto(tensor, &result));
   return result;
 }
 
@@ -87,6 +102,17 @@ void SetIndices(absl::Span<const int64_t> indices,
                 google::protobuf::RepeatedField<int64_t>* field) {
   field->Reserve(static_cast<int>(indices.size()));
   field->Add(indices.begin(), indices.end());
+}
+
+v1::LookupRequest LookupRequestOf(absl::string_view table,
+                                  absl::Span<const int64_t> indices,
+                                  const LookupOptions& options) {
+  v1::LookupRequest request;
+  request.set_table(std::string(table));
+  SetIndices(indices, request.mutable_indices());
+  request.mutable_shape()->Add(options.shape.begin(), options.shape.end());
+  request.set_dtype(options.dtype);
+  return request;
 }
 
 size_t BagCount(const Bags& bags) {

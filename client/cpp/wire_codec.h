@@ -25,11 +25,15 @@
 
 namespace embedding::internal {
 
-// Appends the elements of `tensor` to `out` as float32 (one copy).
+// Appends the elements of `tensor` to `out` as float32: one copy, and no
+// zero fill of the new elements before it for float32.
 // INTERNAL when the server sent bytes that do not match the shape.
 absl::Status AppendTensorData(const v1::Tensor& tensor,
                               std::vector<float>* out);
 
+// Replaces `result` with `tensor` as float32, reusing its buffer. INTERNAL
+// as AppendTensorData.
+absl::Status DecodeTensorInto(const v1::Tensor& tensor, FloatTensor* result);
 absl::StatusOr<FloatTensor> DecodeTensor(const v1::Tensor& tensor);
 
 // INVALID_ARGUMENT naming `what` unless `values` are `rows` whole rows.
@@ -47,6 +51,11 @@ absl::Status EncodeRows(absl::Span<const float> values, size_t rows,
 
 void SetIndices(absl::Span<const int64_t> indices,
                 google::protobuf::RepeatedField<int64_t>* field);
+
+// A Lookup of `indices` in `table`, as Lookup and LookupStream send it.
+v1::LookupRequest LookupRequestOf(absl::string_view table,
+                                  absl::Span<const int64_t> indices,
+                                  const LookupOptions& options);
 
 // The bags `bags` describe (nn.EmbeddingBag's count).
 size_t BagCount(const Bags& bags);
