@@ -121,7 +121,3 @@ class Pipeline:
                 return prefetched[1].result()
             self.prefetch_misses += 1
         return lookup()
-
-    def close(self):
-        self._sender.shutdown(wait=True)
-        self._prefetcher.shutdown(wait=True)
