@@ -15,11 +15,11 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "gtest/gtest.h"
 #include "server/service/server.h"
+#include "tests/service/service_fixture.h"
 
 namespace embedding {
 namespace {
 
-using ::testing::HasSubstr;
 
 constexpr int64_t kRows = 20;
 constexpr int64_t kDim = 4;
@@ -35,28 +35,13 @@ v1::Tensor FloatTensor(std::vector<int64_t> shape,
   return tensor;
 }
 
-// What a rejected request must not change.
-struct Snapshot {
-  std::string rows;
-  int64_t version = 0;
-  int64_t step = 0;
-  bool operator==(const Snapshot&) const = default;
-};
-
-class EmbeddingServiceTest : public ::testing::Test {
+class EmbeddingServiceTest : public testing::ServiceFixture {
  protected:
   void SetUp() override {
-    ServerOptions options;
-    options.listen_address = "127.0.0.1:0";
-    options.registry.memory_budget_bytes = 1 << 20;
+    ServerOptions options = LoopbackOptions();
     options.service.max_indices_per_request = kMaxIndices;
     options.service.max_message_bytes = 1 << 20;
-    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    channel_ = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                                   grpc::InsecureChannelCredentials());
-    stub_ = v1::EmbeddingService::NewStub(channel_);
+    ASSERT_NO_FATAL_FAILURE(StartServer(options));
     v1::CreateTableRequest request;
     request.mutable_spec()->set_name("t");
     request.mutable_spec()->set_num_embeddings(kRows);
@@ -77,32 +62,6 @@ class EmbeddingServiceTest : public ::testing::Test {
                         const Request& request, grpc::ClientContext* context) {
     Response response;
     return (stub_.get()->*method)(context, request, &response);
-  }
-
-  Snapshot Take(const std::string& table = "t") {
-    Snapshot snapshot;
-    grpc::ClientContext context;
-    v1::ReadRowsRequest request;
-    request.set_table(table);
-    auto reader = stub_->ReadRows(&context, request);
-    v1::ReadRowsResponse chunk;
-    while (reader->Read(&chunk)) snapshot.rows += chunk.values().data();
-    EXPECT_TRUE(reader->Finish().ok());
-    grpc::ClientContext info_context;
-    v1::GetTableRequest get;
-    get.set_name(table);
-    v1::TableInfo info;
-    EXPECT_TRUE(stub_->GetTable(&info_context, get, &info).ok());
-    snapshot.version = info.version();
-    snapshot.step = info.step();
-    return snapshot;
-  }
-
-  // Asserts `status` has `code` and a message containing `text`.
-  static void ExpectError(const grpc::Status& status, grpc::StatusCode code,
-                          const std::string& text) {
-    EXPECT_EQ(status.error_code(), code) << status.error_message();
-    EXPECT_THAT(status.error_message(), HasSubstr(text));
   }
 
   v1::PushGradientsRequest Push(std::vector<int64_t> indices) {
@@ -141,10 +100,6 @@ class EmbeddingServiceTest : public ::testing::Test {
   grpc::Status DoBagPush(const v1::PushBagGradientsRequest& request) {
     return Call(&v1::EmbeddingService::Stub::PushBagGradients, request);
   }
-
-  std::unique_ptr<Server> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::EmbeddingService::Stub> stub_;
 };
 
 using Stub = v1::EmbeddingService::Stub;
@@ -185,7 +140,7 @@ TEST_F(EmbeddingServiceTest, LookupStreamAnswersInOrderAndStopsAtABadRequest) {
 }
 
 TEST_F(EmbeddingServiceTest, UnknownTableIsNotFound) {
-  const Snapshot before = Take();
+  const testing::TableState before = ReadState("t");
   v1::LookupRequest lookup = Lookup({1});
   lookup.set_table("missing");
   ExpectError(Call(&Stub::Lookup, lookup), grpc::StatusCode::NOT_FOUND,
@@ -201,32 +156,32 @@ TEST_F(EmbeddingServiceTest, UnknownTableIsNotFound) {
   remove.set_name("missing");
   ExpectError(Call(&Stub::DeleteTable, remove), grpc::StatusCode::NOT_FOUND,
               "missing");
-  EXPECT_EQ(Take(), before);
+  EXPECT_EQ(ReadState("t"), before);
 }
 
 TEST_F(EmbeddingServiceTest, DuplicateCreateIsAlreadyExistsAndKeepsTable) {
-  const Snapshot before = Take();
+  const testing::TableState before = ReadState("t");
   v1::CreateTableRequest request;
   request.mutable_spec()->set_name("t");
   request.mutable_spec()->set_num_embeddings(3);
   request.mutable_spec()->set_embedding_dim(2);
   ExpectError(Call(&Stub::CreateTable, request),
               grpc::StatusCode::ALREADY_EXISTS, "table \"t\" already exists");
-  EXPECT_EQ(Take(), before);
+  EXPECT_EQ(ReadState("t"), before);
 }
 
 TEST_F(EmbeddingServiceTest, OutOfRangeIndexNamesIndexAndPosition) {
-  const Snapshot before = Take();
+  const testing::TableState before = ReadState("t");
   ExpectError(Call(&Stub::Lookup, Lookup({3, kRows})),
               grpc::StatusCode::INVALID_ARGUMENT,
               absl::StrCat("index ", kRows, " at position 1"));
   ExpectError(DoPush(Push({5, 6, -3})), grpc::StatusCode::INVALID_ARGUMENT,
               "index -3 at position 2");
-  EXPECT_EQ(Take(), before);
+  EXPECT_EQ(ReadState("t"), before);
 }
 
 TEST_F(EmbeddingServiceTest, BadGradientsAreInvalidArgumentAndChangeNothing) {
-  const Snapshot before = Take();
+  const testing::TableState before = ReadState("t");
   v1::PushGradientsRequest wrong_shape = Push({1, 2});
   *wrong_shape.mutable_grad() =
       FloatTensor({2, kDim + 1}, std::vector<float>(2 * (kDim + 1), 1.0f));
@@ -257,23 +212,23 @@ TEST_F(EmbeddingServiceTest, BadGradientsAreInvalidArgumentAndChangeNothing) {
   bad_lr.set_learning_rate(-0.1f);
   ExpectError(DoPush(bad_lr), grpc::StatusCode::INVALID_ARGUMENT,
               "learning_rate must be");
-  EXPECT_EQ(Take(), before);
+  EXPECT_EQ(ReadState("t"), before);
 }
 
 // A shard that holds none of a sharded push's rows gets an empty push, so
 // that every shard counts the step (SparseAdam's bias correction, Adagrad's
 // lr_decay): it counts a step and changes no row.
 TEST_F(EmbeddingServiceTest, EmptyPushCountsAStepAndChangesNoRow) {
-  const Snapshot before = Take();
+  const testing::TableState before = ReadState("t");
   ASSERT_TRUE(DoPush(Push({})).ok());
-  const Snapshot after = Take();
+  const testing::TableState after = ReadState("t");
   EXPECT_EQ(after.rows, before.rows);
   EXPECT_EQ(after.step, before.step + 1);
   EXPECT_EQ(after.version, before.version + 1);
 }
 
 TEST_F(EmbeddingServiceTest, EmptyAndOversizedRequestsAreRejected) {
-  const Snapshot before = Take();
+  const testing::TableState before = ReadState("t");
   ExpectError(Call(&Stub::Lookup, Lookup({})),
               grpc::StatusCode::INVALID_ARGUMENT, "indices is empty");
   std::vector<int64_t> many(kMaxIndices + 1, 1);
@@ -281,7 +236,7 @@ TEST_F(EmbeddingServiceTest, EmptyAndOversizedRequestsAreRejected) {
               grpc::StatusCode::RESOURCE_EXHAUSTED, "limit is 1000");
   ExpectError(DoPush(Push(many)), grpc::StatusCode::RESOURCE_EXHAUSTED,
               "limit is 1000");
-  EXPECT_EQ(Take(), before);
+  EXPECT_EQ(ReadState("t"), before);
 }
 
 TEST_F(EmbeddingServiceTest, LookupShapeMustHoldTheIndices) {
@@ -434,7 +389,7 @@ TEST_F(EmbeddingServiceTest, BadTableSpecsAreRejected) {
 }
 
 TEST_F(EmbeddingServiceTest, BadBagsAreInvalidArgumentAndChangeNothing) {
-  const Snapshot before = Take();
+  const testing::TableState before = ReadState("t");
   ExpectError(DoBagPush(BagPush({1, 2}, {1}, v1::BAG_MODE_SUM, 1)),
               grpc::StatusCode::INVALID_ARGUMENT, "offsets[0] must be 0");
   ExpectError(DoBagPush(BagPush({1, 2}, {0, 2, 1}, v1::BAG_MODE_SUM, 3)),
@@ -461,7 +416,7 @@ TEST_F(EmbeddingServiceTest, BadBagsAreInvalidArgumentAndChangeNothing) {
   for (int d = 0; d < kDim; ++d) foreign_max.add_max_indices(7);
   ExpectError(DoBagPush(foreign_max), grpc::StatusCode::INVALID_ARGUMENT,
               "not one of the batch's indices");
-  EXPECT_EQ(Take(), before);
+  EXPECT_EQ(ReadState("t"), before);
 }
 
 TEST_F(EmbeddingServiceTest, SetOptimizerOfAnotherKindIsFailedPrecondition) {

@@ -14,12 +14,12 @@
 #include "gtest/gtest.h"
 #include "server/service/request_indices.h"
 #include "server/service/server.h"
+#include "tests/service/service_fixture.h"
 
 namespace embedding {
 namespace {
 
 using ::testing::ElementsAre;
-using ::testing::HasSubstr;
 using Stub = v1::EmbeddingService::Stub;
 
 constexpr int64_t kRows = 20;
@@ -54,19 +54,12 @@ void SetIndices(const std::vector<int64_t>& indices, bool packed,
   }
 }
 
-class PackedIndicesTest : public ::testing::Test {
+class PackedIndicesTest : public testing::ServiceFixture {
  protected:
   void SetUp() override {
-    ServerOptions options;
-    options.listen_address = "127.0.0.1:0";
-    options.registry.memory_budget_bytes = 1 << 20;
+    ServerOptions options = LoopbackOptions();
     options.service.max_indices_per_request = kMaxIndices;
-    absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = *std::move(server);
-    stub_ = v1::EmbeddingService::NewStub(
-        grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
-                            grpc::InsecureChannelCredentials()));
+    ASSERT_NO_FATAL_FAILURE(StartServer(options));
     // Two identical tables: one for each form.
     for (const char* name : {"varint", "packed"}) {
       v1::CreateTableRequest request;
@@ -84,33 +77,6 @@ class PackedIndicesTest : public ::testing::Test {
   static const char* TableOf(bool packed) {
     return packed ? "packed" : "varint";
   }
-
-  // All rows of a table, as bytes, and its version.
-  std::pair<std::string, int64_t> Rows(const std::string& table) {
-    v1::ReadRowsRequest request;
-    request.set_table(table);
-    grpc::ClientContext context;
-    auto reader = stub_->ReadRows(&context, request);
-    std::string rows;
-    v1::ReadRowsResponse chunk;
-    while (reader->Read(&chunk)) rows += chunk.values().data();
-    EXPECT_TRUE(reader->Finish().ok());
-    v1::GetTableRequest get;
-    get.set_name(table);
-    v1::TableInfo info;
-    grpc::ClientContext info_context;
-    EXPECT_TRUE(stub_->GetTable(&info_context, get, &info).ok());
-    return {rows, info.version()};
-  }
-
-  static void ExpectError(const grpc::Status& status, grpc::StatusCode code,
-                          const std::string& text) {
-    EXPECT_EQ(status.error_code(), code) << status.error_message();
-    EXPECT_THAT(status.error_message(), HasSubstr(text));
-  }
-
-  std::unique_ptr<Server> server_;
-  std::unique_ptr<Stub> stub_;
 };
 
 TEST_F(PackedIndicesTest, LookupGivesTheSameRowsInBothForms) {
@@ -148,7 +114,7 @@ TEST_F(PackedIndicesTest, LookupStreamTakesThePackedForm) {
 
 TEST_F(PackedIndicesTest, PushAppliesTheSameStepInBothForms) {
   const std::vector<int64_t> indices = {2, 9, 2, 15};
-  ASSERT_EQ(Rows("varint").first, Rows("packed").first);
+  ASSERT_EQ(ReadState("varint").rows, ReadState("packed").rows);
   for (bool packed : {false, true}) {
     v1::PushGradientsRequest request;
     request.set_table(TableOf(packed));
@@ -159,7 +125,7 @@ TEST_F(PackedIndicesTest, PushAppliesTheSameStepInBothForms) {
     ASSERT_TRUE(stub_->PushGradients(&context, request, &response).ok());
     EXPECT_EQ(response.rows_updated(), 3);
   }
-  EXPECT_EQ(Rows("varint"), Rows("packed"));
+  EXPECT_EQ(ReadState("varint"), ReadState("packed"));
 }
 
 TEST_F(PackedIndicesTest, BagsGiveTheSameResultsInBothForms) {
@@ -190,11 +156,11 @@ TEST_F(PackedIndicesTest, BagsGiveTheSameResultsInBothForms) {
     EXPECT_EQ(pushed.rows_updated(), 4);
   }
   EXPECT_EQ(pooled[0], pooled[1]);
-  EXPECT_EQ(Rows("varint"), Rows("packed"));
+  EXPECT_EQ(ReadState("varint"), ReadState("packed"));
 }
 
 TEST_F(PackedIndicesTest, BadPackedIndicesAreRefusedAndChangeNothing) {
-  const auto before = Rows("packed");
+  const auto before = ReadState("packed");
   auto lookup = [&](const std::string& packed,
                     const std::vector<int64_t>& indices) {
     v1::LookupRequest request;
@@ -233,7 +199,7 @@ TEST_F(PackedIndicesTest, BadPackedIndicesAreRefusedAndChangeNothing) {
   // The gradient's rows are counted against the packed indices.
   ExpectError(push(Packed({1, 2}), 3), grpc::StatusCode::INVALID_ARGUMENT,
               "grad has shape [3, 4], expected [2, 4]");
-  EXPECT_EQ(Rows("packed"), before);
+  EXPECT_EQ(ReadState("packed"), before);
 }
 
 TEST(RequestIndicesTest, DecodesUnalignedBytesByCopying) {
