@@ -26,9 +26,18 @@ Training steps count the rows of a batch once per step (a lookup and a
 push of them). To add a measure: write `def measure_x(run, batch) ->
 rows/s` and list it in MEASURES with the operation it is compared on
 ("lookup", "push" or "step").
+
+Across a link with a round-trip time: `--rtt_ms 0,1,5` measures only the
+training steps (STEP_MEASURES), at each round-trip time, through a
+delay_proxy.py process (its own process: --rtt_ms / 2 each way; 0 is the
+direct connection) between the clients and the server, and prints one
+table row per batch and round-trip time, with the time a 1-row lookup
+took on that path. The local step does not cross the link: it is measured
+once per batch and repetition.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
@@ -44,6 +53,7 @@ import numpy as np
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
 
 from embedding_client import EmbeddingClient  # noqa: E402
+from tests.bench.delay_proxy import spawn_proxy  # noqa: E402
 from tests.testing.binaries import bench_binary  # noqa: E402
 from tests.testing.server_process import ServerProcess  # noqa: E402
 
@@ -172,9 +182,11 @@ def measure_remote_step(run, batch):
 
 
 def measure_pipelined_step(run, batch):
-    """The same step pipelined: up to 2 pushes queued in the background and
-    the next batch prefetched before this one's backward."""
-    module = _remote_module(run, max_pushes_in_flight=2)
+    """The same step pipelined: up to --pushes_in_flight pushes queued in
+    the background and the next batch prefetched before this one's
+    backward."""
+    module = _remote_module(run,
+                            max_pushes_in_flight=run.args.pushes_in_flight)
     ids = _index_tensors(batch, run.args)
 
     def step(k):
@@ -203,6 +215,18 @@ def measure_local_step(run, batch):
     return closed_loop(step, batch, run.args)
 
 
+def one_row_lookup_ms(run):
+    """Median milliseconds of a 1-row Python lookup: the path's round trip
+    (the link's, the server's and the client's)."""
+    table, ids = run.tables["lookup"], np.zeros(1, dtype=np.int64)
+    times = []
+    for _ in range(200):
+        start = time.perf_counter()
+        run.client.lookup(table, ids)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[20:]) * 1e3
+
+
 # (name, operation, measure). BASES: the ones the ratios divide by.
 MEASURES = [
     ("C++ client lookup", "lookup", measure_cpp_lookup),
@@ -221,6 +245,10 @@ BASES = {"C++ client": {"lookup": "C++ client lookup",
                         "step": "C++ client lookup then push"},
          "C++ stub": {"lookup": "C++ stub lookup", "push": "C++ stub push"},
          "synchronous step": {"step": "RemoteEmbedding step, synchronous"}}
+# What --rtt_ms measures: the steps. LOCAL_STEP does not cross the link.
+STEP_MEASURES = [entry for entry in MEASURES if entry[1] == "step"]
+LOCAL_STEP = "local nn.Embedding step"
+ONE_ROW = "1-row lookup ms"
 
 
 def fmt_rate(rate):
@@ -251,6 +279,68 @@ def report(medians, batches, args):
     return "\n".join(lines)
 
 
+def fmt_step(rate, batch):
+    """rows/s and the step's time."""
+    return f"{fmt_rate(rate)} ({batch / rate * 1e3:.2f} ms)"
+
+
+def rtt_report(medians, batches, rtts, args):
+    names = [name for name, _, _ in STEP_MEASURES]
+    sync, pipelined, cpp = (BASES["synchronous step"]["step"],
+                            "RemoteEmbedding step, pipelined",
+                            BASES["C++ client"]["step"])
+    lines = [
+        "## Training steps across a link with a round-trip time",
+        "",
+        f"`{' '.join(['tests/bench/python_bench.py', *sys.argv[1:]])}`: "
+        f"{args.rows} x {args.dim} float32 table, uniform random ids, one "
+        f"caller, {args.duration} s per run after {args.warmup} s warm-up, "
+        f"medians of {args.reps} interleaved repetitions, one run; the "
+        "server and the client on the same machine, connected through "
+        "tests/bench/delay_proxy.py (RTT / 2 each way; RTT 0: directly). "
+        "Pipelined: max_pushes_in_flight="
+        f"{args.pushes_in_flight}, the next batch prefetched before each "
+        "backward(). rows/s, and (in brackets) the time of a step; the "
+        "local step does not cross the link.",
+        "",
+        "| batch | RTT | 1-row lookup | " + " | ".join(names) +
+        " | pipelined / synchronous | synchronous / C++ client |",
+        "|---:|---:|---:|" + "---:|" * (len(names) + 2)]
+    for batch in batches:
+        for rtt in rtts:
+            cells = [str(batch), f"{rtt:g} ms",
+                     f"{medians[ONE_ROW, rtt]:.2f} ms"]
+            rate = {name: medians[name, batch, rtt] for name in names}
+            cells += [fmt_step(rate[name], batch) for name in names]
+            cells += [f"{rate[pipelined] / rate[sync]:.2f}x",
+                      f"{rate[sync] / rate[cpp]:.2f}x"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def measure_all(run, batches, samples):
+    """One repetition of every measure at every batch size."""
+    for batch in batches:
+        for name, _, measure in MEASURES:
+            samples.setdefault((name, batch), []).append(measure(run, batch))
+
+
+def measure_steps(runs, batches, samples):
+    """One repetition of the steps at every batch size through every link
+    (runs: round-trip time -> Run); the local step once per batch."""
+    for batch in batches:
+        for rtt, run in runs.items():
+            samples.setdefault((ONE_ROW, rtt), []).append(
+                one_row_lookup_ms(run))
+            for name, _, measure in STEP_MEASURES:
+                if name != LOCAL_STEP or rtt == next(iter(runs)):
+                    samples.setdefault((name, batch, rtt), []).append(
+                        measure(run, batch))
+        for rtt in runs:  # The same local samples in every row.
+            samples[LOCAL_STEP, batch, rtt] = samples[
+                LOCAL_STEP, batch, next(iter(runs))]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--server_binary",
@@ -265,6 +355,12 @@ def main():
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--duration", type=float, default=2.0)
     parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--rtt_ms",
+                        help="comma-separated round-trip times (ms): "
+                        "measure only the training steps, through a "
+                        "delay_proxy.py at each (0: directly)")
+    parser.add_argument("--pushes_in_flight", type=int, default=2,
+                        help="the pipelined step's max_pushes_in_flight")
     args = parser.parse_args()
     # binaries.py and ServerProcess find the binaries through these.
     if args.server_binary:
@@ -272,28 +368,40 @@ def main():
     if args.bench_binary:
         os.environ["EMBEDDING_BENCH"] = os.path.abspath(args.bench_binary)
     batches = [int(b) for b in args.batches.split(",")]
+    rtts = ([float(r) for r in args.rtt_ms.split(",")] if args.rtt_ms
+            else None)
+    samples = {}
     with ServerProcess("--log_level=warn") as server, \
-            EmbeddingClient(server.address) as client:
+            EmbeddingClient(server.address) as client, \
+            contextlib.ExitStack() as links:
         run = Run(server.address, {}, client, args)
         # embedding_bench creates its tables; the Python measures use them.
         for operation in CPP_WORKLOADS:
             run.tables[operation] = cpp_bench(run, operation, 1, 0.1,
                                               0)["table"]
-        medians = {}
-        samples = {}
+        runs = {}
+        for rtt in rtts or []:
+            runs[rtt] = run
+            if rtt > 0:
+                address = links.enter_context(
+                    spawn_proxy(server.address, rtt / 2))
+                runs[rtt] = dataclasses.replace(
+                    run, address=address,
+                    client=links.enter_context(EmbeddingClient(address)))
         for rep in range(args.reps):
-            for batch in batches:
-                for name, _, measure in MEASURES:
-                    samples.setdefault((name, batch), []).append(
-                        measure(run, batch))
+            if rtts:
+                measure_steps(runs, batches, samples)
+            else:
+                measure_all(run, batches, samples)
             print(f"repetition {rep + 1} of {args.reps} done",
                   file=sys.stderr)
-        for key, values in samples.items():
-            medians[key] = statistics.median(values)
-    print(json.dumps({f"{name} @ {batch}": rate
-                      for (name, batch), rate in medians.items()}, indent=1),
+    medians = {key: statistics.median(values)
+               for key, values in samples.items()}
+    print(json.dumps({" @ ".join(map(str, key)): value
+                      for key, value in medians.items()}, indent=1),
           file=sys.stderr)  # The raw medians, for the record.
-    print(report(medians, batches, args))
+    print(rtt_report(medians, batches, rtts, args) if rtts
+          else report(medians, batches, args))
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ import time
 import grpc
 import numpy as np
 
-from embedding_client import npy, security, tensors
+from embedding_client import malloc_tuning, npy, security, tensors
 from embedding_client._stubs import pb, pb_grpc
 from embedding_client.errors import (FailedPreconditionError, InternalError,
                                      InvalidArgumentError, from_rpc_error)
@@ -143,6 +143,7 @@ class EmbeddingClient:
             tls=tls, max_message_bytes=max_message_bytes,
             max_retries=max_retries, channel_options=channel_options)
         credentials, tls_options = security.channel_security(tls, credentials)
+        malloc_tuning.tune_once()
         options = [("grpc.max_send_message_length", max_message_bytes),
                    ("grpc.max_receive_message_length", max_message_bytes),
                    *tls_options, *channel_options]
