@@ -59,6 +59,7 @@
 #include "server/core/gradient_accumulator.h"
 #include "server/core/memory_budget.h"
 #include "server/core/mutex.h"
+#include "server/core/optimizer.h"
 #include "server/core/seqlock.h"
 #include "server/core/table_counters.h"
 #include "server/core/table_spec.h"
@@ -81,7 +82,7 @@ struct PushOptions {
 // An upper bound of the scratch memory one push of `indices` indices (a
 // PushGradients, or a PushBagGradients of that many bag indices) of a table
 // of `dim` columns allocates while it runs, freed when it ends:
-// 36 * indices + 4 * indices * dim + 4224 bytes; INT64_MAX when that
+// 48 * indices + 4 * indices * dim + 4224 bytes; INT64_MAX when that
 // overflows. A caller that accounts for memory reserves it before the push.
 // (Each thread also keeps up to GradientAccumulator::kMaxRetainedBytes of
 // scratch between pushes.)
@@ -234,6 +235,9 @@ class EmbeddingTable {
   static constexpr int kOptimisticReads = 4;
   // Rows ahead that a gather or push prefetches.
   static constexpr size_t kPrefetchDistance = 8;
+  // Rows a push steps under one set of stripe locks: bounds how long it
+  // holds a stripe (readers retry meanwhile, then wait for the lock).
+  static constexpr size_t kRowsPerLockChunk = 16;
 
   // A row (weights, then optimizer state) as it was at a snapshot's cut,
   // kept because it changed before the snapshot copied it.
@@ -369,6 +373,22 @@ class EmbeddingTable {
                                        const PushOptions& options,
                                        const Cancellation& cancel);
 
+  // PrefetchRow (with state) of the rows of order[begin, end), slots of
+  // `gradient`.
+  void PrefetchRows(const GradientAccumulator& gradient,
+                    absl::Span<const uint32_t> order, size_t begin,
+                    size_t end) const;
+
+  // ApplyPush's optimizer steps of the rows of order[begin, end) (slots of
+  // `gradient`, grouped by stripe), holding those rows' stripes' writer
+  // locks, all taken before the first step and released after the last.
+  // The analysis cannot follow locks taken in a loop.
+  void ApplyChunk(GradientAccumulator& gradient,
+                  absl::Span<const uint32_t> order, size_t begin, size_t end,
+                  const OptimizerSpec& optimizer, const StepParams& params,
+                  const MutationContext& mutation)
+      ABSL_NO_THREAD_SAFETY_ANALYSIS;
+
   // Destroyed last: the budget gets the bytes back once they are freed.
   BudgetLease budget_;
 
@@ -385,12 +405,12 @@ class EmbeddingTable {
   const bool scale_grad_by_freq_;
 
   // Row data: row r and its state are guarded by StripeOf(r). Lookups load
-  // the weights without the lock, as relaxed atomics (seqlock.h), so every
-  // store to the weights of a published table is a relaxed atomic too
-  // (StoreRow, ApplyOptimizerRowShared); the state is read only under the
-  // lock. Creation and TableLoader write rows before the table is shared.
-  // Raw arrays (not vectors) so the memory is not zero-filled twice at
-  // creation.
+  // the weights without the lock (seqlock.h), so every store to the weights
+  // of a published table happens while its stripe's counter is odd, and is
+  // a relaxed atomic under TSan (StoreRow, ApplyPush; kSeqlockPlainStores);
+  // the state is read only under the lock. Creation and TableLoader write rows
+  // before the table is shared. Raw arrays (not vectors) so the memory is not
+  // zero-filled twice at creation.
   const std::unique_ptr<float[]> weights_;
   const std::unique_ptr<float[]> state_;
   const std::unique_ptr<Stripe[]> stripes_;

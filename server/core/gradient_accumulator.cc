@@ -81,8 +81,9 @@ float* GradientAccumulator::Own(uint32_t slot) {
 }
 
 int64_t GradientAccumulator::BytesBound(int64_t rows, int64_t dim) {
-  // The index, then rows (8 bytes), sum pointers (8), owned indices (4),
-  // counts (4) and owned sums (4 per float) of at most `rows` distinct rows.
+  // The index, then rows (8 bytes), sum pointers (8), owned indices (4,
+  // then groups), counts (4, then the slots by group) and owned sums (4 per
+  // float) of at most `rows` distinct rows.
   std::optional<int64_t> floats = CheckedMul(rows, dim);
   std::optional<int64_t> bytes;
   if (floats.has_value()) {

@@ -155,6 +155,18 @@ class GradientAccumulator {
   // accumulated row occurs in `indices`.
   void ScaleByFrequency(absl::Span<const int64_t> indices);
 
+  // The slots ordered by group_of(row(slot)), a uint32_t < `groups`; slots
+  // of one group in the order they came. group(slot) then returns a slot's
+  // group. Two passes, no comparisons: a push groups its rows by lock
+  // stripe with it. It ends the accumulation: it reuses the scratch that
+  // only Add, AddElement and ScaleByFrequency need (so the bound does not
+  // grow), and none of them may follow until the next ForThisThread; the
+  // span is valid until then. REQUIRES: groups <= kMaxGroups.
+  template <typename GroupOf>
+  absl::Span<const uint32_t> SlotsByGroup(uint32_t groups, GroupOf&& group_of);
+  uint32_t group(size_t slot) const { return owned_index_[slot]; }
+  static constexpr uint32_t kMaxGroups = 1024;
+
   // Distinct rows accumulated, in the order they first came.
   size_t size() const { return rows_.size(); }
   int64_t row(size_t slot) const { return rows_[slot]; }
@@ -224,9 +236,13 @@ class GradientAccumulator {
   // Sums of rows that came twice or were scaled, dim floats each; not
   // zero-filled, as every use writes its floats first.
   std::unique_ptr<float[]> owned_;
-  size_t owned_size_ = 0;         // Floats in use.
-  size_t owned_capacity_ = 0;     // Floats allocated.
-  std::vector<uint32_t> counts_;  // Slot -> occurrences (ScaleByFrequency).
+  size_t owned_size_ = 0;      // Floats in use.
+  size_t owned_capacity_ = 0;  // Floats allocated.
+  // Slot -> occurrences (ScaleByFrequency); then the slots by group
+  // (SlotsByGroup, which also turns owned_index_ into slot -> group).
+  std::vector<uint32_t> counts_;
+  // Per group, where its slots start in counts_ (SlotsByGroup).
+  uint32_t group_starts_[kMaxGroups + 1];
 };
 
 // This thread's accumulator for one push: when the push ends (this goes out
@@ -248,6 +264,28 @@ class PushScratch {
 };
 
 // Implementation.
+
+template <typename GroupOf>
+absl::Span<const uint32_t> GradientAccumulator::SlotsByGroup(
+    uint32_t groups, GroupOf&& group_of) {
+  const size_t slots = rows_.size();
+  std::vector<uint32_t>& slot_groups = owned_index_;  // Sums are in sums_.
+  std::vector<uint32_t>& grouped = counts_;
+  grouped.resize(slots);
+  std::fill_n(group_starts_, groups + 1, 0u);
+  for (size_t slot = 0; slot < slots; ++slot) {
+    const uint32_t group = group_of(rows_[slot]);
+    slot_groups[slot] = group;
+    ++group_starts_[group + 1];
+  }
+  for (uint32_t g = 1; g <= groups; ++g) {
+    group_starts_[g] += group_starts_[g - 1];
+  }
+  for (size_t slot = 0; slot < slots; ++slot) {
+    grouped[group_starts_[slot_groups[slot]]++] = static_cast<uint32_t>(slot);
+  }
+  return grouped;
+}
 
 template <typename KeyAt>
 uint32_t PositionIndex::FindOrInsert(int64_t key, uint32_t new_position,

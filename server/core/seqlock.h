@@ -23,11 +23,11 @@
 // If a reader's data load saw a store of a write, its acquire fence
 // synchronises with that write's release fence, so its s2 load happens after
 // the odd store: s2 != s1. If s1 read a write's even store, the release
-// store / acquire load pair makes all that write's data visible. Stores to
-// the data are relaxed atomics (std::atomic_ref: plain stores on x86-64 and
-// AArch64, one per float); so are the reader's loads under ThreadSanitizer,
-// while other builds copy with memcpy (see LoadFloatsRelaxed for why, and
-// why that is sound).
+// store / acquire load pair makes all that write's data visible. Under
+// ThreadSanitizer the data stores and loads are relaxed atomics
+// (std::atomic_ref, one float at a time), so TSan checks the protocol with
+// no suppression; other builds store and copy with plain, wide accesses
+// (see kSeqlockPlainStores and LoadFloatsRelaxed for why that is sound).
 //
 // Thread-safe as described: any number of readers, one writer at a time.
 #ifndef SERVER_CORE_SEQLOCK_H_
@@ -96,11 +96,39 @@ inline void LoadFloatsRelaxed(const float* src, size_t count, void* dst) {
 #endif
 }
 
+// Whether a writer stores data with plain (wide, vectorised) stores between
+// WriteBegin and WriteEnd. Not under ThreadSanitizer: there every store is a
+// relaxed atomic, so TSan still checks that no store to the data escapes the
+// seqlock protocol (a store outside a write window, or without the lock,
+// races with the readers' atomic loads and is reported).
+//
+// Why plain stores are sound elsewhere, as the memcpy of LoadFloatsRelaxed
+// and Linux's seqlocks: GCC and Clang treat the release fence of WriteBegin
+// and the release store of WriteEnd as compiler barriers, so the stores stay
+// inside the window; in hardware the fence orders the odd count before them
+// (x86-64 keeps stores in order anyway; AArch64 emits dmb ish) and the
+// release store orders them before the even count. A reader whose copy saw
+// any of them therefore sees the count moved (its acquire fence, then the
+// count load) and throws the copy away, torn or not: a plain store cannot
+// be observed half-done by a copy that is kept. What the relaxed atomics of
+// the C++ model add (no tearing of one float) is not needed, since no kept
+// copy overlaps a store.
+#ifdef ABSL_HAVE_THREAD_SANITIZER
+inline constexpr bool kSeqlockPlainStores = false;
+#else
+inline constexpr bool kSeqlockPlainStores = true;
+#endif
+
 // Stores `count` floats where readers may be loading them (with
-// LoadFloatsRelaxed). REQUIRES: the caller excludes other writers.
+// LoadFloatsRelaxed), between WriteBegin and WriteEnd. REQUIRES: the caller
+// excludes other writers.
 inline void StoreFloatsRelaxed(const float* src, size_t count, float* dst) {
-  for (size_t i = 0; i < count; ++i) {
-    std::atomic_ref<float>(dst[i]).store(src[i], std::memory_order_relaxed);
+  if constexpr (kSeqlockPlainStores) {
+    std::memcpy(dst, src, count * sizeof(float));
+  } else {
+    for (size_t i = 0; i < count; ++i) {
+      std::atomic_ref<float>(dst[i]).store(src[i], std::memory_order_relaxed);
+    }
   }
 }
 

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 #include <random>
 #include <string>
 #include <vector>
@@ -22,6 +23,7 @@
 #include "absl/types/span.h"
 #include "server/core/dtype.h"
 #include "server/core/embedding_table.h"
+#include "server/core/huge_pages.h"
 #include "server/core/initializer.h"
 #include "server/core/table_spec.h"
 
@@ -82,10 +84,29 @@ EmbeddingTable& MaxNormTable() {
   return *table;
 }
 
+// Allocates as the engine does for its tables (transparent huge pages where
+// the kernel gives them), so the anchors pay the same TLB misses.
+template <typename T>
+struct HugePageAllocator {
+  using value_type = T;
+  HugePageAllocator() = default;
+  template <typename U>
+  HugePageAllocator(const HugePageAllocator<U>&) {}
+  T* allocate(size_t n) {
+    void* data = std::malloc(n * sizeof(T));
+    if (data == nullptr) throw std::bad_alloc();
+    AdviseHugePages(data, static_cast<int64_t>(n * sizeof(T)));
+    return static_cast<T*>(data);
+  }
+  void deallocate(T* data, size_t) { std::free(data); }
+  bool operator==(const HugePageAllocator&) const = default;
+};
+using Floats = std::vector<float, HugePageAllocator<float>>;
+
 // The same rows as the tables, in a plain array.
-const std::vector<float>& PlainRows() {
-  static const std::vector<float>* rows = [] {
-    auto* result = new std::vector<float>(TableRows() * kDim);
+const Floats& PlainRows() {
+  static const Floats* rows = [] {
+    auto* result = new Floats(TableRows() * kDim);
     for (int64_t row = 0; row < TableRows(); ++row) {
       FillRow(InitializerSpec{}, kSeed, row, kDim, &(*result)[row * kDim]);
     }
@@ -132,7 +153,7 @@ void RunBatches(benchmark::State& state, const Step& step) {
 // rows early (0: none).
 absl::Status PlainGather(absl::Span<const int64_t> ids, int64_t prefetch_ahead,
                          std::vector<float>& out) {
-  const std::vector<float>& rows = PlainRows();
+  const Floats& rows = PlainRows();
   const int64_t batch = static_cast<int64_t>(ids.size());
   for (int64_t i = 0; i < batch; ++i) {
     if (prefetch_ahead > 0 && i + prefetch_ahead < batch) {
@@ -167,8 +188,8 @@ void BM_PrefetchGather(benchmark::State& state) {
 // Mutable plain copies of the rows (and of Adagrad's state) for the
 // read-modify-write anchors below.
 struct PlainTable {
-  std::vector<float> weights = PlainRows();
-  std::vector<float> state;  // Adagrad's squared-gradient sums; empty for SGD.
+  Floats weights = PlainRows();
+  Floats state;  // Adagrad's squared-gradient sums; empty for SGD.
 };
 
 PlainTable& PlainSgdTable() {

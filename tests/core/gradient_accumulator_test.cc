@@ -36,6 +36,21 @@ TEST(GradientAccumulatorTest, SumsEachDistinctRowOnceInFirstSeenOrder) {
   EXPECT_THAT(SumOf(gradient, 1, 2), ElementsAre(10, 25));
 }
 
+TEST(GradientAccumulatorTest, SlotsByGroupOrdersByGroupThenArrival) {
+  GradientAccumulator& gradient = GradientAccumulator::ForThisThread(1, 6);
+  const float g = 1;
+  for (int64_t row : {13, 4, 22, 3, 9, 14}) gradient.Add(row, &g, 1.0f);
+  // Group: row % 10.
+  const absl::Span<const uint32_t> order = gradient.SlotsByGroup(
+      10, [](int64_t row) { return static_cast<uint32_t>(row % 10); });
+  std::vector<int64_t> rows;
+  for (uint32_t slot : order) {
+    rows.push_back(gradient.row(slot));
+    EXPECT_EQ(gradient.group(slot), gradient.row(slot) % 10);
+  }
+  EXPECT_THAT(rows, ElementsAre(22, 13, 3, 4, 14, 9));
+}
+
 TEST(GradientAccumulatorTest, ForThisThreadStartsEmptyWithTheNewDim) {
   const std::vector<float> grad = {1, 1, 1};
   GradientAccumulator::ForThisThread(3, 1).Add(1, grad.data(), 1.0f);
