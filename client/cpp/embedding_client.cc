@@ -27,6 +27,7 @@ using internal::DecodeTensorInto;
 using internal::EncodeRows;
 using internal::SetBags;
 using internal::SetIndices;
+using internal::SetIndicesLe;
 
 std::string RandomClientId() {
   std::random_device device;
@@ -319,7 +320,7 @@ absl::StatusOr<PushGradientsResult> EmbeddingClient::PushGradients(
     const CallOptions& call) const {
   v1::PushGradientsRequest request;
   request.set_table(std::string(table));
-  SetIndices(indices, request.mutable_indices());
+  SetIndicesLe(indices, request.mutable_indices_le());
   EMBEDDING_RETURN_IF_ERROR(
       EncodeRows(grad, indices.size(), "grad", request.mutable_grad()));
   return SendPush(&Stub::PushGradients, request, push, call);

@@ -516,10 +516,10 @@ absl::Status ShardedEmbeddingClient::DeleteTable(
   return Failures(addresses_, calls);
 }
 
-absl::StatusOr<std::vector<float>> ShardedEmbeddingClient::RoutedLookup(
+absl::Status ShardedEmbeddingClient::RoutedLookup(
     const CheckedTable& table, absl::string_view name,
-    absl::Span<const int64_t> indices, v1::DType dtype,
-    const CallOptions& call) const {
+    absl::Span<const int64_t> indices, v1::DType dtype, const CallOptions& call,
+    std::vector<float>* out) const {
   const int64_t dim = table.spec.embedding_dim();
   Routes routes = Route(table.layout, indices);
   EMBEDDING_RETURN_IF_ERROR(
@@ -530,13 +530,13 @@ absl::StatusOr<std::vector<float>> ShardedEmbeddingClient::RoutedLookup(
     auto& sub = calls.emplace_back();
     sub.shard = k;
     sub.request.set_table(std::string(name));
-    internal::SetIndices(routes.indices[k], sub.request.mutable_indices());
+    internal::SetIndicesLe(routes.indices[k], sub.request.mutable_indices_le());
     sub.request.set_dtype(dtype);
   }
   FanOut(absl::MakeConstSpan(shards_), &Stub::AsyncLookup, /*retry=*/true, call,
          calls);
-  std::vector<float> out(indices.size() * dim);
   EMBEDDING_RETURN_IF_ERROR(Failures(addresses_, calls));
+  out->resize(indices.size() * dim);
   std::vector<float> decoded;
   for (const auto& sub : calls) {
     const v1::Tensor& tensor = sub.result->embeddings();
@@ -559,15 +559,26 @@ absl::StatusOr<std::vector<float>> ShardedEmbeddingClient::RoutedLookup(
                             "server sent ", rows.size(), " floats for ",
                             positions.size(), " rows of dimension ", dim)));
     }
-    ScatterRows(rows, dim, positions, out);
+    ScatterRows(rows, dim, positions, *out);
   }
-  return out;
+  return absl::OkStatus();
 }
 
 absl::StatusOr<FloatTensor> ShardedEmbeddingClient::Lookup(
     absl::string_view table, absl::Span<const int64_t> indices,
     const LookupOptions& options, const CallOptions& call) const {
-  if (single()) return shards_[0]->Lookup(table, indices, options, call);
+  FloatTensor result;
+  EMBEDDING_RETURN_IF_ERROR(LookupInto(table, indices, &result, options, call));
+  return result;
+}
+
+absl::Status ShardedEmbeddingClient::LookupInto(
+    absl::string_view table, absl::Span<const int64_t> indices,
+    FloatTensor* result, const LookupOptions& options,
+    const CallOptions& call) const {
+  if (single()) {
+    return shards_[0]->LookupInto(table, indices, result, options, call);
+  }
   EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<const CheckedTable> checked,
                              Table(table, call));
   if (!ShapeFits(options.shape, indices.size()) || !KnownDType(options.dtype)) {
@@ -579,15 +590,14 @@ absl::StatusOr<FloatTensor> ShardedEmbeddingClient::Lookup(
   }
   EMBEDDING_RETURN_IF_ERROR(
       ValidateIndices(indices, checked->spec.num_embeddings()));
-  FloatTensor result;
-  EMBEDDING_ASSIGN_OR_RETURN(
-      result.data, RoutedLookup(*checked, table, indices, options.dtype, call));
-  result.shape = options.shape;
-  if (result.shape.empty()) {
-    result.shape.push_back(static_cast<int64_t>(indices.size()));
+  EMBEDDING_RETURN_IF_ERROR(RoutedLookup(*checked, table, indices,
+                                         options.dtype, call, &result->data));
+  result->shape = options.shape;
+  if (result->shape.empty()) {
+    result->shape.push_back(static_cast<int64_t>(indices.size()));
   }
-  result.shape.push_back(checked->spec.embedding_dim());
-  return result;
+  result->shape.push_back(checked->spec.embedding_dim());
+  return absl::OkStatus();
 }
 
 // Checks a bag call as the server does, in its order.
@@ -619,8 +629,8 @@ absl::StatusOr<BagLookupResult> ShardedEmbeddingClient::LookupBag(
   const std::vector<int64_t> rows = internal::PooledRows(bags, padding_row);
   std::vector<float> values;
   if (!rows.empty()) {
-    EMBEDDING_ASSIGN_OR_RETURN(
-        values, RoutedLookup(*checked, table, rows, v1::DTYPE_FLOAT32, call));
+    EMBEDDING_RETURN_IF_ERROR(
+        RoutedLookup(*checked, table, rows, v1::DTYPE_FLOAT32, call, &values));
   }
   absl::flat_hash_map<int64_t, const float*> row_of;
   for (size_t i = 0; i < rows.size(); ++i) row_of[rows[i]] = &values[i * dim];
@@ -647,7 +657,7 @@ absl::StatusOr<PushGradientsResult> ShardedEmbeddingClient::ShardedPush(
     auto& sub = calls[k];
     sub.shard = k;
     sub.request.set_table(std::string(name));
-    internal::SetIndices(routes.indices[k], sub.request.mutable_indices());
+    internal::SetIndicesLe(routes.indices[k], sub.request.mutable_indices_le());
     SetRows(GatherRows(grad, dim, routes.positions[k]),
             static_cast<int64_t>(routes.indices[k].size()), dim,
             sub.request.mutable_grad());

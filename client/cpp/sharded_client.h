@@ -121,6 +121,13 @@ class ShardedEmbeddingClient {
                                      absl::Span<const int64_t> indices,
                                      const LookupOptions& options = {},
                                      const CallOptions& call = {}) const;
+  // As EmbeddingClient::LookupInto: the rows land in `result`'s buffer,
+  // memory already touched, instead of a fresh allocation per call.
+  absl::Status LookupInto(absl::string_view table,
+                          absl::Span<const int64_t> indices,
+                          FloatTensor* result,
+                          const LookupOptions& options = {},
+                          const CallOptions& call = {}) const;
   absl::StatusOr<BagLookupResult> LookupBag(
       absl::string_view table, const Bags& bags,
       v1::DType dtype = kDefaultLookupDType,
@@ -239,12 +246,13 @@ class ShardedEmbeddingClient {
   absl::Status ShardError(int k, const absl::Status& status) const;
   // One TableInfo of the whole table from the shards' ones.
   v1::TableInfo Merge(absl::Span<const v1::TableInfo> infos) const;
-  // The rows `indices` (in range) of a checked table, as float32 in the
-  // caller's order, each shard asked for its rows at once.
-  absl::StatusOr<std::vector<float>> RoutedLookup(
-      const CheckedTable& table, absl::string_view name,
-      absl::Span<const int64_t> indices, v1::DType dtype,
-      const CallOptions& call) const;
+  // Replaces `out` with the rows `indices` (in range) of a checked table,
+  // as float32 in the caller's order (reusing its buffer), each shard asked
+  // for its rows at once.
+  absl::Status RoutedLookup(const CheckedTable& table, absl::string_view name,
+                            absl::Span<const int64_t> indices, v1::DType dtype,
+                            const CallOptions& call,
+                            std::vector<float>* out) const;
   absl::Status CheckBagCall(const CheckedTable& table, const Bags& bags) const;
   // Sends each shard its rows of a checked push (an empty one where it has
   // none), all with one sequence.

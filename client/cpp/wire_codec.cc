@@ -13,7 +13,8 @@
 namespace embedding::internal {
 
 static_assert(std::endian::native == std::endian::little,
-              "Tensor.data is little-endian; this client copies raw floats");
+              "Tensor.data and indices_le are little-endian; this client "
+              "copies raw floats and int64s");
 
 absl::Status AppendTensorData(const v1::Tensor& tensor,
                               std::vector<float>* out) {
@@ -104,12 +105,21 @@ void SetIndices(absl::Span<const int64_t> indices,
   field->Add(indices.begin(), indices.end());
 }
 
+void SetIndicesLe(absl::Span<const int64_t> indices, std::string* field) {
+  if (indices.empty()) {  // data() may be null.
+    field->clear();
+    return;
+  }
+  field->assign(reinterpret_cast<const char*>(indices.data()),
+                indices.size() * sizeof(int64_t));
+}
+
 v1::LookupRequest LookupRequestOf(absl::string_view table,
                                   absl::Span<const int64_t> indices,
                                   const LookupOptions& options) {
   v1::LookupRequest request;
   request.set_table(std::string(table));
-  SetIndices(indices, request.mutable_indices());
+  SetIndicesLe(indices, request.mutable_indices_le());
   request.mutable_shape()->Add(options.shape.begin(), options.shape.end());
   request.set_dtype(options.dtype);
   return request;

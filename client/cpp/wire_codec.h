@@ -1,10 +1,11 @@
 // Request and reply pieces that every client of the wire contract builds the
-// same way: float32 tensors as raw little-endian bytes, packed indices, the
-// fields LookupBag and PushBagGradients share. Used by EmbeddingClient and
+// same way: float32 tensors as raw little-endian bytes, indices as raw
+// little-endian int64 (`indices_le`) or packed varints, the fields LookupBag
+// and PushBagGradients share. Used by EmbeddingClient and
 // ShardedEmbeddingClient.
 //
 //   v1::PushGradientsRequest request;
-//   internal::SetIndices(indices, request.mutable_indices());
+//   internal::SetIndicesLe(indices, request.mutable_indices_le());
 //   absl::Status s = internal::EncodeRows(grad, indices.size(), "grad",
 //                                         request.mutable_grad());
 //
@@ -49,8 +50,17 @@ absl::Status CheckRowsOfDimension(absl::Span<const float> values, int64_t dim);
 absl::Status EncodeRows(absl::Span<const float> values, size_t rows,
                         absl::string_view what, v1::Tensor* tensor);
 
+// Fills a `repeated int64` field: a varint per index on the wire. For the
+// fields that have no `indices_le` twin, and for bag requests (see
+// SetBags).
 void SetIndices(absl::Span<const int64_t> indices,
                 google::protobuf::RepeatedField<int64_t>* field);
+
+// Fills an `indices_le` field: the indices' bytes as they are in memory (the
+// host is little-endian, as the field), one copy and no conversion per
+// index on either side. What Lookup, LookupStream and PushGradients send
+// (client/CONTRACT.md, "Index encoding").
+void SetIndicesLe(absl::Span<const int64_t> indices, std::string* field);
 
 // A Lookup of `indices` in `table`, as Lookup and LookupStream send it.
 v1::LookupRequest LookupRequestOf(absl::string_view table,
@@ -60,7 +70,10 @@ v1::LookupRequest LookupRequestOf(absl::string_view table,
 // The bags `bags` describe (nn.EmbeddingBag's count).
 size_t BagCount(const Bags& bags);
 
-// LookupBagRequest and PushBagGradientsRequest share these fields.
+// LookupBagRequest and PushBagGradientsRequest share these fields. The
+// indices travel as `repeated int64`, not `indices_le`: a server older than
+// that field would read offsets [0] with no indices as one empty bag
+// instead of refusing the request.
 template <typename Request>
 void SetBags(absl::string_view table, const Bags& bags, Request* request) {
   request->set_table(std::string(table));

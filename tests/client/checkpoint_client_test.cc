@@ -2,7 +2,6 @@
 // against the real in-process server with a checkpoint directory and a
 // 1 MiB message limit on both sides (so a 40000 x 16 table moves in three
 // chunks each way: anything sent whole would be refused).
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -21,11 +20,13 @@
 #include "gtest/gtest.h"
 #include "server/service/server.h"
 #include "spdlog/spdlog.h"
+#include "tests/client/wire_bytes.h"
 #include "tests/service/temp_dir.h"
 
 namespace embedding {
 namespace {
 
+using ::embedding::testing::DecodeFloats;
 using ::embedding::testing::TempDir;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
@@ -65,12 +66,6 @@ std::string NpyFile(const std::string& dict, int64_t data_bytes) {
          static_cast<char>(text.size() & 0xff) +
          static_cast<char>(text.size() >> 8) + text +
          std::string(data_bytes, '\0');
-}
-
-std::vector<float> Floats(const std::string& bytes) {
-  std::vector<float> values(bytes.size() / sizeof(float));
-  std::memcpy(values.data(), bytes.data(), values.size() * sizeof(float));
-  return values;
 }
 
 class CheckpointClientTest : public ::testing::Test {
@@ -259,7 +254,7 @@ TEST_F(CheckpointClientTest, ExportWritesTheTableAsNumpyWouldInChunks) {
   const std::string header = NpyHeader(kRows, kDim);
   ASSERT_EQ(bytes.size(), header.size() + kRows * kDim * sizeof(float));
   EXPECT_EQ(bytes.substr(0, header.size()), header);
-  EXPECT_EQ(Floats(bytes.substr(header.size())), Rows("t"));
+  EXPECT_EQ(DecodeFloats(bytes.substr(header.size())), Rows("t"));
   EXPECT_FALSE(std::filesystem::exists(file + ".partial"));
 }
 

@@ -11,10 +11,12 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/client/fake_service.h"
+#include "tests/client/wire_bytes.h"
 
 namespace embedding::cli {
 namespace {
 
+using ::embedding::testing::DecodeIndicesLe;
 using ::embedding::testing::FakeServer;
 using ::embedding::testing::FakeService;
 using ::testing::ElementsAre;
@@ -232,7 +234,8 @@ TEST_F(RunCommandTest, LookupPrintsShapeThenOneRowPerIndex) {
   flags.indices = "7,3";
   ASSERT_TRUE(Run({"lookup", "t"}, flags).ok());
   EXPECT_EQ(out_.str(), "shape [2, 2]\n7: 0.5 -1\n3: 2 0.25\n");
-  EXPECT_THAT(service_.lookup_requests.back().indices(), ElementsAre(7, 3));
+  EXPECT_THAT(DecodeIndicesLe(service_.lookup_requests.back().indices_le()),
+              ElementsAre(7, 3));
 }
 
 TEST_F(RunCommandTest, PushPassesLearningRateAndReportsTheResult) {

@@ -8,26 +8,24 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/client/fake_service.h"
+#include "tests/client/wire_bytes.h"
 
 namespace embedding {
 namespace {
 
+using ::embedding::testing::DecodeFloats;
+using ::embedding::testing::DecodeIndicesLe;
 using ::embedding::testing::FakeServer;
 using ::embedding::testing::FakeService;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
+using ::testing::IsEmpty;
 using ::testing::Pair;
 using ::testing::SizeIs;
 
 std::string FloatBytes(const std::vector<float>& values) {
   return std::string(reinterpret_cast<const char*>(values.data()),
                      values.size() * sizeof(float));
-}
-
-std::vector<float> BytesToFloats(const std::string& bytes) {
-  std::vector<float> values(bytes.size() / sizeof(float));
-  std::memcpy(values.data(), bytes.data(), bytes.size());
-  return values;
 }
 
 void SetTensor(std::vector<int64_t> shape, const std::vector<float>& values,
@@ -105,7 +103,9 @@ TEST_F(EmbeddingClientTest, LookupSendsIndicesAndShapeAndDecodesRows) {
   EXPECT_EQ(rows->data.size(), 12u);
   EXPECT_EQ(rows->data[11], 12.0f);
   EXPECT_EQ(service_.lookup_requests.back().table(), "t");
-  EXPECT_THAT(service_.lookup_requests.back().indices(),
+  // As raw little-endian int64s, not varints (CONTRACT.md).
+  EXPECT_THAT(service_.lookup_requests.back().indices(), IsEmpty());
+  EXPECT_THAT(DecodeIndicesLe(service_.lookup_requests.back().indices_le()),
               ElementsAre(4, 0, 4, 9));
   EXPECT_THAT(service_.lookup_requests.back().shape(), ElementsAre(2, 2));
 }
@@ -164,9 +164,11 @@ TEST_F(EmbeddingClientTest, PushSendsGradientAsRawFloatRows) {
   EXPECT_FALSE(result->duplicate);
   EXPECT_EQ(result->sequence, 3u);
   const v1::PushGradientsRequest& request = service_.push_requests.back();
+  EXPECT_THAT(request.indices(), IsEmpty());
+  EXPECT_THAT(DecodeIndicesLe(request.indices_le()), ElementsAre(1, 2));
   EXPECT_THAT(request.grad().shape(), ElementsAre(2, 3));
   EXPECT_EQ(request.grad().dtype(), v1::DTYPE_FLOAT32);
-  EXPECT_THAT(BytesToFloats(request.grad().data()),
+  EXPECT_THAT(DecodeFloats(request.grad().data()),
               ElementsAre(1, 2, 3, 4, 5, 6));
   EXPECT_EQ(request.learning_rate(), 0.5f);
   EXPECT_EQ(request.client_id(), "trainer-1");
@@ -202,6 +204,11 @@ TEST_F(EmbeddingClientTest, BagsTravelWithTheirFieldsAndMaxIndices) {
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_THAT(result->embeddings.shape, ElementsAre(2, 2));
   EXPECT_THAT(result->max_indices, ElementsAre(5));
+  // Bags keep repeated int64: an older server would read indices_le with
+  // offsets [0] as one empty bag (CONTRACT.md).
+  EXPECT_THAT(service_.lookup_bag_requests.back().indices(),
+              ElementsAre(1, 2, 3));
+  EXPECT_THAT(service_.lookup_bag_requests.back().indices_le(), IsEmpty());
   EXPECT_THAT(service_.lookup_bag_requests.back().offsets(),
               ElementsAre(0, 1, 3));
   EXPECT_THAT(service_.lookup_bag_requests.back().per_sample_weights(),
@@ -216,6 +223,9 @@ TEST_F(EmbeddingClientTest, BagsTravelWithTheirFieldsAndMaxIndices) {
               ElementsAre(2, 2));
   EXPECT_THAT(service_.push_bag_requests.back().max_indices(),
               ElementsAre(1, 3, 2, 2));
+  EXPECT_THAT(service_.push_bag_requests.back().indices(),
+              ElementsAre(1, 2, 3));
+  EXPECT_THAT(service_.push_bag_requests.back().indices_le(), IsEmpty());
 }
 
 TEST_F(EmbeddingClientTest, WriteRowRangeSendsStartRowAndRows) {
@@ -265,7 +275,7 @@ TEST_F(EmbeddingClientTest, CreateTableUploadsInitialWeights) {
   EXPECT_THAT(service_.create_requests.back().initial_weights().shape(),
               ElementsAre(2, 2));
   EXPECT_THAT(
-      BytesToFloats(service_.create_requests.back().initial_weights().data()),
+      DecodeFloats(service_.create_requests.back().initial_weights().data()),
       ElementsAre(1, 2, 3, 4));
 }
 
@@ -395,7 +405,7 @@ class BulkTest : public EmbeddingClientTest {
         sent_ids.push_back(request.indices().empty() ? request.start_row() + r
                                                      : request.indices(r));
       }
-      const std::vector<float> floats = BytesToFloats(request.values().data());
+      const std::vector<float> floats = DecodeFloats(request.values().data());
       sent_values.insert(sent_values.end(), floats.begin(), floats.end());
     }
     EXPECT_EQ(sent_ids, ids);
@@ -486,7 +496,7 @@ TEST_F(BulkTest, CreateTableSendsWeightsInlineWhenTheyFitOneMessage) {
   const std::vector<float> weights = Rows(kRowsWithoutIndex);
   ASSERT_TRUE(client_->CreateTable(Spec(kRowsWithoutIndex), weights).ok());
   ASSERT_THAT(service_.create_requests, SizeIs(1));
-  EXPECT_EQ(BytesToFloats(service_.create_requests[0].initial_weights().data()),
+  EXPECT_EQ(DecodeFloats(service_.create_requests[0].initial_weights().data()),
             weights);
   EXPECT_EQ(service_.calls["WriteRows"], 0);
 }

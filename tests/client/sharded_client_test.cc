@@ -19,10 +19,13 @@
 #include "gtest/gtest.h"
 #include "server/service/server.h"
 #include "spdlog/spdlog.h"
+#include "tests/client/shard_server.h"
 
 namespace embedding {
 namespace {
 
+using ::embedding::testing::LoopbackAddress;
+using ::embedding::testing::StartShardServer;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -49,21 +52,6 @@ std::vector<float> Values(int64_t count, float salt) {
   return values;
 }
 
-std::unique_ptr<Server> StartServer(int shard, int shard_count) {
-  ServerOptions options;
-  options.listen_address = "127.0.0.1:0";
-  options.service.max_message_bytes = kMessageBytes;
-  options.registry.shard_index = shard;
-  options.registry.shard_count = shard_count;
-  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options);
-  EXPECT_TRUE(server.ok()) << server.status();
-  return server.ok() ? *std::move(server) : nullptr;
-}
-
-std::string Address(const Server& server) {
-  return absl::StrCat("127.0.0.1:", server.port());
-}
-
 ClientOptions TestClientOptions() {
   ClientOptions options;
   options.max_message_bytes = kMessageBytes;
@@ -79,18 +67,18 @@ class ShardedClientTest : public ::testing::Test {
 
   void SetUp() override {
     for (int k = 0; k < kShards; ++k) {
-      shards_.push_back(StartServer(k, kShards));
+      shards_.push_back(StartShardServer(k, kShards, 0, kMessageBytes));
       ASSERT_NE(shards_.back(), nullptr);
-      addresses_.push_back(Address(*shards_.back()));
+      addresses_.push_back(LoopbackAddress(*shards_.back()));
     }
-    whole_ = StartServer(0, 1);
+    whole_ = StartShardServer(0, 1, 0, kMessageBytes);
     ASSERT_NE(whole_, nullptr);
     auto cluster =
         ShardedEmbeddingClient::Connect(addresses_, TestClientOptions());
     ASSERT_TRUE(cluster.ok()) << cluster.status();
     cluster_ = *std::move(cluster);
     auto single =
-        EmbeddingClient::Connect(Address(*whole_), TestClientOptions());
+        EmbeddingClient::Connect(LoopbackAddress(*whole_), TestClientOptions());
     ASSERT_TRUE(single.ok()) << single.status();
     single_ = *std::move(single);
   }

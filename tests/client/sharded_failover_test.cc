@@ -15,10 +15,12 @@
 #include "gtest/gtest.h"
 #include "server/service/server.h"
 #include "spdlog/spdlog.h"
+#include "tests/client/shard_server.h"
 
 namespace embedding {
 namespace {
 
+using ::embedding::testing::StartShardServer;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
 
@@ -26,16 +28,6 @@ constexpr int kShards = 3;
 constexpr int64_t kDim = 4;
 constexpr int64_t kRows = 12;
 constexpr char kTable[] = "lazy";
-
-std::unique_ptr<Server> StartServer(int shard, int shard_count, int port) {
-  ServerOptions options;
-  options.listen_address = absl::StrCat("127.0.0.1:", port);
-  options.registry.shard_index = shard;
-  options.registry.shard_count = shard_count;
-  absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options);
-  EXPECT_TRUE(server.ok()) << server.status();
-  return server.ok() ? *std::move(server) : nullptr;
-}
 
 ClientOptions FastOptions() {
   ClientOptions options;
@@ -99,7 +91,7 @@ TEST(ShardedFailoverTest, NewClientWorksWhileAShardIsDown) {
   std::vector<std::unique_ptr<Server>> servers;
   std::vector<std::string> addresses;
   for (int k = 0; k < kShards; ++k) {
-    servers.push_back(StartServer(k, kShards, 0));
+    servers.push_back(StartShardServer(k, kShards, 0));
     ASSERT_NE(servers.back(), nullptr);
     addresses.push_back(absl::StrCat("127.0.0.1:", servers.back()->port()));
     CreateOnServer(addresses.back(), k, kShards);
@@ -131,7 +123,7 @@ TEST(ShardedFailoverTest, NewClientWorksWhileAShardIsDown) {
               HasSubstr(absl::StrCat("shard 1 (", addresses[1], "): ")));
 
   // Checked when it answers: a server of another cluster is refused.
-  std::unique_ptr<Server> stranger = StartServer(1, 2, down_port);
+  std::unique_ptr<Server> stranger = StartShardServer(1, 2, down_port);
   ASSERT_NE(stranger, nullptr);
   CreateOnServer(addresses[1], 1, 2);
   absl::StatusOr<FloatTensor> refused = LookupOnceUp(**client, {4});
@@ -143,7 +135,7 @@ TEST(ShardedFailoverTest, NewClientWorksWhileAShardIsDown) {
   stranger->Shutdown(absl::ZeroDuration());
   stranger.reset();
 
-  servers[1] = StartServer(1, kShards, down_port);
+  servers[1] = StartShardServer(1, kShards, down_port);
   ASSERT_NE(servers[1], nullptr);
   CreateOnServer(addresses[1], 1, kShards);
   rows = LookupOnceUp(**client, AllRows());
