@@ -1,5 +1,6 @@
 #include "common/process.h"
 
+#include <malloc.h>
 #include <pthread.h>
 
 #include <filesystem>
@@ -41,6 +42,11 @@ bool WritePortFile(const std::string& path, int port) {
   std::error_code error;
   std::filesystem::rename(temp, path, error);
   return !error;
+}
+
+void KeepLargeBuffersOnHeap() {
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
 }
 
 }  // namespace embedding

@@ -39,6 +39,16 @@ int WaitForShutdownSignal(const ShutdownSignals& signals);
 // reader never sees a partial port. False when either step fails.
 bool WritePortFile(const std::string& path, int port);
 
+// Keeps allocations below 64 MiB on malloc's heap and lets up to 1 GiB of
+// free heap stay resident. With glibc's defaults a process that sends or
+// receives messages of a few MiB mmaps and unmaps (or trims) a buffer on
+// every call and faults its pages in again: 2-5x the time of a 1 MiB lookup
+// (BENCHMARKS.md, "Performance II"). Tables, larger, are still mmapped and
+// go back to the system when freed. Called first thing by the server, the
+// bare server and the load generator; a C++ client program that moves large
+// batches in a loop should do the same.
+void KeepLargeBuffersOnHeap();
+
 }  // namespace embedding
 
 #endif  // COMMON_PROCESS_H_

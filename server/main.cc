@@ -1,6 +1,5 @@
 // embedding_server: flags -> ServerOptions -> Server, until SIGINT/SIGTERM;
 // SIGHUP re-reads the token file.
-#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -183,10 +182,8 @@ int main(int argc, char** argv) {
   // for deadlock cycles, which shows up in profiles of small requests.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   // Responses of a few MiB would otherwise be mmapped and unmapped on every
-  // request, page faults and all; keep them on the heap. Tables (larger)
-  // are still mmapped and go back to the system when deleted.
-  mallopt(M_MMAP_THRESHOLD, 64 << 20);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  // request, page faults and all.
+  embedding::KeepLargeBuffersOnHeap();
 
   auto logger = spdlog::stderr_color_mt("embedding_server");
   spdlog::set_default_logger(logger);

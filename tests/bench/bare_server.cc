@@ -118,6 +118,8 @@ int main(int argc, char** argv) {
       "A naive gRPC embedding server, for benchmarks only.\n"
       "usage: bare_server --listen_address=127.0.0.1:0 --port_file=FILE");
   absl::ParseCommandLine(argc, argv);
+  // As embedding_server does, so the anchor's allocator is the same.
+  embedding::KeepLargeBuffersOnHeap();
   const embedding::ShutdownSignals signals = embedding::BlockShutdownSignals();
 
   embedding::BareService service;

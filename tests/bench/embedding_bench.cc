@@ -66,6 +66,7 @@
 #include "common/grpc_status.h"
 #include "common/optimizer_kinds.h"
 #include "common/optimizer_proto.h"
+#include "common/process.h"
 #include "common/status_macros.h"
 #include "embedding/v1/embedding_service.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -674,13 +675,16 @@ absl::StatusOr<std::string> ClusterGather(const ShardedEmbeddingClient& client,
                      rows.data.size() * sizeof(float));
 }
 
-// One call of the workload through the client library.
+// One call of the workload through the client library. Lookups land in
+// `rows`, the caller's buffer reused from call to call, as a serving loop
+// would keep it: a fresh 1 MiB result per call would cost the page faults
+// of new memory each time (glibc hands such blocks back to the kernel).
 absl::Status ClusterCall(const ShardedEmbeddingClient& client,
                          const Config& config, const std::vector<int64_t>& ids,
                          absl::Span<const int64_t> offsets,
-                         absl::Span<const float> grad) {
+                         absl::Span<const float> grad, FloatTensor* rows) {
   if (config.workload == "lookup") {
-    return client.Lookup(config.table, ids).status();
+    return client.LookupInto(config.table, ids, rows);
   }
   if (config.workload == "bag") {
     Bags bags;
@@ -717,10 +721,11 @@ absl::Status RunCluster(const ShardedEmbeddingClient& client,
   std::vector<std::thread> threads;
   for (int c = 0; c < callers; ++c) {
     threads.emplace_back([&, c] {
+      FloatTensor rows;
       for (size_t next = c * 13; Clock::now() < window.end; ++next) {
         const Clock::time_point start = Clock::now();
-        const absl::Status status =
-            ClusterCall(client, config, ids[next % ids.size()], offsets, grad);
+        const absl::Status status = ClusterCall(
+            client, config, ids[next % ids.size()], offsets, grad, &rows);
         caller_stats[c].Record(window, start, Clock::now(), status, config);
       }
     });
@@ -1250,5 +1255,8 @@ int main(int argc, char** argv) {
   };
   absl::SetFlagsUsageConfig(usage_config);
   absl::ParseCommandLine(argc, argv);
+  // As a client looping over large batches should (and the Python client
+  // does for itself): without it every 1 MiB call faults its pages in.
+  embedding::KeepLargeBuffersOnHeap();
   return embedding::Main();
 }
