@@ -20,7 +20,6 @@
 namespace embedding {
 namespace {
 
-
 constexpr int64_t kRows = 20;
 constexpr int64_t kDim = 4;
 constexpr int64_t kMaxIndices = 1000;

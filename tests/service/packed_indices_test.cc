@@ -54,6 +54,21 @@ void SetIndices(const std::vector<int64_t>& indices, bool packed,
   }
 }
 
+// The table each form of a test uses (two identical tables).
+const char* TableOf(bool packed) { return packed ? "packed" : "varint"; }
+
+// Sets a bag request's table, indices (in the form under test), mode and
+// two bags: [0, 2) and [2, end).
+template <typename Request>
+void SetTwoBags(const std::vector<int64_t>& indices, bool packed,
+                v1::BagMode mode, Request* request) {
+  request->set_table(TableOf(packed));
+  SetIndices(indices, packed, request);
+  request->add_offsets(0);
+  request->add_offsets(2);
+  request->set_mode(mode);
+}
+
 class PackedIndicesTest : public testing::ServiceFixture {
  protected:
   void SetUp() override {
@@ -61,9 +76,9 @@ class PackedIndicesTest : public testing::ServiceFixture {
     options.service.max_indices_per_request = kMaxIndices;
     ASSERT_NO_FATAL_FAILURE(StartServer(options));
     // Two identical tables: one for each form.
-    for (const char* name : {"varint", "packed"}) {
+    for (bool packed : {false, true}) {
       v1::CreateTableRequest request;
-      request.mutable_spec()->set_name(name);
+      request.mutable_spec()->set_name(TableOf(packed));
       request.mutable_spec()->set_num_embeddings(kRows);
       request.mutable_spec()->set_embedding_dim(kDim);
       request.mutable_spec()->set_seed(3);
@@ -72,10 +87,6 @@ class PackedIndicesTest : public testing::ServiceFixture {
       grpc::ClientContext context;
       ASSERT_TRUE(stub_->CreateTable(&context, request, &info).ok());
     }
-  }
-
-  static const char* TableOf(bool packed) {
-    return packed ? "packed" : "varint";
   }
 };
 
@@ -133,22 +144,14 @@ TEST_F(PackedIndicesTest, BagsGiveTheSameResultsInBothForms) {
   std::string pooled[2];
   for (bool packed : {false, true}) {
     v1::LookupBagRequest lookup;
-    lookup.set_table(TableOf(packed));
-    SetIndices(indices, packed, &lookup);
-    lookup.add_offsets(0);
-    lookup.add_offsets(2);
-    lookup.set_mode(v1::BAG_MODE_SUM);
+    SetTwoBags(indices, packed, v1::BAG_MODE_SUM, &lookup);
     v1::LookupBagResponse response;
     grpc::ClientContext lookup_context;
     ASSERT_TRUE(stub_->LookupBag(&lookup_context, lookup, &response).ok());
     pooled[packed] = response.embeddings().data();
 
     v1::PushBagGradientsRequest push;
-    push.set_table(TableOf(packed));
-    SetIndices(indices, packed, &push);
-    push.add_offsets(0);
-    push.add_offsets(2);
-    push.set_mode(v1::BAG_MODE_MEAN);
+    SetTwoBags(indices, packed, v1::BAG_MODE_MEAN, &push);
     *push.mutable_grad() = Grad(2);
     v1::PushGradientsResponse pushed;
     grpc::ClientContext push_context;
