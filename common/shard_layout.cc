@@ -4,12 +4,13 @@
 
 namespace embedding {
 
-absl::StatusOr<ShardLayout> ShardLayout::Create(int32_t shard_count) {
+absl::StatusOr<ShardLayout> ShardLayout::Create(int32_t shard_count,
+                                                Routing routing) {
   if (shard_count < 1) {
     return absl::InvalidArgumentError(
         absl::StrCat("shard_count must be >= 1, got ", shard_count));
   }
-  return ShardLayout(shard_count);
+  return ShardLayout(shard_count, routing);
 }
 
 }  // namespace embedding

@@ -1,7 +1,11 @@
 // ShardLayout: where the rows of a table live across servers. Global row g
-// of a table on `shard_count` servers lives on server g % shard_count, at
-// local row g / shard_count. The server uses it for its own shard; the
-// sharded client uses it to route, scatter and gather.
+// of a dense table on `shard_count` servers lives on server g % shard_count,
+// at local row g / shard_count. An id of a dynamic table (any int64) lives on
+// server SplitMix64(id) % shard_count (Routing::kHash; the Python client's
+// routing.hash_owner_shards computes the same); the server places it itself,
+// so LocalRow, GlobalRow and RowsOnShard are for dense tables only. The
+// server uses it for its own shard; the sharded client uses it to route,
+// scatter and gather.
 //
 //   absl::StatusOr<ShardLayout> layout = ShardLayout::Create(3);
 //   layout->OwnerShard(7);             // 1
@@ -16,20 +20,34 @@
 #include <cstdint>
 
 #include "absl/status/statusor.h"
+#include "common/hash64.h"
 
 namespace embedding {
 
 class ShardLayout {
  public:
+  enum class Routing : uint8_t {
+    kModulo,  // Dense tables: g % shard_count.
+    kHash,    // Dynamic tables: SplitMix64(id) % shard_count.
+  };
+
   // INVALID_ARGUMENT unless shard_count >= 1.
-  static absl::StatusOr<ShardLayout> Create(int32_t shard_count);
+  static absl::StatusOr<ShardLayout> Create(int32_t shard_count,
+                                            Routing routing = Routing::kModulo);
 
   // One server holds everything.
   ShardLayout() = default;
 
   int32_t shard_count() const { return shard_count_; }
+  Routing routing() const { return routing_; }
 
+  // REQUIRES for kModulo: global_row >= 0.
   int32_t OwnerShard(int64_t global_row) const {
+    if (routing_ == Routing::kHash) {
+      return static_cast<int32_t>(
+          SplitMix64(static_cast<uint64_t>(global_row)) %
+          static_cast<uint64_t>(shard_count_));
+    }
     return static_cast<int32_t>(global_row % shard_count_);
   }
   int64_t LocalRow(int64_t global_row) const {
@@ -48,9 +66,11 @@ class ShardLayout {
   friend bool operator==(const ShardLayout&, const ShardLayout&) = default;
 
  private:
-  explicit ShardLayout(int32_t shard_count) : shard_count_(shard_count) {}
+  ShardLayout(int32_t shard_count, Routing routing)
+      : shard_count_(shard_count), routing_(routing) {}
 
   int32_t shard_count_ = 1;
+  Routing routing_ = Routing::kModulo;
 };
 
 }  // namespace embedding

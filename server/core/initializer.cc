@@ -7,27 +7,21 @@
 
 #include "absl/base/attributes.h"
 #include "absl/strings/str_cat.h"
+#include "common/hash64.h"
 
 namespace embedding {
 namespace {
-
-// SplitMix64's finaliser: a bijective mix with full avalanche.
-uint64_t Mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
-}
 
 // Two independent uniform doubles in (0, 1] for one (seed, row, key): each
 // is (k + 1) * 2^-53 for a 53-bit k, so never below
 // internal::kSmallestUniform.
 void UniformPair(uint64_t seed, int64_t row, int64_t column, double* u1,
                  double* u2) {
-  const uint64_t key =
-      Mix(Mix(seed) ^ Mix(static_cast<uint64_t>(row)) * 0x2545f4914f6cdd1dull ^
-          static_cast<uint64_t>(column));
-  const uint64_t second = Mix(key ^ 0xda942042e4dd58b5ull);
+  const uint64_t key = SplitMix64(SplitMix64(seed) ^
+                                  SplitMix64(static_cast<uint64_t>(row)) *
+                                      0x2545f4914f6cdd1dull ^
+                                  static_cast<uint64_t>(column));
+  const uint64_t second = SplitMix64(key ^ 0xda942042e4dd58b5ull);
   *u1 = (static_cast<double>(key >> 11) + 1.0) * internal::kSmallestUniform;
   *u2 = (static_cast<double>(second >> 11) + 1.0) * internal::kSmallestUniform;
 }

@@ -1,6 +1,7 @@
 #include "common/shard_layout.h"
 
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -62,6 +63,50 @@ TEST(ShardLayoutTest, RowsOnShardOfTheLargestTableDoesNotOverflow) {
     }
     EXPECT_EQ(total, kMax % count);
   }
+}
+
+// Frozen values (the Python client's routing tests hold the same): a change
+// of the hash moves every dynamic table's rows to other servers.
+TEST(ShardLayoutTest, SplitMix64GoldenValues) {
+  constexpr int64_t kMin = std::numeric_limits<int64_t>::min();
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  const std::vector<std::pair<int64_t, uint64_t>> golden = {
+      {0, 16294208416658607535ull},   {1, 10451216379200822465ull},
+      {-1, 16490336266968443936ull},  {1000000000005, 14134809305837172702ull},
+      {kMin, 5196802822362493915ull}, {kMax, 3055647633038352039ull}};
+  for (const auto& [id, hash] : golden) {
+    EXPECT_EQ(SplitMix64(static_cast<uint64_t>(id)), hash) << id;
+    for (int32_t count : {1, 2, 3, 7}) {
+      const ShardLayout layout =
+          *ShardLayout::Create(count, ShardLayout::Routing::kHash);
+      EXPECT_EQ(layout.OwnerShard(id), static_cast<int32_t>(hash % count))
+          << id << " on " << count << " shards";
+    }
+  }
+}
+
+// Sequential ids (and ids with a common stride, as g % M would split
+// unevenly) spread evenly over the servers.
+TEST(ShardLayoutTest, HashRoutingSpreadsIdsEvenly) {
+  constexpr int64_t kIds = 30000;
+  for (int64_t stride : {1, 3, 1000}) {
+    const ShardLayout layout =
+        *ShardLayout::Create(3, ShardLayout::Routing::kHash);
+    std::vector<int64_t> held(3, 0);
+    for (int64_t i = 0; i < kIds; ++i) {
+      ++held[layout.OwnerShard(1000000000000 + i * stride)];
+    }
+    for (int64_t count : held) {
+      EXPECT_NEAR(count, kIds / 3, kIds / 3 / 20) << "stride " << stride;
+    }
+  }
+}
+
+TEST(ShardLayoutTest, LayoutsOfDifferentRoutingDiffer) {
+  EXPECT_NE(*ShardLayout::Create(2),
+            *ShardLayout::Create(2, ShardLayout::Routing::kHash));
+  EXPECT_EQ(ShardLayout::Create(2, ShardLayout::Routing::kHash)->routing(),
+            ShardLayout::Routing::kHash);
 }
 
 }  // namespace
