@@ -89,7 +89,12 @@ absl::Status CheckMetadata(const std::string& file, absl::string_view table,
   }
   header.base_sequence = metadata.base_sequence();
 
-  TableSpec spec = FromProto(metadata.spec());
+  absl::StatusOr<TableSpec> converted = FromProto(metadata.spec());
+  if (!converted.ok()) {
+    return Refuse(file,
+                  absl::StrCat("bad spec: ", converted.status().message()));
+  }
+  TableSpec& spec = *converted;
   spec.shard_index = metadata.spec().shard_index();
   spec.shard_count = metadata.spec().shard_count();
   if (absl::Status valid = ValidateTableSpec(spec); !valid.ok()) {

@@ -15,36 +15,17 @@
 #include "server/core/huge_pages.h"
 #include "server/core/initializer.h"
 #include "server/core/optimizer.h"
+#include "server/core/renorm.h"
 
 namespace embedding {
 namespace {
 
-// The norm_type-norm of a row, in double as torch's embedding_renorm_ reads it.
-double RowNorm(const float* row, int64_t dim, float norm_type) {
-  double result = 0;
-  if (std::isinf(norm_type)) {
-    for (int64_t d = 0; d < dim; ++d) {
-      result = std::max(result, std::fabs(double{row[d]}));
-    }
-    return result;
-  }
-  if (norm_type == 1.0f) {
-    for (int64_t d = 0; d < dim; ++d) result += std::fabs(double{row[d]});
-    return result;
-  }
-  if (norm_type == 2.0f) {
-    for (int64_t d = 0; d < dim; ++d) result += double{row[d]} * row[d];
-    return std::sqrt(result);
-  }
-  for (int64_t d = 0; d < dim; ++d) {
-    result += std::pow(std::fabs(double{row[d]}), double{norm_type});
-  }
-  return std::pow(result, 1.0 / norm_type);
-}
-
 // The shard layout of a validated spec.
 ShardLayout LayoutOf(const TableSpec& spec) {
-  return *ShardLayout::Create(spec.shard_count);
+  return *ShardLayout::Create(spec.shard_count,
+                              spec.dynamic.has_value()
+                                  ? ShardLayout::Routing::kHash
+                                  : ShardLayout::Routing::kModulo);
 }
 
 // RESOURCE_EXHAUSTED past the indices one push or write may carry: their
@@ -92,6 +73,9 @@ absl::StatusOr<int64_t> EmbeddingTable::MemoryBytes(const TableSpec& spec) {
       OptimizerStateWidth(spec.optimizer.kind, spec.embedding_dim);
   std::optional<int64_t> bytes = CheckedMul(LocalRowCount(spec), width);
   if (bytes.has_value()) bytes = CheckedMul(*bytes, sizeof(float));
+  if (bytes.has_value() && spec.dynamic.has_value()) {
+    bytes = CheckedAdd(*bytes, DynamicRows::MemoryBytes(*spec.dynamic));
+  }
   if (!bytes.has_value()) {
     return absl::InvalidArgumentError(absl::StrCat(
         "table of ", spec.num_embeddings, " x ", spec.embedding_dim, " with ",
@@ -118,8 +102,15 @@ absl::StatusOr<std::unique_ptr<EmbeddingTable>> EmbeddingTable::Allocate(
     return absl::ResourceExhaustedError(
         absl::StrCat(cannot, ": more than the address space"));
   }
+  std::unique_ptr<DynamicRows> dynamic;
+  if (spec.dynamic.has_value()) {
+    absl::StatusOr<std::unique_ptr<DynamicRows>> created =
+        DynamicRows::Create(*spec.dynamic);
+    if (!created.ok()) return absl::ResourceExhaustedError(cannot);
+    dynamic = *std::move(created);
+  }
   std::unique_ptr<EmbeddingTable> table(new (std::nothrow) EmbeddingTable(
-      std::move(spec), local_rows, state_width));
+      std::move(spec), local_rows, state_width, std::move(dynamic)));
   if (table == nullptr || table->weights_ == nullptr ||
       (state_width > 0 && table->state_ == nullptr) ||
       table->stripes_ == nullptr || table->stamps_ == nullptr) {
@@ -139,6 +130,13 @@ absl::StatusOr<std::unique_ptr<EmbeddingTable>> EmbeddingTable::Create(
     const Cancellation& cancel) {
   EMBEDDING_RETURN_IF_ERROR(ValidateTableSpec(spec));
   const int64_t dim = spec.embedding_dim;
+  if (spec.dynamic.has_value()) {
+    // It starts empty: ids get rows as they are pushed.
+    if (!initial_weights.empty()) {
+      return absl::InvalidArgumentError(kNoInitialWeightsForDynamicTables);
+    }
+    return Allocate(std::move(spec));
+  }
   if (!initial_weights.empty()) {
     EMBEDDING_RETURN_IF_ERROR(CheckRowsShape(
         initial_weights, spec.num_embeddings, dim, "initial_weights"));
@@ -172,7 +170,8 @@ absl::StatusOr<std::unique_ptr<EmbeddingTable>> EmbeddingTable::Create(
 }
 
 EmbeddingTable::EmbeddingTable(TableSpec spec, int64_t local_rows,
-                               int64_t state_width)
+                               int64_t state_width,
+                               std::unique_ptr<DynamicRows> dynamic)
     : name_(spec.name),
       num_embeddings_(spec.num_embeddings),
       dim_(spec.embedding_dim),
@@ -180,15 +179,21 @@ EmbeddingTable::EmbeddingTable(TableSpec spec, int64_t local_rows,
       state_width_(state_width),
       layout_(LayoutOf(spec)),
       shard_index_(spec.shard_index),
+      has_padding_(spec.padding_idx.has_value()),
       padding_global_row_(spec.padding_idx.value_or(-1)),
       max_norm_(spec.max_norm),
       norm_type_(spec.norm_type),
       scale_grad_by_freq_(spec.scale_grad_by_freq),
+      initializer_(spec.initializer),
+      seed_(spec.seed),
+      stripe_count_(dynamic != nullptr ? dynamic->stripes() : kDenseStripes),
+      stripe_mask_(stripe_count_ - 1),
+      dynamic_(std::move(dynamic)),
       weights_(new (std::nothrow) float[local_rows * spec.embedding_dim]),
       state_(state_width > 0
                  ? new (std::nothrow) float[local_rows * state_width]
                  : nullptr),
-      stripes_(new (std::nothrow) Stripe[kLockStripes]),
+      stripes_(new (std::nothrow) Stripe[stripe_count_]),
       stamps_(new (std::nothrow) std::atomic<uint32_t>[local_rows]()),
       spec_(std::move(spec)) {}
 
@@ -199,6 +204,10 @@ TableStats EmbeddingTable::Stats() const {
     stats.spec = spec_;
   }
   stats.local_rows = local_rows_;
+  if (dynamic_ != nullptr) {
+    stats.dynamic = dynamic_->Counts();
+    stats.local_rows = stats.dynamic->rows_held;
+  }
   stats.memory_bytes = *MemoryBytes(stats.spec);
   stats.version = version_.load(std::memory_order_relaxed);
   stats.step = step_.load(std::memory_order_relaxed);
@@ -210,7 +219,13 @@ absl::Status EmbeddingTable::ValidateIndices(absl::Span<const int64_t> indices,
                                              const char* what) const {
   for (size_t i = 0; i < indices.size(); ++i) {
     const int64_t index = indices[i];
-    if (index < 0 || index >= num_embeddings_) {
+    if (dynamic_ != nullptr) {
+      if (index == kReservedId) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(what, " ", index, " at position ", i,
+                         " is reserved: no id of a dynamic table"));
+      }
+    } else if (index < 0 || index >= num_embeddings_) {
       return absl::InvalidArgumentError(
           absl::StrCat(what, " ", index, " at position ", i, " is outside [0, ",
                        num_embeddings_, ")"));
@@ -296,19 +311,22 @@ void EmbeddingTable::ReadRow(int64_t local_row, bool renorm, float* out) {
       RowNorm(out, dim_, norm_type_) <= *max_norm_) {
     return;
   }
-  // torch's embedding_renorm_: scale = max_norm / (norm + 1e-7). Re-read
-  // under the writer lock: another lookup may have renormed it meanwhile.
-  // Renorming changes the row, so it is a mutation for snapshots.
   ReaderLock barrier(&mutation_barrier_);
   const MutationContext mutation = CurrentMutation();
   Stripe& stripe = StripeOf(local_row);
   WriterLock lock(&stripe.mu);
+  RenormHeldRow(stripe, local_row, mutation, out);
+}
+
+void EmbeddingTable::RenormHeldRow(Stripe& stripe, int64_t local_row,
+                                   const MutationContext& mutation,
+                                   float* out) {
+  // Re-read under the writer lock: another lookup may have renormed it
+  // meanwhile. Renorming changes the row, so it is a mutation for
+  // snapshots.
   std::copy_n(RowData(local_row), dim_, out);  // No writer can race.
-  const double norm = RowNorm(out, dim_, norm_type_);
-  if (norm > *max_norm_) {
+  if (RenormRow(out, dim_, *max_norm_, norm_type_)) {
     BeforeRowChange(stripe, local_row, mutation);
-    const float scale = static_cast<float>(*max_norm_ / (norm + 1e-7));
-    for (int64_t d = 0; d < dim_; ++d) out[d] *= scale;
     StoreRow(stripe, local_row, out);
   }
 }
@@ -346,6 +364,9 @@ absl::Status EmbeddingTable::Gather(absl::Span<const int64_t> indices,
                                     DType dtype, bool renorm, void* out,
                                     const Cancellation& cancel) {
   EMBEDDING_RETURN_IF_ERROR(ValidateIndices(indices, "index"));
+  if (dynamic_ != nullptr) {
+    return GatherDynamic(indices, dtype, renorm, out, cancel);
+  }
   const size_t row_bytes = dim_ * ElementSize(dtype);
   char* dst = static_cast<char*>(out);
   // float32 rows that need no renorm go straight to `out`; others through
@@ -388,6 +409,7 @@ absl::Status EmbeddingTable::LookupBag(const ValidatedBagBatch& batch,
                                        DType dtype, void* out,
                                        int64_t* max_indices,
                                        const Cancellation& cancel) {
+  EMBEDDING_RETURN_IF_ERROR(DenseOnly("pool bags"));
   EMBEDDING_RETURN_IF_ERROR(CheckBagMode(batch.mode()));
   EMBEDDING_RETURN_IF_ERROR(ValidateIndices(batch.indices(), "index"));
   std::vector<float> row(dim_);
@@ -425,6 +447,7 @@ absl::StatusOr<PushResult> EmbeddingTable::PushBagGradients(
     const ValidatedBagBatch& batch, absl::Span<const float> grad,
     absl::Span<const int64_t> max_indices, const PushOptions& options,
     const Cancellation& cancel) {
+  EMBEDDING_RETURN_IF_ERROR(DenseOnly("pool bags"));
   EMBEDDING_RETURN_IF_ERROR(CheckBagMode(batch.mode()));
   EMBEDDING_RETURN_IF_ERROR(ValidateIndices(batch.indices(), "index"));
   EMBEDDING_RETURN_IF_ERROR(CheckRowsShape(grad, batch.bags(), dim_, "grad"));
@@ -451,9 +474,12 @@ absl::StatusOr<PushResult> EmbeddingTable::Push(
     EMBEDDING_RETURN_IF_ERROR(
         ExactlyOnceTracker::CheckClaim(options.client_id, options.sequence));
   }
-  // Distinct rows are at most this shard's rows, however many indices.
+  // Distinct rows are at most this shard's rows, however many indices (a
+  // dynamic table's ids are not bounded by its capacity).
   const size_t distinct =
-      std::min(indices.size(), static_cast<size_t>(local_rows_));
+      dynamic_ != nullptr
+          ? indices.size()
+          : std::min(indices.size(), static_cast<size_t>(local_rows_));
   PushScratch scratch;  // Frees a large push's scratch when it ends.
   GradientAccumulator* gradient = nullptr;
   try {
@@ -500,12 +526,18 @@ absl::StatusOr<PushResult> EmbeddingTable::ApplyPush(
   const StepParams params =
       MakeStepParams(optimizer, step, options.learning_rate);
   const MutationContext mutation = CurrentMutation();
-  static_assert(kLockStripes <= GradientAccumulator::kMaxGroups);
+  if (dynamic_ != nullptr) {
+    PushResult result =
+        ApplyDynamicPush(gradient, optimizer, params, step, mutation);
+    result.version = version_.fetch_add(1, std::memory_order_relaxed) + 1;
+    return result;
+  }
+  static_assert(kDenseStripes <= GradientAccumulator::kMaxGroups);
   // The accumulator holds global rows; group them by stripe, so that a
   // stripe's lock and counter are taken once for all its rows of a chunk.
   const absl::Span<const uint32_t> order =
-      gradient.SlotsByGroup(kLockStripes, [this](int64_t row) {
-        return static_cast<uint32_t>(LocalRow(row) & (kLockStripes - 1));
+      gradient.SlotsByGroup(kDenseStripes, [this](int64_t row) {
+        return static_cast<uint32_t>(LocalRow(row) & (kDenseStripes - 1));
       });
   PrefetchRows(gradient, order, 0, std::min(kRowsPerLockChunk, order.size()));
   for (size_t begin = 0; begin < order.size(); begin += kRowsPerLockChunk) {
@@ -549,11 +581,7 @@ void EmbeddingTable::ApplyChunk(GradientAccumulator& gradient,
   // overlap one another and this chunk's work.
   PrefetchRows(gradient, order, end,
                std::min(order.size(), end + kRowsPerLockChunk));
-  for (size_t k = begin; k < end; ++k) {
-    if (k == begin || stripe_at(k) != stripe_at(k - 1)) {
-      stripes_[stripe_at(k)].mu.Lock();
-    }
-  }
+  LockStripes(gradient, order, begin, end);
   for (size_t k = begin; k < end; ++k) {
     Stripe& stripe = stripes_[stripe_at(k)];
     const bool first_of_stripe = k == begin || stripe_at(k) != stripe_at(k - 1);
@@ -563,18 +591,42 @@ void EmbeddingTable::ApplyChunk(GradientAccumulator& gradient,
     const int64_t row = LocalRow(gradient.row(slot));
     BeforeRowChange(stripe, row, mutation);
     if (first_of_stripe) stripe.seq.WriteBegin();
-    if constexpr (kSeqlockPlainStores) {
-      ApplyOptimizerRow(optimizer, params, dim_, gradient.sum(slot),
-                        RowData(row), StateData(row));
-    } else {
-      ApplyOptimizerRowShared(optimizer, params, dim_, gradient.sum(slot),
-                              RowData(row), StateData(row));
-    }
+    StepRow(optimizer, params, gradient.sum(slot), row);
     if (last_of_stripe) stripe.seq.WriteEnd();
   }
+  UnlockStripes(gradient, order, begin, end);
+}
+
+void EmbeddingTable::StepRow(const OptimizerSpec& optimizer,
+                             const StepParams& params, const float* gradient,
+                             int64_t local_row) {
+  if constexpr (kSeqlockPlainStores) {
+    ApplyOptimizerRow(optimizer, params, dim_, gradient, RowData(local_row),
+                      StateData(local_row));
+  } else {
+    ApplyOptimizerRowShared(optimizer, params, dim_, gradient,
+                            RowData(local_row), StateData(local_row));
+  }
+}
+
+void EmbeddingTable::LockStripes(const GradientAccumulator& gradient,
+                                 absl::Span<const uint32_t> order, size_t begin,
+                                 size_t end) {
   for (size_t k = begin; k < end; ++k) {
-    if (k == begin || stripe_at(k) != stripe_at(k - 1)) {
-      stripes_[stripe_at(k)].mu.Unlock();
+    const uint32_t stripe = gradient.group(order[k]);
+    if (k == begin || stripe != gradient.group(order[k - 1])) {
+      stripes_[stripe].mu.Lock();
+    }
+  }
+}
+
+void EmbeddingTable::UnlockStripes(const GradientAccumulator& gradient,
+                                   absl::Span<const uint32_t> order,
+                                   size_t begin, size_t end) {
+  for (size_t k = begin; k < end; ++k) {
+    const uint32_t stripe = gradient.group(order[k]);
+    if (k == begin || stripe != gradient.group(order[k - 1])) {
+      stripes_[stripe].mu.Unlock();
     }
   }
 }
@@ -582,6 +634,7 @@ void EmbeddingTable::ApplyChunk(GradientAccumulator& gradient,
 absl::StatusOr<int64_t> EmbeddingTable::WriteRows(
     absl::Span<const int64_t> indices, absl::Span<const float> values,
     const Cancellation& cancel) {
+  EMBEDDING_RETURN_IF_ERROR(DenseOnly("write rows"));
   EMBEDDING_RETURN_IF_ERROR(ValidateIndices(indices, "index"));
   EMBEDDING_RETURN_IF_ERROR(CheckRowsShape(
       values, static_cast<int64_t>(indices.size()), dim_, "values"));
@@ -619,6 +672,7 @@ absl::StatusOr<int64_t> EmbeddingTable::WriteRows(
 absl::StatusOr<int64_t> EmbeddingTable::WriteRowRange(
     int64_t start_row, absl::Span<const float> values,
     const Cancellation& cancel) {
+  EMBEDDING_RETURN_IF_ERROR(DenseOnly("write a row range"));
   const int64_t rows = static_cast<int64_t>(values.size()) / dim_;
   if (values.empty() || static_cast<int64_t>(values.size()) % dim_ != 0) {
     return absl::InvalidArgumentError(
@@ -666,6 +720,7 @@ EmbeddingTable::HeldRange EmbeddingTable::HeldIn(int64_t start_row,
 
 absl::StatusOr<std::vector<int64_t>> EmbeddingTable::HeldRows(
     int64_t start_row, int64_t end_row, int64_t max_rows) const {
+  EMBEDDING_RETURN_IF_ERROR(DenseOnly("list held rows by range"));
   if (start_row < 0 || end_row < start_row || end_row > num_embeddings_) {
     return absl::InvalidArgumentError(
         absl::StrCat("row range [", start_row, ", ", end_row,

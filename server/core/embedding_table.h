@@ -55,6 +55,7 @@
 #include "common/shard_layout.h"
 #include "server/core/bag.h"
 #include "server/core/dtype.h"
+#include "server/core/dynamic_rows.h"
 #include "server/core/exactly_once.h"
 #include "server/core/gradient_accumulator.h"
 #include "server/core/memory_budget.h"
@@ -79,6 +80,11 @@ struct PushOptions {
   uint64_t sequence = 0;
 };
 
+// Why CreateTable refuses initial weights for a dynamic table.
+inline constexpr char kNoInitialWeightsForDynamicTables[] =
+    "a dynamic table takes no initial_weights: its rows are created by "
+    "pushes, from the initializer";
+
 // An upper bound of the scratch memory one push of `indices` indices (a
 // PushGradients, or a PushBagGradients of that many bag indices) of a table
 // of `dim` columns allocates while it runs, freed when it ends:
@@ -92,6 +98,12 @@ struct PushResult {
   int64_t rows_updated = 0;  // Distinct rows the optimizer stepped.
   int64_t version = 0;       // Table version after the push.
   bool duplicate = false;    // Already applied earlier; nothing changed now.
+  // Dynamic tables: ids that got a row (and were stepped: counted in
+  // rows_updated too), ids whose gradient was dropped (not yet admitted),
+  // rows evicted to make room.
+  int64_t rows_admitted = 0;
+  int64_t rows_dropped = 0;
+  int64_t rows_evicted = 0;
 };
 
 // A consistent-enough snapshot for GetTable/ListTables.
@@ -103,6 +115,8 @@ struct TableStats {
   int64_t step = 0;
   // What the table served since it was created or restored.
   TableCounts counts;
+  // Set for a dynamic table (local_rows is then its rows held).
+  std::optional<DynamicCounts> dynamic;
 };
 
 class EmbeddingTable {
@@ -230,7 +244,8 @@ class EmbeddingTable {
   friend class TableLoader;
   friend class TableSnapshot;
 
-  static constexpr int64_t kLockStripes = 1024;
+  // A dense table's lock stripes; a dynamic table's are its row index's.
+  static constexpr int64_t kDenseStripes = 1024;
   // Copies of a row a lookup tries before it takes the reader lock.
   static constexpr int kOptimisticReads = 4;
   // Rows ahead that a gather or push prefetches.
@@ -273,7 +288,8 @@ class EmbeddingTable {
     int64_t since;   // ...and > since (-1: every row).
   };
 
-  EmbeddingTable(TableSpec spec, int64_t local_rows, int64_t state_width);
+  EmbeddingTable(TableSpec spec, int64_t local_rows, int64_t state_width,
+                 std::unique_ptr<DynamicRows> dynamic);
 
   // Allocates the table of a validated `spec` (rows not yet written).
   // INVALID_ARGUMENT when its size overflows, RESOURCE_EXHAUSTED when it
@@ -312,6 +328,8 @@ class EmbeddingTable {
   // INVALID_ARGUMENT naming the first index not held by this shard.
   absl::Status ValidateIndices(absl::Span<const int64_t> indices,
                                const char* what) const;
+  // UNIMPLEMENTED for a dynamic table, which cannot `what` yet.
+  absl::Status DenseOnly(const char* what) const;
   int64_t LocalRow(int64_t global_row) const {
     return layout_.LocalRow(global_row);
   }
@@ -319,10 +337,10 @@ class EmbeddingTable {
     return layout_.GlobalRow(shard_index_, local_row);
   }
   bool IsPadding(int64_t global_row) const {
-    return global_row == padding_global_row_;
+    return has_padding_ && global_row == padding_global_row_;
   }
   Stripe& StripeOf(int64_t local_row) const {
-    return stripes_[local_row & (kLockStripes - 1)];
+    return stripes_[local_row & stripe_mask_];
   }
   float* RowData(int64_t local_row) const {
     return weights_.get() + local_row * dim_;
@@ -348,6 +366,12 @@ class EmbeddingTable {
   // renormed row.
   void ReadRow(int64_t local_row, bool renorm, float* out);
 
+  // With max_norm: copies the row to `out` and renorms it (and the stored
+  // row) when over the norm. REQUIRES: the barrier held shared.
+  void RenormHeldRow(Stripe& stripe, int64_t local_row,
+                     const MutationContext& mutation, float* out)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(stripe.mu);
+
   // Replaces a row's weights with `values`, for the optimistic readers.
   void StoreRow(Stripe& stripe, int64_t local_row, const float* values)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(stripe.mu);
@@ -355,6 +379,49 @@ class EmbeddingTable {
   // Lookup and ReadRows: rows of `indices` to `out` as `dtype`.
   absl::Status Gather(absl::Span<const int64_t> indices, DType dtype,
                       bool renorm, void* out, const Cancellation& cancel);
+
+  // Dynamic tables (dynamic_ set). Gather of validated ids.
+  absl::Status GatherDynamic(absl::Span<const int64_t> ids, DType dtype,
+                             bool renorm, void* out,
+                             const Cancellation& cancel);
+  // Copies the row of `id` to `out` (dim floats, any alignment) as of one
+  // change, as CopyRow; false (`out` untouched) when `id` holds no row.
+  bool CopyDynamicRow(int64_t id, const DynamicRows::Place& place,
+                      void* out) const;
+  // The row of `id` to `out`: its held row (renormed in place with
+  // `renorm`, as ReadRow), or the initializer's values (renormed, not
+  // stored). Returns whether the id holds a row.
+  bool ReadDynamicRow(int64_t id, bool renorm, float* out);
+  // The values an id holding no row reads: FillRow, or zeros for padding.
+  void FillAbsentRow(int64_t id, float* out) const;
+  // ApplyPush of a dynamic table, after the claim: steps the held rows,
+  // admits the others.
+  PushResult ApplyDynamicPush(GradientAccumulator& gradient,
+                              const OptimizerSpec& optimizer,
+                              const StepParams& params, int64_t step,
+                              const MutationContext& mutation);
+  // The rows of order[begin, end): every row of the stripes they cover,
+  // held under those stripes' writer locks. Within a stripe the held rows
+  // are stepped first, then the others admitted (evicting the least
+  // recently pushed), so that no row of the push is evicted before its
+  // step.
+  void ApplyDynamicChunk(GradientAccumulator& gradient,
+                         absl::Span<const uint32_t> order, size_t begin,
+                         size_t end, const OptimizerSpec& optimizer,
+                         const StepParams& params, uint64_t first_touch,
+                         const MutationContext& mutation,
+                         PushResult& result) ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  // The step of one row of a push: its new weights and state, stored for
+  // the optimistic readers. REQUIRES: the row's stripe counter is odd.
+  void StepRow(const OptimizerSpec& optimizer, const StepParams& params,
+               const float* gradient, int64_t local_row);
+  // Locks (or unlocks) the stripes of order[begin, end), grouped by stripe.
+  void LockStripes(const GradientAccumulator& gradient,
+                   absl::Span<const uint32_t> order, size_t begin,
+                   size_t end) ABSL_NO_THREAD_SAFETY_ANALYSIS;
+  void UnlockStripes(const GradientAccumulator& gradient,
+                     absl::Span<const uint32_t> order, size_t begin,
+                     size_t end) ABSL_NO_THREAD_SAFETY_ANALYSIS;
 
   // PushGradients and PushBagGradients once their tensors are validated:
   // checks the options, `accumulate` sums the gradient of the push (of
@@ -399,10 +466,20 @@ class EmbeddingTable {
   const int64_t state_width_;
   const ShardLayout layout_;
   const int32_t shard_index_;
-  const int64_t padding_global_row_;  // -1 when the table has none.
+  const bool has_padding_;
+  // -1 when the table has none (a dynamic table's may be any id: see
+  // has_padding_).
+  const int64_t padding_global_row_;
   const std::optional<float> max_norm_;
   const float norm_type_;
   const bool scale_grad_by_freq_;
+  const InitializerSpec initializer_;
+  const uint64_t seed_;
+  // Dense: kDenseStripes. Dynamic: the row index's (any power of two).
+  const int64_t stripe_count_;
+  const int64_t stripe_mask_;
+  // Set for a dynamic table: which id each slot (local row) holds.
+  const std::unique_ptr<DynamicRows> dynamic_;
 
   // Row data: row r and its state are guarded by StripeOf(r). Lookups load
   // the weights without the lock (seqlock.h), so every store to the weights

@@ -165,7 +165,8 @@ class GradientAccumulator {
   template <typename GroupOf>
   absl::Span<const uint32_t> SlotsByGroup(uint32_t groups, GroupOf&& group_of);
   uint32_t group(size_t slot) const { return owned_index_[slot]; }
-  static constexpr uint32_t kMaxGroups = 1024;
+  // A dynamic table's lock stripes (row_index.h) are the most groups.
+  static constexpr uint32_t kMaxGroups = 65536;
 
   // Distinct rows accumulated, in the order they first came.
   size_t size() const { return rows_.size(); }
@@ -241,8 +242,9 @@ class GradientAccumulator {
   // Slot -> occurrences (ScaleByFrequency); then the slots by group
   // (SlotsByGroup, which also turns owned_index_ into slot -> group).
   std::vector<uint32_t> counts_;
-  // Per group, where its slots start in counts_ (SlotsByGroup).
-  uint32_t group_starts_[kMaxGroups + 1];
+  // Per group, where its slots start in counts_ (SlotsByGroup): kept by the
+  // thread, at most 4 * (kMaxGroups + 1) bytes.
+  std::vector<uint32_t> group_starts_;
 };
 
 // This thread's accumulator for one push: when the push ends (this goes out
@@ -272,7 +274,7 @@ absl::Span<const uint32_t> GradientAccumulator::SlotsByGroup(
   std::vector<uint32_t>& slot_groups = owned_index_;  // Sums are in sums_.
   std::vector<uint32_t>& grouped = counts_;
   grouped.resize(slots);
-  std::fill_n(group_starts_, groups + 1, 0u);
+  group_starts_.assign(groups + 1, 0u);
   for (size_t slot = 0; slot < slots; ++slot) {
     const uint32_t group = group_of(rows_[slot]);
     slot_groups[slot] = group;

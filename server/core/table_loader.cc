@@ -31,6 +31,7 @@ absl::StatusOr<std::unique_ptr<TableLoader>> TableLoader::Create(
   EMBEDDING_RETURN_IF_ERROR(ValidateTableSpec(spec));
   EMBEDDING_ASSIGN_OR_RETURN(std::unique_ptr<EmbeddingTable> table,
                              EmbeddingTable::Allocate(std::move(spec)));
+  EMBEDDING_RETURN_IF_ERROR(table->DenseOnly("load the rows"));
   return std::unique_ptr<TableLoader>(new TableLoader(std::move(table)));
 }
 

@@ -7,11 +7,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/quote.h"
+#include "common/status_macros.h"
 
 namespace embedding {
 
 absl::StatusOr<std::unique_ptr<TableSnapshot>> EmbeddingTable::BeginSnapshot(
     std::optional<uint32_t> since) {
+  EMBEDDING_RETURN_IF_ERROR(DenseOnly("snapshot the rows"));
   TableMetadata metadata;
   uint32_t cut;
   {
@@ -54,7 +56,7 @@ void EmbeddingTable::EndSnapshot() {
   }
   // No mutation adds a pre-image any more.
   int64_t freed = 0;
-  for (int64_t s = 0; s < kLockStripes; ++s) {
+  for (int64_t s = 0; s < stripe_count_; ++s) {
     Stripe& stripe = stripes_[s];
     WriterLock lock(&stripe.mu);
     if (stripe.pre_images == nullptr) continue;

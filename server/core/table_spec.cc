@@ -57,22 +57,45 @@ absl::Status CheckSame(const char* field, const T& expected, const T& actual) {
       absl::StrCat("spec field ", field, " differs from the table's"));
 }
 
-}  // namespace
+absl::Status ValidateDynamicSpec(DynamicSpec& dynamic) {
+  if (dynamic.capacity < 1 || dynamic.capacity > kMaxDynamicCapacity) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dynamic capacity must be in [1, ", kMaxDynamicCapacity,
+                     "], got ", dynamic.capacity));
+  }
+  if (dynamic.admit_after > kMaxAdmitAfter) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("dynamic admit_after must be at most ", kMaxAdmitAfter,
+                     ", got ", dynamic.admit_after));
+  }
+  if (dynamic.admit_after == 0) dynamic.admit_after = 1;
+  if (dynamic.ttl_pushes.has_value() && *dynamic.ttl_pushes <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "dynamic ttl_pushes must be > 0 when set, got ", *dynamic.ttl_pushes));
+  }
+  return absl::OkStatus();
+}
 
-absl::Status ValidateTableSpec(TableSpec& spec) {
-  EMBEDDING_RETURN_IF_ERROR(ValidateName(spec.name));
+// A dynamic table has no rows to count: its ids are any int64 but the
+// reserved INT64_MIN, and its padding id is taken as it is.
+absl::Status ValidateDynamicRows(TableSpec& spec) {
+  if (spec.num_embeddings != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_embeddings must be 0 for a dynamic table (its ids "
+                     "are any int64), got ",
+                     spec.num_embeddings));
+  }
+  if (spec.padding_idx == kReservedId) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "padding_idx ", kReservedId, " is reserved in a dynamic table"));
+  }
+  return ValidateDynamicSpec(*spec.dynamic);
+}
+
+absl::Status ValidateDenseRows(TableSpec& spec) {
   if (spec.num_embeddings <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("num_embeddings must be > 0, got ", spec.num_embeddings));
-  }
-  if (spec.embedding_dim <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("embedding_dim must be > 0, got ", spec.embedding_dim));
-  }
-  if (spec.embedding_dim > kMaxEmbeddingDim) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("embedding_dim must be at most ", kMaxEmbeddingDim,
-                     ", got ", spec.embedding_dim));
   }
   if (spec.padding_idx.has_value()) {
     int64_t idx = *spec.padding_idx;
@@ -82,6 +105,24 @@ absl::Status ValidateTableSpec(TableSpec& spec) {
                        -spec.num_embeddings, ", ", spec.num_embeddings, ")"));
     }
     if (idx < 0) spec.padding_idx = idx + spec.num_embeddings;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ValidateTableSpec(TableSpec& spec) {
+  EMBEDDING_RETURN_IF_ERROR(ValidateName(spec.name));
+  EMBEDDING_RETURN_IF_ERROR(spec.dynamic.has_value() ? ValidateDynamicRows(spec)
+                                                     : ValidateDenseRows(spec));
+  if (spec.embedding_dim <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("embedding_dim must be > 0, got ", spec.embedding_dim));
+  }
+  if (spec.embedding_dim > kMaxEmbeddingDim) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("embedding_dim must be at most ", kMaxEmbeddingDim,
+                     ", got ", spec.embedding_dim));
   }
   if (spec.max_norm.has_value() &&
       !(*spec.max_norm > 0 && std::isfinite(*spec.max_norm))) {
@@ -106,6 +147,7 @@ int64_t LocalRowCount(const TableSpec& spec) {
   // Global rows g < n with g % count == index: n / count full rounds, plus
   // one more when the last partial round reaches the shard. No sum of n and
   // anything, so no overflow for n near 2^63.
+  if (spec.dynamic.has_value()) return spec.dynamic->capacity;
   if (spec.num_embeddings <= 0) return 0;
   const int64_t count = spec.shard_count;
   return spec.num_embeddings / count +
@@ -139,6 +181,8 @@ absl::Status CheckSameTable(const TableSpec& expected,
       CheckSame("shard_index", expected.shard_index, actual.shard_index));
   EMBEDDING_RETURN_IF_ERROR(
       CheckSame("shard_count", expected.shard_count, actual.shard_count));
+  EMBEDDING_RETURN_IF_ERROR(
+      CheckSame("dynamic", expected.dynamic, actual.dynamic));
   return CheckSame("optimizer kind", expected.optimizer.kind,
                    actual.optimizer.kind);
 }

@@ -12,7 +12,16 @@ namespace {
 struct TableMetric {
   prometheus::MetricFamily family;
   int64_t (*read)(const TableStats& stats);
+  bool dynamic_only = false;  // Only dynamic tables have a sample.
 };
+
+// A counter of dynamic tables: one field of their DynamicCounts.
+template <int64_t DynamicCounts::*field>
+TableMetric DynamicCounter(const char* name, const char* help) {
+  return {CounterFamily(name, help),
+          [](const TableStats& s) { return (*s.dynamic).*field; },
+          /*dynamic_only=*/true};
+}
 
 std::vector<TableMetric> TableMetricFamilies() {
   std::vector<TableMetric> metrics;
@@ -51,6 +60,20 @@ std::vector<TableMetric> TableMetricFamilies() {
                    "Bytes of the table's weights and optimizer state on this "
                    "server."),
        [](const TableStats& s) { return s.memory_bytes; }});
+  metrics.push_back(DynamicCounter<&DynamicCounts::admissions>(
+      "embedding_table_admissions_total",
+      "Dynamic tables: ids given a row by a push."));
+  metrics.push_back(DynamicCounter<&DynamicCounts::evictions>(
+      "embedding_table_evictions_total",
+      "Dynamic tables: rows removed to make room for another id."));
+  metrics.push_back(DynamicCounter<&DynamicCounts::dropped_rows>(
+      "embedding_table_dropped_rows_total",
+      "Dynamic tables: gradient rows dropped because their id had no row "
+      "yet (admit_after)."));
+  metrics.push_back(DynamicCounter<&DynamicCounts::absent_rows_looked_up>(
+      "embedding_table_absent_rows_looked_up_total",
+      "Dynamic tables: looked-up ids holding no row (they read the "
+      "initializer's values)."));
   return metrics;
 }
 
@@ -60,6 +83,7 @@ std::vector<prometheus::MetricFamily> TableMetrics::Collect() const {
   std::vector<TableMetric> metrics = TableMetricFamilies();
   for (const TableStats& stats : registry_->List()) {
     for (TableMetric& metric : metrics) {
+      if (metric.dynamic_only && !stats.dynamic.has_value()) continue;
       AddSample(metric.family, {{"table", stats.spec.name}},
                 static_cast<double>(metric.read(stats)));
     }

@@ -92,6 +92,9 @@ void SetPushResponse(const PushResult& result,
   response->set_rows_updated(result.rows_updated);
   response->set_version(result.version);
   response->set_duplicate(result.duplicate);
+  response->set_rows_admitted(result.rows_admitted);
+  response->set_rows_dropped(result.rows_dropped);
+  response->set_rows_evicted(result.rows_evicted);
 }
 
 // Shape of the lookup output: the index shape (default [count]) plus [dim].
@@ -202,8 +205,11 @@ absl::StatusOr<int64_t> EmbeddingServiceImpl::CheckResponseBytes(
 absl::Status EmbeddingServiceImpl::DoCreateTable(
     const v1::CreateTableRequest& request, const Cancellation& cancel,
     v1::TableInfo* response) {
-  TableSpec spec = FromProto(request.spec());
+  EMBEDDING_ASSIGN_OR_RETURN(TableSpec spec, FromProto(request.spec()));
   absl::Span<const float> weights;
+  if (request.has_initial_weights() && spec.dynamic.has_value()) {
+    return absl::InvalidArgumentError(kNoInitialWeightsForDynamicTables);
+  }
   if (request.has_initial_weights()) {
     EMBEDDING_ASSIGN_OR_RETURN(
         weights, RowsView(request.initial_weights(), spec.num_embeddings,

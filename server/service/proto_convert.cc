@@ -12,7 +12,24 @@
 
 namespace embedding {
 
-TableSpec FromProto(const v1::TableSpec& proto) {
+namespace {
+
+absl::StatusOr<DynamicSpec::Eviction> FromProto(
+    v1::DynamicTable::Eviction eviction) {
+  switch (eviction) {
+    case v1::DynamicTable::EVICTION_LRU:
+      return DynamicSpec::Eviction::kLru;
+    case v1::DynamicTable::EVICTION_LFU:
+      return DynamicSpec::Eviction::kLfu;
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(
+          "unknown dynamic eviction ", static_cast<int>(eviction)));
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<TableSpec> FromProto(const v1::TableSpec& proto) {
   TableSpec spec;
   spec.name = proto.name();
   spec.num_embeddings = proto.num_embeddings();
@@ -40,6 +57,17 @@ TableSpec FromProto(const v1::TableSpec& proto) {
       break;
   }
   spec.optimizer = OptimizerFromProto(proto.optimizer());
+  if (proto.has_dynamic()) {
+    const v1::DynamicTable& dynamic = proto.dynamic();
+    EMBEDDING_ASSIGN_OR_RETURN(const DynamicSpec::Eviction eviction,
+                               FromProto(dynamic.eviction()));
+    spec.dynamic = DynamicSpec{.capacity = dynamic.capacity(),
+                               .admit_after = dynamic.admit_after(),
+                               .eviction = eviction};
+    if (dynamic.has_ttl_pushes()) {
+      spec.dynamic->ttl_pushes = dynamic.ttl_pushes();
+    }
+  }
   return spec;
 }
 
@@ -71,6 +99,29 @@ void ToProto(const TableStats& stats, v1::TableInfo* info) {
       break;
   }
   OptimizerToProto(spec.optimizer, out->mutable_optimizer());
+  if (spec.dynamic.has_value()) {
+    v1::DynamicTable* dynamic = out->mutable_dynamic();
+    dynamic->set_capacity(spec.dynamic->capacity);
+    dynamic->set_admit_after(spec.dynamic->admit_after);
+    dynamic->set_eviction(spec.dynamic->eviction == DynamicSpec::Eviction::kLfu
+                              ? v1::DynamicTable::EVICTION_LFU
+                              : v1::DynamicTable::EVICTION_LRU);
+    if (spec.dynamic->ttl_pushes.has_value()) {
+      dynamic->set_ttl_pushes(*spec.dynamic->ttl_pushes);
+    }
+  }
+  if (stats.dynamic.has_value()) {
+    const DynamicCounts& counts = *stats.dynamic;
+    v1::DynamicStats* out_stats = info->mutable_dynamic_stats();
+    out_stats->set_rows_held(counts.rows_held);
+    out_stats->set_capacity(spec.dynamic.has_value() ? spec.dynamic->capacity
+                                                     : 0);
+    out_stats->set_admissions(counts.admissions);
+    out_stats->set_evictions(counts.evictions);
+    out_stats->set_expirations(counts.expirations);
+    out_stats->set_dropped_rows(counts.dropped_rows);
+    out_stats->set_absent_rows_looked_up(counts.absent_rows_looked_up);
+  }
   info->set_local_rows(stats.local_rows);
   info->set_memory_bytes(stats.memory_bytes);
   info->set_version(stats.version);

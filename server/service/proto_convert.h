@@ -2,7 +2,7 @@
 // types. The engine never sees protobuf; this is the only place that maps
 // one to the other.
 //
-//   TableSpec spec = FromProto(request.spec());
+//   absl::StatusOr<TableSpec> spec = FromProto(request.spec());
 //   ToProto(stats, response);
 #ifndef SERVER_SERVICE_PROTO_CONVERT_H_
 #define SERVER_SERVICE_PROTO_CONVERT_H_
@@ -23,8 +23,9 @@
 namespace embedding {
 
 // The spec with defaults filled in (SGD, normal(0, 1), norm_type 2); values
-// are checked later, by ValidateTableSpec.
-TableSpec FromProto(const v1::TableSpec& proto);
+// are checked later, by ValidateTableSpec. INVALID_ARGUMENT for an enum value
+// this server does not know (a dynamic table's eviction).
+absl::StatusOr<TableSpec> FromProto(const v1::TableSpec& proto);
 
 void ToProto(const TableStats& stats, v1::TableInfo* info);
 

@@ -174,5 +174,69 @@ TEST(TableSpecTest, NegativePaddingIdxCountsFromTheEnd) {
   }
 }
 
+TableSpec ValidDynamicSpec() {
+  TableSpec spec = ValidSpec();
+  spec.num_embeddings = 0;
+  spec.dynamic = DynamicSpec{.capacity = 10};
+  return spec;
+}
+
+TEST(TableSpecTest, EachBadDynamicFieldIsInvalidArgumentNamingIt) {
+  const std::vector<BadSpec> cases = {
+      {"rows", [](TableSpec& s) { s.num_embeddings = 5; },
+       "num_embeddings must be 0 for a dynamic table (its ids are any int64), "
+       "got 5"},
+      {"capacity zero", [](TableSpec& s) { s.dynamic->capacity = 0; },
+       "dynamic capacity must be in [1, 1099511627776], got 0"},
+      {"capacity too large",
+       [](TableSpec& s) { s.dynamic->capacity = (int64_t{1} << 40) + 1; },
+       "dynamic capacity must be in [1, 1099511627776], got 1099511627777"},
+      {"admit_after", [](TableSpec& s) { s.dynamic->admit_after = 256; },
+       "dynamic admit_after must be at most 255, got 256"},
+      {"ttl_pushes", [](TableSpec& s) { s.dynamic->ttl_pushes = 0; },
+       "dynamic ttl_pushes must be > 0 when set, got 0"},
+      {"reserved padding id", [](TableSpec& s) { s.padding_idx = kReservedId; },
+       "padding_idx -9223372036854775808 is reserved in a dynamic table"},
+      {"dim", [](TableSpec& s) { s.embedding_dim = 0; },
+       "embedding_dim must be > 0, got 0"},
+  };
+  for (const BadSpec& bad : cases) {
+    SCOPED_TRACE(bad.what);
+    TableSpec spec = ValidDynamicSpec();
+    bad.set(spec);
+    const absl::Status status = ValidateTableSpec(spec);
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(status.message(), bad.message);
+  }
+}
+
+// Any other int64 is an id, negative ones too: the padding id is not
+// counted from an end, and admit_after 0 means the first push.
+TEST(TableSpecTest, DynamicPaddingIdIsTakenAsItIs) {
+  for (int64_t padding : {int64_t{-1}, int64_t{1000000000000},
+                          std::numeric_limits<int64_t>::max(),
+                          std::numeric_limits<int64_t>::min() + 1}) {
+    TableSpec spec = ValidDynamicSpec();
+    spec.padding_idx = padding;
+    spec.dynamic->admit_after = 0;
+    ASSERT_TRUE(ValidateTableSpec(spec).ok()) << padding;
+    EXPECT_EQ(spec.padding_idx, padding);
+    EXPECT_EQ(spec.dynamic->admit_after, 1u);
+    EXPECT_EQ(LocalRowCount(spec), 10);
+  }
+}
+
+TEST(TableSpecTest, DynamicOptionsAreCompared) {
+  TableSpec expected = ValidDynamicSpec();
+  TableSpec actual = expected;
+  EXPECT_TRUE(CheckSameTable(expected, actual).ok());
+  actual.dynamic->ttl_pushes = 5;
+  EXPECT_EQ(CheckSameTable(expected, actual).message(),
+            "spec field dynamic differs from the table's");
+  actual.dynamic.reset();
+  EXPECT_EQ(CheckSameTable(expected, actual).message(),
+            "spec field dynamic differs from the table's");
+}
+
 }  // namespace
 }  // namespace embedding

@@ -35,6 +35,7 @@ void ExpectSameSpec(const TableSpec& got, const TableSpec& expected) {
   EXPECT_EQ(got.initializer.a, expected.initializer.a);
   EXPECT_EQ(got.initializer.b, expected.initializer.b);
   ExpectSameOptimizer(got.optimizer, expected.optimizer);
+  EXPECT_EQ(got.dynamic, expected.dynamic);
 }
 
 TableSpec FullSpec() {
@@ -56,7 +57,7 @@ TableSpec FullSpec() {
 TableSpec RoundTrip(const TableSpec& spec) {
   v1::TableInfo info;
   ToProto(TableStats{.spec = spec}, &info);
-  return FromProto(info.spec());
+  return *FromProto(info.spec());
 }
 
 TEST(ProtoConvertTest, SpecRoundTripsWithEveryInitializer) {
@@ -89,6 +90,31 @@ TEST(ProtoConvertTest, SpecRoundTripsWithEveryOptimizer) {
   }
 }
 
+TEST(ProtoConvertTest, DynamicSpecRoundTrips) {
+  TableSpec spec = FullSpec();
+  spec.num_embeddings = 0;
+  spec.padding_idx = -7;
+  for (const DynamicSpec& dynamic :
+       {DynamicSpec{.capacity = 1000}, DynamicSpec{.capacity = int64_t{1} << 40,
+                                       .admit_after = 3,
+                                       .eviction = DynamicSpec::Eviction::kLfu,
+                                       .ttl_pushes = 50}}) {
+    spec.dynamic = dynamic;
+    ExpectSameSpec(RoundTrip(spec), spec);
+  }
+  spec.dynamic.reset();
+  EXPECT_FALSE(RoundTrip(spec).dynamic.has_value());
+}
+
+TEST(ProtoConvertTest, UnknownEvictionIsInvalidArgument) {
+  v1::TableSpec proto;
+  proto.mutable_dynamic()->set_eviction(
+      static_cast<v1::DynamicTable::Eviction>(9));
+  absl::Status status = FromProto(proto).status();
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(status.message(), "unknown dynamic eviction 9");
+}
+
 TEST(ProtoConvertTest, ToProtoWritesShardFieldsAndStats) {
   v1::TableInfo info;
   ToProto(TableStats{.spec = FullSpec(),
@@ -108,7 +134,7 @@ TEST(ProtoConvertTest, ToProtoWritesShardFieldsAndStats) {
 TEST(ProtoConvertTest, EmptyProtoGetsTorchDefaults) {
   v1::TableSpec proto;
   proto.set_name("t");
-  const TableSpec spec = FromProto(proto);
+  const TableSpec spec = *FromProto(proto);
   EXPECT_EQ(spec.padding_idx, std::nullopt);
   EXPECT_EQ(spec.max_norm, std::nullopt);
   EXPECT_EQ(spec.norm_type, 2.0f);
@@ -122,7 +148,7 @@ TEST(ProtoConvertTest, EmptyProtoGetsTorchDefaults) {
 TEST(ProtoConvertTest, NormalWithoutStdHasStdOne) {
   v1::TableSpec proto;
   proto.mutable_initializer()->mutable_normal()->set_mean(0.5f);
-  const TableSpec spec = FromProto(proto);
+  const TableSpec spec = *FromProto(proto);
   EXPECT_EQ(spec.initializer.a, 0.5f);
   EXPECT_EQ(spec.initializer.b, 1.0f);
 }

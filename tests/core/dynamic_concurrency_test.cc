@@ -1,0 +1,191 @@
+// A dynamic table under concurrent lookups, pushes, admissions and
+// evictions (also built under ThreadSanitizer, with fewer rounds). Rows
+// start at 0 (constant initializer) and every push adds 1 to each element of
+// its rows (SGD, lr 1, gradient -1), so a row is always uniform: a reader
+// that sees two values in one row saw it torn, and a row held throughout
+// must end at exactly its number of pushes.
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "absl/base/config.h"
+#include "gtest/gtest.h"
+#include "server/core/dynamic_rows.h"
+#include "server/core/embedding_table.h"
+
+namespace embedding {
+namespace {
+
+TableSpec ZeroSgdSpec(int64_t capacity, int64_t dim) {
+  TableSpec spec;
+  spec.name = "dyn";
+  spec.embedding_dim = dim;
+  spec.initializer = {InitializerSpec::Kind::kConstant, 0.0f, 0.0f};
+  spec.optimizer.lr = 1.0f;
+  spec.dynamic = DynamicSpec{.capacity = capacity};
+  return spec;
+}
+
+std::unique_ptr<EmbeddingTable> Make(const TableSpec& spec) {
+  absl::StatusOr<std::unique_ptr<EmbeddingTable>> table =
+      EmbeddingTable::Create(spec, {});
+  EXPECT_TRUE(table.ok()) << table.status();
+  return *std::move(table);
+}
+
+bool IsUniform(const float* row, int64_t dim) {
+  for (int64_t d = 1; d < dim; ++d) {
+    if (std::memcmp(&row[d], &row[0], sizeof(float)) != 0) return false;
+  }
+  return true;
+}
+
+// Ids of the table's stripes [first, last), `per_stripe` of each, from a
+// pool of ids starting at `from`.
+std::vector<int64_t> IdsInStripes(const DynamicRows& rows, uint32_t first,
+                                  uint32_t last, int per_stripe, int64_t from) {
+  std::vector<int> taken(rows.stripes(), 0);
+  std::vector<int64_t> ids;
+  const size_t wanted = static_cast<size_t>(last - first) * per_stripe;
+  for (int64_t id = from; ids.size() < wanted; ++id) {
+    const uint32_t stripe = rows.PlaceOf(id).stripe;
+    if (stripe >= first && stripe < last && taken[stripe] < per_stripe) {
+      ++taken[stripe];
+      ids.push_back(id);
+    }
+  }
+  return ids;
+}
+
+// Capacity 4096 is 8 stripes of 512 rows. Stripes 0-3 hold a hot set and
+// a few other ids (never full: nothing is evicted there, while admissions
+// run); stripes 4-7 churn (admissions and evictions all the time).
+TEST(DynamicConcurrencyTest, HeldRowsKeepEveryUpdateUnderChurn) {
+  constexpr int64_t kCapacity = 4096;
+  constexpr int64_t kDim = 16;
+#ifdef ABSL_HAVE_THREAD_SANITIZER
+  constexpr int kRounds = 30;
+#else
+  constexpr int kRounds = 400;
+#endif
+  const TableSpec spec = ZeroSgdSpec(kCapacity, kDim);
+  auto table = Make(spec);
+  const std::unique_ptr<DynamicRows> layout =
+      *DynamicRows::Create(*spec.dynamic);
+  ASSERT_EQ(layout->stripes(), 8);
+  const std::vector<int64_t> hot =
+      IdsInStripes(*layout, 0, 4, 8, 1000000000000);
+  const std::vector<int64_t> warm = IdsInStripes(*layout, 0, 4, 100, -500000);
+  const std::vector<int64_t> churn = IdsInStripes(*layout, 4, 8, 3000, 0);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> torn{0}, over_capacity{0}, reads{0};
+  std::thread reader([&] {
+    std::vector<int64_t> ids = hot;
+    ids.insert(ids.end(), churn.begin(), churn.begin() + 2000);
+    std::vector<float> out(ids.size() * kDim);
+    while (!stop.load()) {
+      ASSERT_TRUE(table->Lookup(ids, DType::kFloat32, out.data()).ok());
+      for (size_t i = 0; i < ids.size(); ++i) {
+        if (!IsUniform(&out[i * kDim], kDim)) ++torn;
+      }
+      if (table->Stats().dynamic->rows_held > kCapacity) ++over_capacity;
+      ++reads;
+    }
+  });
+  // Two pushers of the hot and warm ids (in opposite orders), one of
+  // random churn ids.
+  std::vector<std::thread> pushers;
+  for (int p = 0; p < 2; ++p) {
+    pushers.emplace_back([&, p] {
+      std::vector<int64_t> ids = hot;
+      ids.insert(ids.end(), warm.begin(), warm.end());
+      if (p == 1) std::reverse(ids.begin(), ids.end());
+      const std::vector<float> grad(ids.size() * kDim, -1.0f);
+      for (int round = 0; round < kRounds; ++round) {
+        ASSERT_TRUE(table->PushGradients(ids, grad, {}).ok());
+      }
+    });
+  }
+  pushers.emplace_back([&] {
+    std::mt19937_64 random(3);
+    std::uniform_int_distribution<size_t> pick(0, churn.size() - 1);
+    std::vector<int64_t> ids(256);
+    const std::vector<float> grad(ids.size() * kDim, -1.0f);
+    for (int round = 0; round < 2 * kRounds; ++round) {
+      for (int64_t& id : ids) id = churn[pick(random)];
+      ASSERT_TRUE(table->PushGradients(ids, grad, {}).ok());
+    }
+  });
+  for (auto& t : pushers) t.join();
+  stop = true;
+  reader.join();
+
+  EXPECT_EQ(torn.load(), 0) << "of " << reads.load() << " lookups";
+  EXPECT_EQ(over_capacity.load(), 0);
+  std::vector<int64_t> held = hot;
+  held.insert(held.end(), warm.begin(), warm.end());
+  std::vector<float> out(held.size() * kDim);
+  ASSERT_TRUE(table->ReadRows(held, out.data()).ok());
+  for (size_t i = 0; i < held.size(); ++i) {
+    for (int64_t d = 0; d < kDim; ++d) {
+      ASSERT_EQ(out[i * kDim + d], 2.0f * kRounds) << "id " << held[i];
+    }
+  }
+  const DynamicCounts counts = *table->Stats().dynamic;
+  EXPECT_GT(counts.evictions, 0);
+  EXPECT_EQ(counts.rows_held, counts.admissions - counts.evictions);
+  EXPECT_LE(counts.rows_held, kCapacity);
+}
+
+// Rows wide enough (4 KiB) that a copy overlapping a write would catch it
+// half done, in a table of 64 rows (one stripe) that 96 ids take turns to
+// hold: every push steps some rows and admits ids in place of others, all
+// under one window of the stripe's counter, while a reader copies. Without
+// the seqlock check in CopyDynamicRow this finds torn rows (in 5 runs of 5
+// when it was removed).
+TEST(DynamicConcurrencyTest, NoTornRowsWhileIdsTakeTurnsToHoldRows) {
+  constexpr int64_t kWideDim = 1024;
+  constexpr int64_t kIds = 96;
+  constexpr int64_t kPushed = 48;
+#ifdef ABSL_HAVE_THREAD_SANITIZER
+  constexpr int kReads = 20;
+#else
+  constexpr int kReads = 6000;
+#endif
+  auto table = Make(ZeroSgdSpec(64, kWideDim));
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> torn{0};
+  std::thread reader([&] {
+    std::vector<int64_t> ids(kIds);
+    for (int64_t i = 0; i < kIds; ++i) ids[i] = i;
+    std::vector<float> out(ids.size() * kWideDim);
+    for (int i = 0; i < kReads; ++i) {
+      ASSERT_TRUE(table->Lookup(ids, DType::kFloat32, out.data()).ok());
+      for (size_t k = 0; k < ids.size(); ++k) {
+        if (!IsUniform(&out[k * kWideDim], kWideDim)) ++torn;
+      }
+    }
+  });
+  std::thread pusher([&] {
+    const std::vector<float> grad(kPushed * kWideDim, -1.0f);
+    std::vector<int64_t> ids(kPushed);
+    for (int64_t first = 0; !stop.load(); first = (first + 7) % kIds) {
+      for (int64_t i = 0; i < kPushed; ++i) ids[i] = (first + i) % kIds;
+      ASSERT_TRUE(table->PushGradients(ids, grad, {}).ok());
+    }
+  });
+  reader.join();
+  stop = true;
+  pusher.join();
+  EXPECT_EQ(torn.load(), 0);
+  EXPECT_EQ(table->Stats().dynamic->rows_held, 64);
+}
+
+}  // namespace
+}  // namespace embedding
