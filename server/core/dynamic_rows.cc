@@ -1,79 +1,209 @@
 #include "server/core/dynamic_rows.h"
 
+#include <algorithm>
 #include <bit>
 #include <new>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "common/hash64.h"
 #include "common/status_macros.h"
 
 namespace embedding {
 namespace {
 
-int64_t RowsPerStripe(int64_t capacity, int32_t stripes) {
-  return (capacity + stripes - 1) / stripes;
+// Salts the sketch's hash apart from the index's and the routing's.
+constexpr uint64_t kSketchSalt = 0x6a09e667f3bcc909ull;
+
+struct Shape {
+  int32_t stripes;
+  int64_t rows_per_stripe;  // The largest stripe's capacity.
+  int64_t RowBytes(const DynamicSpec& spec) const {
+    return int64_t{sizeof(uint64_t)} +
+           (spec.eviction == DynamicSpec::Eviction::kLfu ? 4 : 0);
+  }
+};
+
+Shape ShapeOf(const DynamicSpec& spec) {
+  const int32_t stripes = DynamicRows::RowIndex::StripesFor(spec.capacity);
+  return {stripes, (spec.capacity + stripes - 1) / stripes};
+}
+
+template <typename T>
+std::unique_ptr<T[]> AllocateIf(bool wanted, int64_t count) {
+  return wanted ? std::unique_ptr<T[]>(new (std::nothrow) T[count]()) : nullptr;
 }
 
 }  // namespace
 
 int64_t DynamicRows::MemoryBytes(const DynamicSpec& spec) {
-  const int32_t stripes = RowIndex::StripesFor(spec.capacity);
-  return RowIndex::MemoryBytes(spec.capacity, stripes) +
-         stripes * RowsPerStripe(spec.capacity, stripes) *
-             int64_t{sizeof(uint64_t)};
+  const Shape shape = ShapeOf(spec);
+  const int64_t rows = int64_t{shape.stripes} * shape.rows_per_stripe;
+  int64_t bytes = RowIndex::MemoryBytes(spec.capacity, shape.stripes) +
+                  rows * shape.RowBytes(spec);
+  if (spec.admit_after > 1) {
+    bytes += rows * kSketchRows * kSketchWidthPerRow +
+             shape.stripes * int64_t{sizeof(int64_t)};
+  }
+  return bytes;
 }
 
 absl::StatusOr<std::unique_ptr<DynamicRows>> DynamicRows::Create(
     const DynamicSpec& spec) {
-  const int32_t stripes = RowIndex::StripesFor(spec.capacity);
+  const Shape shape = ShapeOf(spec);
   EMBEDDING_ASSIGN_OR_RETURN(std::unique_ptr<RowIndex> index,
-                             RowIndex::Create(spec.capacity, stripes));
-  // Not zero-filled: a touch is written when its row is admitted, and read
-  // only while the row is held.
-  std::unique_ptr<uint64_t[]> touches(new (
-      std::nothrow) uint64_t[stripes * RowsPerStripe(spec.capacity, stripes)]);
-  if (touches == nullptr) {
+                             RowIndex::Create(spec.capacity, shape.stripes));
+  std::unique_ptr<DynamicRows> rows(new (std::nothrow)
+                                        DynamicRows(spec, std::move(index)));
+  if (rows == nullptr || !rows->Allocated()) {
     return absl::ResourceExhaustedError(
-        absl::StrCat("cannot allocate the row touches of a dynamic table of ",
-                     spec.capacity, " rows"));
+        absl::StrCat("cannot allocate the row metadata of a dynamic table of ",
+                     spec.capacity, " rows (", MemoryBytes(spec), " bytes)"));
   }
-  return std::unique_ptr<DynamicRows>(
-      new DynamicRows(std::move(index), std::move(touches)));
+  return rows;
 }
 
-DynamicRows::DynamicRows(std::unique_ptr<RowIndex> index,
-                         std::unique_ptr<uint64_t[]> touches)
+DynamicRows::DynamicRows(const DynamicSpec& spec,
+                         std::unique_ptr<RowIndex> index)
     : index_(std::move(index)),
       stripe_bits_(std::countr_zero(static_cast<uint32_t>(index_->stripes()))),
-      rows_per_stripe_(RowsPerStripe(index_->capacity(), index_->stripes())),
-      touches_(std::move(touches)) {}
+      rows_per_stripe_(ShapeOf(spec).rows_per_stripe),
+      admit_after_(spec.admit_after),
+      lfu_(spec.eviction == DynamicSpec::Eviction::kLfu),
+      ttl_pushes_(spec.ttl_pushes),
+      sketch_width_(kSketchWidthPerRow * rows_per_stripe_),
+      // Zero-filled: pages are touched as rows are admitted.
+      touches_(AllocateIf<uint64_t>(true, stripes() * rows_per_stripe_)),
+      push_counts_(AllocateIf<uint32_t>(lfu_, stripes() * rows_per_stripe_)),
+      sketch_(AllocateIf<uint8_t>(admit_after_ > 1,
+                                  stripes() * kSketchRows * sketch_width_)),
+      sketch_counts_(AllocateIf<int64_t>(admit_after_ > 1, stripes())) {}
 
-DynamicRows::Admission DynamicRows::Admit(const Place& place, int64_t id,
-                                          uint64_t touch) {
-  const uint32_t stripe = place.stripe;
-  int64_t evicted_id = kReservedId;
-  if (index_->Full(stripe)) {
-    // The least recently pushed row of the stripe; the first on ties.
-    const uint64_t* touches = &touches_[int64_t{stripe} * rows_per_stripe_];
-    const int64_t rows = index_->StripeCapacity(stripe);
-    int64_t victim = 0;
-    for (int64_t j = 1; j < rows; ++j) {
-      if (touches[j] < touches[victim]) victim = j;
-    }
-    evicted_id = index_->KeyAt(stripe, static_cast<uint32_t>(victim));
-    index_->EraseSlot(stripe, static_cast<uint32_t>(victim));
+bool DynamicRows::Allocated() const {
+  return touches_ != nullptr && (!lfu_ || push_counts_ != nullptr) &&
+         (admit_after_ <= 1 || (sketch_ != nullptr && sketch_counts_));
+}
+
+void DynamicRows::Touch(int64_t slot, uint64_t touch) {
+  const int64_t meta = MetaOf(slot);
+  std::atomic_ref<uint64_t>(touches_[meta])
+      .store(touch, std::memory_order_relaxed);
+  if (lfu_ && push_counts_[meta] != UINT32_MAX) ++push_counts_[meta];
+}
+
+uint8_t& DynamicRows::SketchCounter(const Place& place, int64_t id,
+                                    int k) const {
+  // Double hashing: counter k at a + k * b, reduced to the row's width.
+  const uint64_t hash = SplitMix64(static_cast<uint64_t>(id) ^ kSketchSalt);
+  const uint32_t a = static_cast<uint32_t>(hash);
+  const uint32_t b = static_cast<uint32_t>(hash >> 32) | 1;
+  const uint32_t mixed = a + static_cast<uint32_t>(k) * b;
+  const int64_t column = static_cast<int64_t>(
+      (uint64_t{mixed} * static_cast<uint64_t>(sketch_width_)) >> 32);
+  return sketch_[(int64_t{place.stripe} * kSketchRows + k) * sketch_width_ +
+                 column];
+}
+
+bool DynamicRows::Admits(const Place& place, int64_t id) {
+  if (admit_after_ <= 1) return true;
+  uint8_t* counters[kSketchRows];
+  uint8_t estimate = UINT8_MAX;
+  for (int k = 0; k < kSketchRows; ++k) {
+    counters[k] = &SketchCounter(place, id, k);
+    estimate = std::min(estimate, *counters[k]);
   }
-  const uint32_t j = index_->Insert(stripe, id, place.hash);
-  const int64_t slot = index_->Slot(stripe, j);
+  // This push is the id's estimate + 1st.
+  if (estimate + 1 >= static_cast<int>(admit_after_)) return true;
+  // Conservative update: only the counters at the minimum grow.
+  for (uint8_t* counter : counters) {
+    if (*counter == estimate) ++*counter;
+  }
+  // Aging: the stripe's counts halve every 2 * R counts, so that "a pushes"
+  // means a pushes recently.
+  int64_t& counted = sketch_counts_[place.stripe];
+  if (++counted >= 2 * rows_per_stripe_) {
+    counted = 0;
+    uint8_t* row =
+        &sketch_[int64_t{place.stripe} * kSketchRows * sketch_width_];
+    for (int64_t c = 0; c < kSketchRows * sketch_width_; ++c) row[c] >>= 1;
+  }
+  return false;
+}
+
+uint32_t DynamicRows::Victim(uint32_t stripe, int64_t pushes) const {
+  const int64_t base = int64_t{stripe} * rows_per_stripe_;
+  const int64_t rows = index_->StripeCapacity(stripe);
+  // The least recent row is the first to have expired: under LRU it is the
+  // victim either way.
+  int64_t least_recent = 0;
+  for (int64_t j = 1; j < rows; ++j) {
+    if (LoadTouch(base + j) < LoadTouch(base + least_recent)) {
+      least_recent = j;
+    }
+  }
+  const bool expired =
+      ttl_pushes_.has_value() &&
+      pushes - LastPush(LoadTouch(base + least_recent)) >= *ttl_pushes_;
+  if (!lfu_ || expired) return static_cast<uint32_t>(least_recent);
+  int64_t victim = 0;
+  for (int64_t j = 1; j < rows; ++j) {
+    const uint32_t count = push_counts_[base + j];
+    const uint32_t victim_count = push_counts_[base + victim];
+    if (count < victim_count ||
+        (count == victim_count &&
+         LoadTouch(base + j) < LoadTouch(base + victim))) {
+      victim = j;
+    }
+  }
+  return static_cast<uint32_t>(victim);
+}
+
+int64_t DynamicRows::AdmissionSlot(const Place& place, int64_t id,
+                                   int64_t pushes) const {
+  if (const int64_t own = Find(place, id); own >= 0) return own;  // Expired.
+  const uint32_t stripe = place.stripe;
+  const uint32_t j = index_->Full(stripe) ? Victim(stripe, pushes)
+                                          : index_->LowestFreeRow(stripe);
+  return index_->Slot(stripe, j);
+}
+
+DynamicRows::Replaced DynamicRows::Occupy(const Place& place, int64_t id,
+                                          int64_t slot, uint64_t touch,
+                                          int64_t pushes) {
+  const uint32_t stripe = place.stripe;
+  const uint32_t j = RowOfSlot(slot);
+  Replaced replaced;
+  const int64_t held = index_->KeyAt(stripe, j);
+  if (held != kReservedId) {
+    replaced.expired = Expired(slot, pushes);
+    if (held != id) {
+      replaced.id = held;
+      index_->EraseSlot(stripe, j);
+    }
+  }
+  if (held != id) index_->InsertAt(stripe, id, place.hash, j);
+  const int64_t meta = MetaOf(slot);
+  if (lfu_) push_counts_[meta] = 0;
   Touch(slot, touch);
-  return {slot, evicted_id};
+  return replaced;
+}
+
+void DynamicRows::Count(int64_t admissions, int64_t evictions,
+                        int64_t expirations, int64_t dropped_rows) {
+  admissions_.fetch_add(admissions, std::memory_order_relaxed);
+  evictions_.fetch_add(evictions, std::memory_order_relaxed);
+  expirations_.fetch_add(expirations, std::memory_order_relaxed);
+  dropped_rows_.fetch_add(dropped_rows, std::memory_order_relaxed);
+  // Re-admissions of expired rows and reclaims hold no more rows.
+  rows_held_.fetch_add(admissions - evictions - expirations,
+                       std::memory_order_relaxed);
 }
 
 DynamicCounts DynamicRows::Counts() const {
   return {.rows_held = rows_held_.load(std::memory_order_relaxed),
           .admissions = admissions_.load(std::memory_order_relaxed),
           .evictions = evictions_.load(std::memory_order_relaxed),
-          .expirations = 0,
+          .expirations = expirations_.load(std::memory_order_relaxed),
           .dropped_rows = dropped_rows_.load(std::memory_order_relaxed),
           .absent_rows_looked_up =
               absent_rows_looked_up_.load(std::memory_order_relaxed)};

@@ -400,16 +400,22 @@ class EmbeddingTable {
                               const OptimizerSpec& optimizer,
                               const StepParams& params, int64_t step,
                               const MutationContext& mutation);
+  // What a dynamic push carries across its chunks.
+  struct DynamicChange {
+    uint64_t first_touch;   // The push's step, in a touch.
+    int64_t pushes_before;  // Pushes of the table before this one.
+    int64_t expirations = 0;
+  };
   // The rows of order[begin, end): every row of the stripes they cover,
   // held under those stripes' writer locks. Within a stripe the held rows
-  // are stepped first, then the others admitted (evicting the least
-  // recently pushed), so that no row of the push is evicted before its
-  // step.
+  // (not expired) are stepped first, then the others counted toward
+  // admission and admitted (DynamicRows), so that no row of the push is
+  // evicted before its step.
   void ApplyDynamicChunk(GradientAccumulator& gradient,
                          absl::Span<const uint32_t> order, size_t begin,
                          size_t end, const OptimizerSpec& optimizer,
-                         const StepParams& params, uint64_t first_touch,
-                         const MutationContext& mutation,
+                         const StepParams& params,
+                         const MutationContext& mutation, DynamicChange& change,
                          PushResult& result) ABSL_NO_THREAD_SAFETY_ANALYSIS;
   // The step of one row of a push: its new weights and state, stored for
   // the optimistic readers. REQUIRES: the row's stripe counter is odd.

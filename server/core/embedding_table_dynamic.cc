@@ -24,8 +24,7 @@ namespace {
 // A touch orders the pushes of a row: the push's step, then the row's rank
 // among the rows the push touched (saturated), so that within one push the
 // rows stepped first count as older.
-constexpr int kRankBits = 24;
-constexpr uint64_t kMaxRank = (uint64_t{1} << kRankBits) - 1;
+constexpr uint64_t kMaxRank = (uint64_t{1} << DynamicRows::kRankBits) - 1;
 
 }  // namespace
 
@@ -49,17 +48,23 @@ bool EmbeddingTable::CopyDynamicRow(int64_t id, const DynamicRows::Place& place,
   static_assert(DynamicRows::RowIndex::kLockFreeFind,
                 "the row index is probed inside the seqlock window");
   Stripe& stripe = stripes_[place.stripe];
+  const int64_t pushes = step_.load(std::memory_order_relaxed);
+  // The slot of `id` unless it has none or it expired.
+  const auto live_slot = [&] {
+    const int64_t slot = dynamic_->Find(place, id);
+    return slot >= 0 && !dynamic_->Expired(slot, pushes) ? slot : -1;
+  };
   for (int attempt = 0; attempt < kOptimisticReads; ++attempt) {
     const uint32_t begin = stripe.seq.ReadBegin();
     if ((begin & 1) != 0) continue;  // A change is under way.
     // A torn probe ends (it is bounded) and gives a slot of the stripe;
     // ReadValid throws both it and the copy away.
-    const int64_t slot = dynamic_->Find(place, id);
+    const int64_t slot = live_slot();
     if (slot >= 0) LoadFloatsRelaxed(RowData(slot), dim_, out);
     if (stripe.seq.ReadValid(begin)) return slot >= 0;
   }
   ReaderLock lock(&stripe.mu);
-  const int64_t slot = dynamic_->Find(place, id);
+  const int64_t slot = live_slot();
   if (slot < 0) return false;
   LoadFloatsRelaxed(RowData(slot), dim_, out);
   return true;
@@ -76,7 +81,8 @@ bool EmbeddingTable::ReadDynamicRow(int64_t id, bool renorm, float* out) {
     WriterLock lock(&stripe.mu);
     // The id may have lost its row since the copy.
     const int64_t slot = dynamic_->Find(place, id);
-    if (slot >= 0) {
+    if (slot >= 0 &&
+        !dynamic_->Expired(slot, step_.load(std::memory_order_relaxed))) {
       RenormHeldRow(stripe, slot, mutation, out);
       return true;
     }
@@ -108,18 +114,22 @@ absl::Status EmbeddingTable::GatherDynamic(absl::Span<const int64_t> ids,
         dynamic_->Prefetch(dynamic_->PlaceOf(ahead), ahead);
       }
       const int64_t id = ids[i];
+      bool held = true;
       if (!direct) {
-        absent += ReadDynamicRow(id, renorm, row.data()) ? 0 : 1;
+        held = ReadDynamicRow(id, renorm, row.data());
         ConvertFloats(row.data(), dim_, dtype, dst);
       } else if (!CopyDynamicRow(id, dynamic_->PlaceOf(id), dst)) {
+        held = false;
         FillAbsentRow(id, row.data());
         std::copy_n(row.data(), dim_, reinterpret_cast<float*>(dst));
-        ++absent;
       }
+      if (!held && !IsPadding(id)) ++absent;
       dst += row_bytes;
     }
   }
-  dynamic_->CountAbsentLookups(absent);
+  // Lookups (renorm: a forward pass) count the ids without a row, the
+  // padding id aside; exports (ReadRows) do not.
+  if (renorm) dynamic_->CountAbsentLookups(absent);
   return absl::OkStatus();
 }
 
@@ -132,7 +142,9 @@ PushResult EmbeddingTable::ApplyDynamicPush(GradientAccumulator& gradient,
       static_cast<uint32_t>(stripe_count_),
       [this](int64_t id) { return dynamic_->PlaceOf(id).stripe; });
   PushResult result;
-  const uint64_t first_touch = static_cast<uint64_t>(step) << kRankBits;
+  DynamicChange change{.first_touch = static_cast<uint64_t>(step)
+                                      << DynamicRows::kRankBits,
+                       .pushes_before = step - 1};
   // Chunks of whole stripes (a stripe's held rows are all stepped before
   // any of its rows is evicted), of about kRowsPerLockChunk rows.
   for (size_t begin = 0; begin < order.size();) {
@@ -141,11 +153,11 @@ PushResult EmbeddingTable::ApplyDynamicPush(GradientAccumulator& gradient,
            gradient.group(order[end]) == gradient.group(order[end - 1])) {
       ++end;
     }
-    ApplyDynamicChunk(gradient, order, begin, end, optimizer, params,
-                      first_touch, mutation, result);
+    ApplyDynamicChunk(gradient, order, begin, end, optimizer, params, mutation,
+                      change, result);
     begin = end;
   }
-  dynamic_->Count(result.rows_admitted, result.rows_evicted,
+  dynamic_->Count(result.rows_admitted, result.rows_evicted, change.expirations,
                   result.rows_dropped);
   return result;
 }
@@ -153,11 +165,11 @@ PushResult EmbeddingTable::ApplyDynamicPush(GradientAccumulator& gradient,
 void EmbeddingTable::ApplyDynamicChunk(
     GradientAccumulator& gradient, absl::Span<const uint32_t> order,
     size_t begin, size_t end, const OptimizerSpec& optimizer,
-    const StepParams& params, uint64_t first_touch,
-    const MutationContext& mutation, PushResult& result) {
+    const StepParams& params, const MutationContext& mutation,
+    DynamicChange& change, PushResult& result) {
   // Ranks of this push's rows so far: rows_updated counts them all.
   const auto next_touch = [&] {
-    return first_touch |
+    return change.first_touch |
            std::min(static_cast<uint64_t>(result.rows_updated++), kMaxRank);
   };
   std::vector<float> fresh(dim_);
@@ -176,7 +188,7 @@ void EmbeddingTable::ApplyDynamicChunk(
     for (size_t k = group_begin; k < group_end; ++k) {
       const int64_t id = gradient.row(order[k]);
       const int64_t slot = dynamic_->Find(dynamic_->PlaceOf(id), id);
-      if (slot < 0) {
+      if (slot < 0 || dynamic_->Expired(slot, change.pushes_before)) {
         absent.push_back(k);
         continue;
       }
@@ -186,20 +198,31 @@ void EmbeddingTable::ApplyDynamicChunk(
     }
     for (size_t k : absent) {
       const int64_t id = gradient.row(order[k]);
-      const DynamicRows::Admission admission =
-          dynamic_->Admit(dynamic_->PlaceOf(id), id, next_touch());
-      if (admission.evicted_id != kReservedId) ++result.rows_evicted;
+      const DynamicRows::Place place = dynamic_->PlaceOf(id);
+      if (!dynamic_->Admits(place, id)) {
+        ++result.rows_dropped;
+        continue;
+      }
+      const int64_t slot =
+          dynamic_->AdmissionSlot(place, id, change.pushes_before);
+      BeforeRowChange(stripe, slot, mutation);
+      const DynamicRows::Replaced replaced =
+          dynamic_->Occupy(place, id, slot, next_touch(), change.pushes_before);
       ++result.rows_admitted;
+      if (replaced.expired) {
+        ++change.expirations;
+      } else if (replaced.id != kReservedId) {
+        ++result.rows_evicted;
+      }
       // The row as the forward pass read it (renormed under max_norm), with
-      // fresh optimizer state: an evicted id starts over.
-      BeforeRowChange(stripe, admission.slot, mutation);
+      // fresh optimizer state: an evicted or expired id starts over.
       FillAbsentRow(id, fresh.data());
       if (max_norm_.has_value()) {
         RenormRow(fresh.data(), dim_, *max_norm_, norm_type_);
       }
-      StoreFloatsRelaxed(fresh.data(), dim_, RowData(admission.slot));
-      InitializeOptimizerState(optimizer, dim_, StateData(admission.slot));
-      StepRow(optimizer, params, gradient.sum(order[k]), admission.slot);
+      StoreFloatsRelaxed(fresh.data(), dim_, RowData(slot));
+      InitializeOptimizerState(optimizer, dim_, StateData(slot));
+      StepRow(optimizer, params, gradient.sum(order[k]), slot);
     }
     stripe.seq.WriteEnd();
     group_begin = group_end;

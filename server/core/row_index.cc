@@ -55,14 +55,17 @@ bool StripedSlots::ok() const {
   return headers_ != nullptr && used_ != nullptr && keys_ != nullptr;
 }
 
-uint32_t StripedSlots::TakeFreeRow(uint32_t stripe, int64_t id) {
-  StripeHeader& header = headers_[stripe];
-  uint64_t* words = &used_[int64_t{stripe} * words_per_stripe_];
+uint32_t StripedSlots::LowestFreeRow(uint32_t stripe) const {
+  const uint64_t* words = &used_[int64_t{stripe} * words_per_stripe_];
   // A free row exists below R_s, so the lowest free bit is one.
-  uint32_t word = header.first_free_word;
+  uint32_t word = headers_[stripe].first_free_word;
   while (words[word] == ~uint64_t{0}) ++word;
-  header.first_free_word = word;
-  const uint32_t j = word * 64 + std::countr_one(words[word]);
+  return word * 64 + std::countr_one(words[word]);
+}
+
+uint32_t StripedSlots::TakeFreeRow(uint32_t stripe, int64_t id) {
+  const uint32_t j = LowestFreeRow(stripe);
+  headers_[stripe].first_free_word = j / 64;
   TakeRow(stripe, j, id);
   return j;
 }

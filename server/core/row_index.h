@@ -83,6 +83,9 @@ class StripedSlots {
   bool Full(uint32_t stripe) const {
     return Size(stripe) == StripeCapacity(stripe);
   }
+  // The row Insert would give an id. REQUIRES: !Full(stripe), and the
+  // writer lock (or quiescence).
+  uint32_t LowestFreeRow(uint32_t stripe) const;
   // The key of row j, kNoKey when free. REQUIRES: the writer lock (or
   // quiescence), j < StripeCapacity(stripe).
   int64_t KeyAt(uint32_t stripe, uint32_t j) const {

@@ -80,6 +80,10 @@ TEST(DynamicTableTest, AbsentIdsReadTheInitializerAndGetNoRow) {
               Initial(spec, ids[i]))
         << ids[i];
   }
+  // An export (ReadRows) reads the same values and counts no lookup.
+  std::vector<float> read(ids.size() * kDim);
+  ASSERT_TRUE(table->ReadRows(ids, read.data()).ok());
+  EXPECT_EQ(read, rows);
   const DynamicCounts counts = Counts(*table);
   EXPECT_EQ(counts.rows_held, 0);
   EXPECT_EQ(counts.absent_rows_looked_up, 5);
@@ -182,6 +186,7 @@ TEST(DynamicTableTest, PaddingIdReadsZerosAndGetsNoRow) {
   EXPECT_EQ(result.rows_updated, 1);
   EXPECT_EQ(Lookup(*table, {-1}), std::vector<float>(kDim, 0.0f));
   EXPECT_EQ(Counts(*table).rows_held, 1);
+  EXPECT_EQ(Counts(*table).absent_rows_looked_up, 0);
 }
 
 TEST(DynamicTableTest, ReservedIdIsInvalidArgumentAndChangesNothing) {
@@ -322,6 +327,125 @@ TEST(DynamicTableTest, ChurnKeepsRowsWithinCapacity) {
   EXPECT_EQ(counts.rows_held, admitted - evicted);
   EXPECT_GT(evicted, 0);
   EXPECT_GT(counts.rows_held, kCapacity * 9 / 10);
+}
+
+// admit_after 3: the first two pushes of an id are counted and dropped; the
+// third creates the row from the initializer and applies its own gradient.
+TEST(DynamicTableTest, AdmitAfterCountsPushesAndDropsTheirGradients) {
+  TableSpec spec = DynamicTableSpec(100);
+  spec.dynamic->admit_after = 3;
+  auto table = Make(spec);
+  for (int push = 0; push < 2; ++push) {
+    const PushResult result = Push(*table, {5, 5});
+    EXPECT_EQ(result.rows_updated, 0);
+    EXPECT_EQ(result.rows_dropped, 1);
+    EXPECT_EQ(Lookup(*table, {5}), Initial(spec, 5));
+  }
+  const PushResult third = Push(*table, {5});
+  EXPECT_EQ(third.rows_admitted, 1);
+  std::vector<float> expected = Initial(spec, 5);
+  for (float& v : expected) v -= spec.optimizer.lr;
+  EXPECT_EQ(Lookup(*table, {5}), expected);
+  const DynamicCounts counts = Counts(*table);
+  EXPECT_EQ(counts.dropped_rows, 2);
+  EXPECT_EQ(counts.admissions, 1);
+  EXPECT_EQ(counts.rows_held, 1);
+}
+
+// A push recognised as a retry, or refused, counts nothing toward
+// admission.
+TEST(DynamicTableTest, DuplicateAndRefusedPushesDoNotCountTowardAdmission) {
+  TableSpec spec = DynamicTableSpec(100);
+  spec.dynamic->admit_after = 3;
+  auto table = Make(spec);
+  const std::vector<int64_t> ids = {9};
+  const std::vector<float> grad(kDim, 1.0f);
+  PushOptions once{.client_id = "c", .sequence = 1};
+  ASSERT_TRUE(table->PushGradients(ids, grad, once).ok());
+  absl::StatusOr<PushResult> retry = table->PushGradients(ids, grad, once);
+  ASSERT_TRUE(retry.ok());
+  EXPECT_TRUE(retry->duplicate);
+  std::vector<float> bad(kDim, std::numeric_limits<float>::quiet_NaN());
+  EXPECT_FALSE(table->PushGradients(ids, bad, {}).ok());
+  // The second push of 9 that counts: dropped still.
+  EXPECT_EQ(Push(*table, ids).rows_dropped, 1);
+  EXPECT_EQ(Push(*table, ids).rows_admitted, 1);
+}
+
+// The sketch overcounts, never undercounts (before a halving): every id
+// pushed twice is admitted by its second push, and an id pushed once is
+// admitted early at about the rate the memo's bound gives, (1 - e^-l)^4 for
+// l counts per counter: 1.6e-2 at l = 0.44.
+TEST(DynamicTableTest, AdmissionSketchErrsOnlyEarlyAndRarely) {
+  TableSpec spec = DynamicTableSpec(1024);  // 2 stripes of 512 rows.
+  spec.dynamic->admit_after = 2;
+  auto table = Make(spec);
+  // 1800 + 200 counts over 2 stripes: below a halving (2 * 512 each).
+  std::vector<int64_t> seen(1800);
+  for (size_t i = 0; i < seen.size(); ++i) seen[i] = 1000000 + i;
+  const PushResult first = Push(*table, seen);
+  EXPECT_LE(first.rows_admitted, 1800 / 50);
+  int64_t early = 0;
+  for (int64_t id = -1000000; id > -1000200; --id) {
+    early += Push(*table, {id}).rows_admitted;
+  }
+  EXPECT_LE(early, 12) << "of 200";
+  const std::vector<int64_t> again(seen.begin(), seen.begin() + 400);
+  const PushResult second = Push(*table, again);
+  EXPECT_EQ(second.rows_updated, 400);
+  EXPECT_EQ(second.rows_dropped, 0);
+}
+
+// LFU evicts the row pushed fewest times since its admission, where LRU
+// would evict the least recent.
+TEST(DynamicTableTest, LfuEvictsTheLeastPushedRow) {
+  for (const auto eviction :
+       {DynamicSpec::Eviction::kLru, DynamicSpec::Eviction::kLfu}) {
+    TableSpec spec = DynamicTableSpec(3);
+    spec.dynamic->eviction = eviction;
+    auto table = Make(spec);
+    for (int64_t id : {1, 1, 1, 2, 3, 3}) Push(*table, {id});
+    Push(*table, {4});
+    const int64_t evicted = eviction == DynamicSpec::Eviction::kLfu ? 2 : 1;
+    EXPECT_EQ(Lookup(*table, {evicted}), Initial(spec, evicted));
+    for (int64_t id : {1, 2, 3}) {
+      if (id != evicted) {
+        EXPECT_NE(Lookup(*table, {id}), Initial(spec, id));
+      }
+    }
+  }
+}
+
+// ttl_pushes 3: a row not pushed in the last 3 pushes of the table reads as
+// absent; it is reclaimed first (an expiration, not an eviction), and a push
+// of its own id starts it over in its slot.
+TEST(DynamicTableTest, ExpiredRowsReadAsAbsentAndAreReclaimedFirst) {
+  TableSpec spec = DynamicTableSpec(4);
+  spec.dynamic->ttl_pushes = 3;
+  auto table = Make(spec);
+  Push(*table, {1});
+  Push(*table, {2});
+  Push(*table, {3});
+  EXPECT_NE(Lookup(*table, {1}), Initial(spec, 1));  // 2 pushes ago.
+  Push(*table, {4});
+  EXPECT_EQ(Lookup(*table, {1}), Initial(spec, 1));  // 3 pushes ago.
+  EXPECT_NE(Lookup(*table, {2}), Initial(spec, 2));
+  EXPECT_EQ(Counts(*table).rows_held, 4);  // Held until reclaimed.
+  PushResult result = Push(*table, {5});   // Full: reclaims 1.
+  EXPECT_EQ(result.rows_admitted, 1);
+  EXPECT_EQ(result.rows_evicted, 0);
+  EXPECT_EQ(Counts(*table).expirations, 1);
+  // 2 expires too; its own push admits it again, from its initial row.
+  Push(*table, {3, 4, 5});
+  result = Push(*table, {2});
+  EXPECT_EQ(result.rows_admitted, 1);
+  std::vector<float> expected = Initial(spec, 2);
+  for (float& v : expected) v -= spec.optimizer.lr;
+  EXPECT_EQ(Lookup(*table, {2}), expected);
+  const DynamicCounts counts = Counts(*table);
+  EXPECT_EQ(counts.expirations, 2);
+  EXPECT_EQ(counts.evictions, 0);
+  EXPECT_EQ(counts.rows_held, 4);
 }
 
 }  // namespace
