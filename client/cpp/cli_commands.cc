@@ -43,8 +43,22 @@ Tables
                [--initializer=normal:MEAN,STD|uniform:LOW,HIGH|constant:V]
                [--optimizer=NAME] [--PARAM=VALUE ...]
                                 the optimizers and their PARAMs are below
-  list                          one line per table
-  describe NAME                 spec, optimizer and counters of a table
+  create-table NAME --capacity=C --embedding_dim=D [--admit_after=N]
+               [--eviction=lru|lfu] [--ttl_pushes=T] [the options above]
+                                a dynamic table: ids are any int64 (but
+                                -9223372036854775808), a row exists once its
+                                id was pushed N times (default 1), each
+                                server holds at most C rows and evicts the
+                                least recently (lru) or least often (lfu)
+                                pushed one; with --ttl_pushes, rows not
+                                pushed in T pushes expire; --padding_idx is
+                                an id, taken as it is
+  list                          one line per table (a dynamic table's ROWS:
+                                rows held/capacity)
+  describe NAME                 spec, optimizer and counters of a table (a
+                                dynamic table's: capacity, rows_held,
+                                admissions, evictions, expirations,
+                                dropped_rows, absent_rows_looked_up)
   delete NAME
   set-optimizer NAME --optimizer=NAME [--PARAM=VALUE ...]
                                 replaces the hyper-parameters (same kind;
@@ -56,6 +70,8 @@ Rows (lists are comma-separated; matrices are row-major)
   push NAME --indices=1,2 --grad=G00,G01,...,G10,... [--lr=X]
         [--client_id=ID] [--sequence=N]
                                 one optimizer step with grad [len(indices), dim]
+                                (a dynamic table's push also prints the rows
+                                it admitted, dropped and evicted)
   write-rows NAME (--indices=1,2 | --start=ROW) --values=V00,V01,...
   read-rows NAME [--indices=1,2 | --start=ROW --end=ROW]
                                 prints "shape [..]", then "INDEX: v0 v1 ..."
@@ -68,6 +84,7 @@ Checkpoints and NumPy files
                                 full|incremental, PATH" per table
   export NAME FILE.npy          writes the table as float32 [num_embeddings,
                                 embedding_dim] for numpy.load, in chunks
+                                (not a dynamic table's, yet)
   import NAME FILE.npy          overwrites every row of an existing table of
                                 that shape from a float32 C-order .npy file
                                 (as numpy.save writes it), in chunks
@@ -208,22 +225,60 @@ absl::Status PrintPush(const Context<Client>& ctx,
                        const absl::StatusOr<PushGradientsResult>& result) {
   EMBEDDING_RETURN_IF_ERROR(result.status());
   ctx.out << "pushed to " << ctx.table << ": " << result->rows_updated
-          << " rows updated, version " << result->version
-          << (result->duplicate ? " (duplicate: already applied before)" : "")
+          << " rows updated, version " << result->version;
+  if (result->rows_admitted != 0 || result->rows_dropped != 0 ||
+      result->rows_evicted != 0) {  // Only a dynamic table's push.
+    ctx.out << "; " << result->rows_admitted << " admitted, "
+            << result->rows_dropped << " dropped, " << result->rows_evicted
+            << " evicted";
+  }
+  ctx.out << (result->duplicate ? " (duplicate: already applied before)" : "")
           << "\n";
+  return absl::OkStatus();
+}
+
+// The dynamic table of --capacity, --admit_after, --eviction and
+// --ttl_pushes into `spec` (ranges are the server's to check).
+absl::Status SetDynamicFromFlags(const CommandFlags& flags,
+                                 v1::TableSpec* spec) {
+  if (!flags.capacity.has_value()) {
+    if (flags.admit_after || !flags.eviction.empty() || flags.ttl_pushes) {
+      return absl::InvalidArgumentError(
+          "--admit_after, --eviction and --ttl_pushes are options of a "
+          "dynamic table: give its --capacity too");
+    }
+    return absl::OkStatus();
+  }
+  if (flags.num_embeddings.has_value()) {
+    return absl::InvalidArgumentError(
+        "create-table takes --num_embeddings (a table of rows [0, N)) or "
+        "--capacity (a dynamic table of any int64 ids), not both");
+  }
+  v1::DynamicTable* dynamic = spec->mutable_dynamic();
+  dynamic->set_capacity(*flags.capacity);
+  if (flags.admit_after) dynamic->set_admit_after(*flags.admit_after);
+  if (!flags.eviction.empty()) {
+    EMBEDDING_ASSIGN_OR_RETURN(const v1::DynamicTable::Eviction eviction,
+                               ParseEviction(flags.eviction));
+    dynamic->set_eviction(eviction);
+  }
+  if (flags.ttl_pushes) dynamic->set_ttl_pushes(*flags.ttl_pushes);
   return absl::OkStatus();
 }
 
 template <typename Client>
 absl::Status CreateTable(const Context<Client>& ctx) {
   const CommandFlags& flags = ctx.flags;
-  if (!flags.num_embeddings || !flags.embedding_dim) {
-    return absl::InvalidArgumentError(
-        "create-table needs --num_embeddings and --embedding_dim");
-  }
   v1::TableSpec spec;
   spec.set_name(ctx.table);
-  spec.set_num_embeddings(*flags.num_embeddings);
+  EMBEDDING_RETURN_IF_ERROR(SetDynamicFromFlags(flags, &spec));
+  if (!flags.embedding_dim || (!flags.num_embeddings && !spec.has_dynamic())) {
+    return absl::InvalidArgumentError(
+        spec.has_dynamic()
+            ? "create-table needs --embedding_dim"
+            : "create-table needs --num_embeddings and --embedding_dim");
+  }
+  spec.set_num_embeddings(flags.num_embeddings.value_or(0));
   spec.set_embedding_dim(*flags.embedding_dim);
   if (flags.padding_idx) spec.set_padding_idx(*flags.padding_idx);
   if (flags.max_norm) spec.set_max_norm(*flags.max_norm);

@@ -59,6 +59,12 @@ struct CommandFlags {
   bool scale_grad_by_freq = false;
   std::string initializer;  // Empty: the server's default, normal(0, 1).
   uint64_t seed = 0;
+  // create-table of a dynamic table: --capacity makes it one (instead of
+  // --num_embeddings); the others need it.
+  std::optional<int64_t> capacity;
+  std::optional<uint32_t> admit_after;
+  std::string eviction;  // Empty: the server's default, lru.
+  std::optional<int64_t> ttl_pushes;
   // create-table and set-optimizer: the optimizer's name (create-table:
   // empty means the server's default, or sgd when `params` are given) and
   // its hyper-parameters. push and push-bag take only "lr", the per-push

@@ -52,6 +52,18 @@ ABSL_FLAG(std::string, initializer, "",
           "create-table: normal:MEAN,STD | uniform:LOW,HIGH | constant:V "
           "(default normal:0,1).");
 ABSL_FLAG(uint64_t, seed, 0, "create-table: seed of the initializer.");
+ABSL_FLAG(std::optional<int64_t>, capacity, std::nullopt,
+          "create-table: a dynamic table (any int64 ids, instead of "
+          "--num_embeddings) holding at most this many rows per server.");
+ABSL_FLAG(std::optional<uint32_t>, admit_after, std::nullopt,
+          "create-table --capacity: pushes of an id before it gets a row "
+          "(default 1: the first push).");
+ABSL_FLAG(std::string, eviction, "",
+          "create-table --capacity: which row a full table evicts: lru "
+          "(default) | lfu.");
+ABSL_FLAG(std::optional<int64_t>, ttl_pushes, std::nullopt,
+          "create-table --capacity: a row not pushed in this many pushes to "
+          "the table expires (default: never).");
 ABSL_FLAG(std::string, optimizer, "",
           "create-table, set-optimizer: the optimizer's name (default sgd); "
           "the usage text above lists them with their --PARAM flags.");
@@ -117,6 +129,10 @@ embedding::cli::CommandFlags FlagsToCommandFlags(
   flags.scale_grad_by_freq = absl::GetFlag(FLAGS_scale_grad_by_freq);
   flags.initializer = absl::GetFlag(FLAGS_initializer);
   flags.seed = absl::GetFlag(FLAGS_seed);
+  flags.capacity = absl::GetFlag(FLAGS_capacity);
+  flags.admit_after = absl::GetFlag(FLAGS_admit_after);
+  flags.eviction = absl::GetFlag(FLAGS_eviction);
+  flags.ttl_pushes = absl::GetFlag(FLAGS_ttl_pushes);
   flags.optimizer = absl::GetFlag(FLAGS_optimizer);
   flags.params = std::move(params);
   flags.indices = absl::GetFlag(FLAGS_indices);

@@ -38,6 +38,11 @@ constexpr NamedValue<v1::BagMode> kBagModes[] = {
     {"max", v1::BAG_MODE_MAX},
 };
 
+constexpr NamedValue<v1::DynamicTable::Eviction> kEvictions[] = {
+    {"lru", v1::DynamicTable::EVICTION_LRU},
+    {"lfu", v1::DynamicTable::EVICTION_LFU},
+};
+
 template <typename Enum, size_t n>
 absl::StatusOr<Enum> ParseName(const NamedValue<Enum> (&names)[n],
                                absl::string_view flag, absl::string_view text) {
@@ -150,6 +155,15 @@ absl::string_view BagModeName(v1::BagMode mode) {
   return NameOf(kBagModes, mode);
 }
 
+absl::StatusOr<v1::DynamicTable::Eviction> ParseEviction(
+    absl::string_view text) {
+  return ParseName(kEvictions, "eviction", text);
+}
+
+absl::string_view EvictionName(v1::DynamicTable::Eviction eviction) {
+  return NameOf(kEvictions, eviction);
+}
+
 bool IsHyperParameter(absl::string_view name) {
   for (const OptimizerInfo& info : AllOptimizers()) {
     if (FindParam(info, name) != nullptr) return true;
@@ -255,11 +269,40 @@ std::string FormatInitializer(const v1::Initializer& initializer) {
   return "normal(mean=0, std=1)";
 }
 
+std::string FormatDynamic(const v1::DynamicTable& dynamic) {
+  return absl::StrCat(
+      "capacity=", dynamic.capacity(), ", admit_after=", dynamic.admit_after(),
+      ", eviction=", EvictionName(dynamic.eviction()), ", ttl_pushes=",
+      dynamic.has_ttl_pushes() ? absl::StrCat(dynamic.ttl_pushes()) : "none");
+}
+
+namespace {
+
+// Whether `info` covers every shard of its table: a cluster's merged info
+// (ShardedEmbeddingClient) sums the rows, or a dynamic table's capacities.
+bool CoversAllShards(const v1::TableInfo& info) {
+  const v1::TableSpec& spec = info.spec();
+  if (spec.shard_count() <= 1) return false;
+  if (spec.has_dynamic()) {
+    return info.dynamic_stats().capacity() ==
+           spec.dynamic().capacity() * spec.shard_count();
+  }
+  return info.local_rows() == spec.num_embeddings();
+}
+
+}  // namespace
+
 std::string FormatTableInfo(const v1::TableInfo& info) {
   const v1::TableSpec& spec = info.spec();
-  const std::pair<const char*, std::string> fields[] = {
+  using Field = std::pair<const char*, std::string>;
+  // A dynamic table has no number of rows: its options stand in for it.
+  const Field size =
+      spec.has_dynamic()
+          ? Field("dynamic", FormatDynamic(spec.dynamic()))
+          : Field("num_embeddings", absl::StrCat(spec.num_embeddings()));
+  const Field fields[] = {
       {"name", spec.name()},
-      {"num_embeddings", absl::StrCat(spec.num_embeddings())},
+      size,
       {"embedding_dim", absl::StrCat(spec.embedding_dim())},
       {"padding_idx",
        spec.has_padding_idx() ? absl::StrCat(spec.padding_idx()) : "none"},
@@ -270,11 +313,10 @@ std::string FormatTableInfo(const v1::TableInfo& info) {
       {"optimizer", FormatOptimizer(spec.optimizer())},
       {"seed", absl::StrCat(spec.seed())},
       // A cluster's merged info covers every shard.
-      {"shard",
-       spec.shard_count() > 1 && info.local_rows() == spec.num_embeddings()
-           ? absl::StrCat("all ", spec.shard_count())
-           : absl::StrCat(spec.shard_index(), " of ",
-                          std::max(spec.shard_count(), 1))},
+      {"shard", CoversAllShards(info)
+                    ? absl::StrCat("all ", spec.shard_count())
+                    : absl::StrCat(spec.shard_index(), " of ",
+                                   std::max(spec.shard_count(), 1))},
       {"local_rows", absl::StrCat(info.local_rows())},
       {"memory_bytes", absl::StrCat(info.memory_bytes())},
       {"version", absl::StrCat(info.version())},
@@ -286,6 +328,20 @@ std::string FormatTableInfo(const v1::TableInfo& info) {
   std::string text;
   for (const auto& [key, value] : fields) {
     absl::StrAppendFormat(&text, "%-19s %s\n", absl::StrCat(key, ":"), value);
+  }
+  if (!spec.has_dynamic()) return text;
+  const v1::DynamicStats& stats = info.dynamic_stats();
+  const std::pair<const char*, int64_t> counts[] = {
+      {"capacity", stats.capacity()},
+      {"rows_held", stats.rows_held()},
+      {"admissions", stats.admissions()},
+      {"evictions", stats.evictions()},
+      {"expirations", stats.expirations()},
+      {"dropped_rows", stats.dropped_rows()},
+      {"absent_rows_looked_up", stats.absent_rows_looked_up()},
+  };
+  for (const auto& [key, value] : counts) {
+    absl::StrAppendFormat(&text, "%-19s %d\n", absl::StrCat(key, ":"), value);
   }
   return text;
 }
@@ -321,10 +377,15 @@ std::string FormatTableList(absl::Span<const v1::TableInfo> tables) {
                       "ROWS", "DIM", "OPTIMIZER", "VERSION", "MEMORY_BYTES");
   for (const v1::TableInfo& info : tables) {
     const OptimizerKind kind = OptimizerFromProto(info.spec().optimizer()).kind;
-    absl::StrAppendFormat(&text, "%-*s %14d %6d %-16s %10d %14d\n", name_width,
-                          info.spec().name(), info.spec().num_embeddings(),
-                          info.spec().embedding_dim(), InfoOf(kind).name,
-                          info.version(), info.memory_bytes());
+    const std::string rows =
+        info.spec().has_dynamic()
+            ? absl::StrCat(info.dynamic_stats().rows_held(), "/",
+                           info.dynamic_stats().capacity())
+            : absl::StrCat(info.spec().num_embeddings());
+    absl::StrAppendFormat(&text, "%-*s %14s %6d %-16s %10d %14d\n", name_width,
+                          info.spec().name(), rows, info.spec().embedding_dim(),
+                          InfoOf(kind).name, info.version(),
+                          info.memory_bytes());
   }
   return text;
 }

@@ -44,6 +44,11 @@ absl::string_view DTypeName(v1::DType dtype);
 absl::StatusOr<v1::BagMode> ParseBagMode(absl::string_view text);
 absl::string_view BagModeName(v1::BagMode mode);
 
+// "lru" or "lfu" (a dynamic table's eviction policy), both ways.
+absl::StatusOr<v1::DynamicTable::Eviction> ParseEviction(
+    absl::string_view text);
+absl::string_view EvictionName(v1::DynamicTable::Eviction eviction);
+
 // A hyper-parameter given on the command line as --NAME=VALUE.
 struct ParamFlag {
   std::string name;
@@ -87,7 +92,12 @@ std::string OptimizerHelp();
 // "normal(mean=0, std=1)", ...
 std::string FormatInitializer(const v1::Initializer& initializer);
 
-// One "key: value" line per field of the spec and counters.
+// "capacity=100, admit_after=1, eviction=lru, ttl_pushes=none".
+std::string FormatDynamic(const v1::DynamicTable& dynamic);
+
+// One "key: value" line per field of the spec and counters; a dynamic
+// table's "dynamic" line (FormatDynamic) stands in for num_embeddings, and
+// its DynamicStats follow, one line each.
 std::string FormatTableInfo(const v1::TableInfo& info);
 
 // "version 7, incremental, 2026-11-27T12:35:25.123456+00:00, PATH".
@@ -97,7 +107,8 @@ std::string FormatCheckpoint(const v1::CheckpointInfo& checkpoint);
 std::string FormatSavedCheckpoint(
     const v1::SaveCheckpointResponse::Saved& saved);
 
-// A table with one line per table under a header, or "no tables".
+// A table with one line per table under a header, or "no tables". A
+// dynamic table's ROWS are "HELD/CAPACITY" (e.g. "12/300").
 std::string FormatTableList(absl::Span<const v1::TableInfo> tables);
 
 }  // namespace embedding::cli

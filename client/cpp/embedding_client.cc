@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "client/cpp/dynamic_table.h"
 #include "client/cpp/lookup_stream.h"
 #include "client/cpp/retry.h"
 #include "client/cpp/wire_codec.h"
@@ -178,6 +179,10 @@ absl::StatusOr<v1::TableInfo> EmbeddingClient::CreateTable(
 absl::StatusOr<v1::TableInfo> EmbeddingClient::CreateTable(
     const v1::TableSpec& spec, absl::Span<const float> initial_weights,
     const CallOptions& call) const {
+  if (spec.has_dynamic() && !initial_weights.empty()) {
+    // Not sent: the weights would be dropped below (num_embeddings is 0).
+    return absl::InvalidArgumentError(kNoInitialWeightsForDynamicTables);
+  }
   v1::CreateTableRequest request;
   *request.mutable_spec() = spec;
   const int64_t rows = spec.num_embeddings();
@@ -310,8 +315,13 @@ absl::StatusOr<PushGradientsResult> EmbeddingClient::SendPush(
   EMBEDDING_ASSIGN_OR_RETURN(
       v1::PushGradientsResponse response,
       Call(method, request, call, Retry::kOnUnavailable));
-  return PushGradientsResult{response.rows_updated(), response.version(),
-                             response.duplicate(), sequence};
+  return PushGradientsResult{.rows_updated = response.rows_updated(),
+                             .version = response.version(),
+                             .duplicate = response.duplicate(),
+                             .sequence = sequence,
+                             .rows_admitted = response.rows_admitted(),
+                             .rows_dropped = response.rows_dropped(),
+                             .rows_evicted = response.rows_evicted()};
 }
 
 absl::StatusOr<PushGradientsResult> EmbeddingClient::PushGradients(

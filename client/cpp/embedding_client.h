@@ -200,6 +200,11 @@ struct PushGradientsResult {
   bool duplicate = false;
   // The sequence the push carried.
   uint64_t sequence = 0;
+  // Dynamic tables (0 for dense ones): ids this push gave a row, gradient
+  // rows it dropped (their id not yet admitted), rows it evicted for room.
+  int64_t rows_admitted = 0;
+  int64_t rows_dropped = 0;
+  int64_t rows_evicted = 0;
 };
 
 struct WriteResult {
@@ -240,7 +245,8 @@ class EmbeddingClient {
   // [num_embeddings, embedding_dim] (row-major). Weights larger than one
   // bulk message are written in chunks after creating the table with
   // Constant(0) (the padding row stays zero); if that upload fails the table
-  // is deleted and the upload's error returned. Not retried.
+  // is deleted and the upload's error returned. A dynamic spec takes no
+  // weights (INVALID_ARGUMENT, before any call). Not retried.
   // INVALID_ARGUMENT (bad spec or weights), ALREADY_EXISTS,
   // RESOURCE_EXHAUSTED (memory budget).
   absl::StatusOr<v1::TableInfo> CreateTable(const v1::TableSpec& spec,

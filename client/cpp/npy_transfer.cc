@@ -13,6 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "client/cpp/dynamic_table.h"
 #include "client/cpp/npy_format.h"
 #include "common/status_macros.h"
 
@@ -118,6 +119,7 @@ absl::StatusOr<NpyTransfer> Export(const Client& client,
   EMBEDDING_ASSIGN_OR_RETURN(const v1::TableInfo info,
                              client.GetTable(table, call));
   const v1::TableSpec& spec = info.spec();
+  EMBEDDING_RETURN_IF_ERROR(DenseOnly(spec, "export the rows"));
   // A cluster's merged info holds every row; one shard's does not.
   if (info.local_rows() < spec.num_embeddings()) {
     return absl::FailedPreconditionError(
@@ -166,6 +168,7 @@ absl::StatusOr<NpyTransfer> Import(const Client& client,
   EMBEDDING_ASSIGN_OR_RETURN(const NpyMatrix matrix, OpenNpy(path, &file));
   EMBEDDING_ASSIGN_OR_RETURN(const v1::TableInfo info,
                              client.GetTable(table, call));
+  EMBEDDING_RETURN_IF_ERROR(DenseOnly(info.spec(), "import the rows"));
   const int64_t rows = info.spec().num_embeddings();
   const int64_t dim = info.spec().embedding_dim();
   if (matrix.rows != rows || matrix.cols != dim) {

@@ -36,8 +36,9 @@ struct NpyTransfer {
 // while pushes go on are each as of one update, not all as of one instant.
 // Codes as ReadRowRange, plus FAILED_PRECONDITION for a table split over
 // several servers (this one holds only some of its rows) and the OS error
-// of a failed write, naming the file. Over a ShardedEmbeddingClient, the
-// whole table of its cluster.
+// of a failed write, naming the file, and UNIMPLEMENTED for a dynamic table
+// (its export needs the ids too, not done yet). Over a ShardedEmbeddingClient,
+// the whole table of its cluster.
 absl::StatusOr<NpyTransfer> ExportNpy(const EmbeddingClient& client,
                                       absl::string_view table,
                                       const std::string& path,
@@ -52,7 +53,8 @@ absl::StatusOr<NpyTransfer> ExportNpy(const ShardedEmbeddingClient& client,
 // bulk chunk; optimizer state is left as it is. INVALID_ARGUMENT naming the
 // file when it is not such a file (not float32, not 2-D, Fortran order,
 // truncated, trailing bytes) or its shape is not the table's, all checked
-// before anything is written; the OS error when it cannot be read; codes as
+// before anything is written; the OS error when it cannot be read;
+// UNIMPLEMENTED for a dynamic table (before anything is written); codes as
 // WriteRowRange (a failure part way leaves the earlier chunks written).
 absl::StatusOr<NpyTransfer> ImportNpy(const EmbeddingClient& client,
                                       absl::string_view table,

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "client/cpp/bag_pooling.h"
+#include "client/cpp/dynamic_table.h"
 #include "client/cpp/shard_fanout.h"
 #include "client/cpp/wire_codec.h"
 #include "common/checked_math.h"
@@ -63,9 +64,12 @@ void ScatterRows(absl::Span<const float> rows, int64_t dim,
 }
 
 // The server's check and message (EmbeddingTable::ValidateIndices), so that
-// positions are the caller's, not a shard's.
+// positions are the caller's, not a shard's: a dense table's rows are
+// [0, num_embeddings), a dynamic table's ids any int64 but the reserved one.
 absl::Status ValidateIndices(absl::Span<const int64_t> indices,
-                             int64_t num_embeddings) {
+                             const v1::TableSpec& spec) {
+  if (spec.has_dynamic()) return CheckDynamicIds(indices);
+  const int64_t num_embeddings = spec.num_embeddings();
   for (size_t i = 0; i < indices.size(); ++i) {
     if (indices[i] < 0 || indices[i] >= num_embeddings) {
       return absl::InvalidArgumentError(
@@ -157,6 +161,18 @@ std::vector<SubCall<Request, Response>> Broadcast(int shards,
     calls[k].request = request;
   }
   return calls;
+}
+
+// Adds a dynamic table's counters on another shard to `total`.
+void AddDynamicStats(const v1::DynamicStats& other, v1::DynamicStats* total) {
+  total->set_rows_held(total->rows_held() + other.rows_held());
+  total->set_capacity(total->capacity() + other.capacity());
+  total->set_admissions(total->admissions() + other.admissions());
+  total->set_evictions(total->evictions() + other.evictions());
+  total->set_expirations(total->expirations() + other.expirations());
+  total->set_dropped_rows(total->dropped_rows() + other.dropped_rows());
+  total->set_absent_rows_looked_up(total->absent_rows_looked_up() +
+                                   other.absent_rows_looked_up());
 }
 
 // Adds the checkpoint of another shard of the table to `total` (whose path,
@@ -295,7 +311,11 @@ ShardedEmbeddingClient::CheckCluster(absl::string_view name,
       table = std::make_shared<CheckedTable>();
       table->spec = sub.result->spec();
       table->spec.set_shard_index(0);
-      table->layout = *ShardLayout::Create(shard_count());
+      // A dynamic table's ids go by their hash, a dense one's rows by g % M.
+      table->layout = *ShardLayout::Create(shard_count(),
+                                           table->spec.has_dynamic()
+                                               ? ShardLayout::Routing::kHash
+                                               : ShardLayout::Routing::kModulo);
       table->reference_shard = sub.shard;
     }
     EMBEDDING_RETURN_IF_ERROR(CheckShard(*table, sub.shard, *sub.result));
@@ -338,8 +358,7 @@ ShardedEmbeddingClient::CheckAndRoute(absl::string_view name,
                                       const CallOptions& call) const {
   EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<const CheckedTable> table,
                              Table(name, call));
-  EMBEDDING_RETURN_IF_ERROR(
-      ValidateIndices(indices, table->spec.num_embeddings()));
+  EMBEDDING_RETURN_IF_ERROR(ValidateIndices(indices, table->spec));
   Routes routes = Route(table->layout, indices);
   EMBEDDING_RETURN_IF_ERROR(
       CheckShards(name, *table, RoutedShards(routes), call));
@@ -363,6 +382,9 @@ v1::TableInfo ShardedEmbeddingClient::Merge(
     merged.set_memory_bytes(merged.memory_bytes() + info.memory_bytes());
     merged.set_version(merged.version() + info.version());
     merged.set_step(std::max(merged.step(), info.step()));
+    if (info.has_dynamic_stats()) {
+      AddDynamicStats(info.dynamic_stats(), merged.mutable_dynamic_stats());
+    }
   }
   for (const v1::TableInfo& info : infos) {
     all_checkpointed = all_checkpointed && info.has_last_checkpoint();
@@ -387,6 +409,9 @@ absl::StatusOr<v1::TableInfo> ShardedEmbeddingClient::CreateTable(
     const v1::TableSpec& spec, absl::Span<const float> initial_weights,
     const CallOptions& call) const {
   if (single()) return shards_[0]->CreateTable(spec, initial_weights, call);
+  if (spec.has_dynamic() && !initial_weights.empty()) {
+    return absl::InvalidArgumentError(kNoInitialWeightsForDynamicTables);
+  }
   Forget(spec.name());
   const int64_t rows = spec.num_embeddings();
   const int64_t dim = spec.embedding_dim();
@@ -588,8 +613,7 @@ absl::Status ShardedEmbeddingClient::LookupInto(
         shards_[0]->Lookup(table, indices, options, call);
     if (!whole.ok()) return ShardError(0, whole.status());
   }
-  EMBEDDING_RETURN_IF_ERROR(
-      ValidateIndices(indices, checked->spec.num_embeddings()));
+  EMBEDDING_RETURN_IF_ERROR(ValidateIndices(indices, checked->spec));
   EMBEDDING_RETURN_IF_ERROR(RoutedLookup(*checked, table, indices,
                                          options.dtype, call, &result->data));
   result->shape = options.shape;
@@ -603,12 +627,15 @@ absl::Status ShardedEmbeddingClient::LookupInto(
 // Checks a bag call as the server does, in its order.
 absl::Status ShardedEmbeddingClient::CheckBagCall(const CheckedTable& table,
                                                   const Bags& bags) const {
+  // The pooling marks "no padding row" and MAX's empty bags with -1, a real
+  // id of a dynamic table.
+  EMBEDDING_RETURN_IF_ERROR(DenseOnly(table.spec, "pool bags"));
   EMBEDDING_RETURN_IF_ERROR(internal::ValidateBags(bags));
   if (bags.mode == v1::BAG_MODE_MAX && table.spec.scale_grad_by_freq()) {
     return absl::InvalidArgumentError(
         "mode MAX does not support scale_grad_by_freq (torch refuses it too)");
   }
-  return ValidateIndices(bags.indices, table.spec.num_embeddings());
+  return ValidateIndices(bags.indices, table.spec);
 }
 
 absl::StatusOr<BagLookupResult> ShardedEmbeddingClient::LookupBag(
@@ -683,6 +710,9 @@ absl::StatusOr<PushGradientsResult> ShardedEmbeddingClient::ShardedPush(
     result.rows_updated += sub.result->rows_updated();
     result.version += sub.result->version();
     result.duplicate = result.duplicate && sub.result->duplicate();
+    result.rows_admitted += sub.result->rows_admitted();
+    result.rows_dropped += sub.result->rows_dropped();
+    result.rows_evicted += sub.result->rows_evicted();
   }
   return result;
 }
@@ -696,8 +726,7 @@ absl::StatusOr<PushGradientsResult> ShardedEmbeddingClient::PushGradients(
   }
   EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<const CheckedTable> checked,
                              Table(table, call));
-  EMBEDDING_RETURN_IF_ERROR(
-      ValidateIndices(indices, checked->spec.num_embeddings()));
+  EMBEDDING_RETURN_IF_ERROR(ValidateIndices(indices, checked->spec));
   EMBEDDING_RETURN_IF_ERROR(
       internal::CheckRowsShape(grad, static_cast<int64_t>(indices.size()),
                                checked->spec.embedding_dim(), "grad"));
@@ -784,6 +813,9 @@ absl::StatusOr<WriteResult> ShardedEmbeddingClient::WriteRowRange(
   }
   EMBEDDING_RETURN_IF_ERROR(
       internal::CheckRowsOfDimension(values, embedding_dim));
+  EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<const CheckedTable> checked,
+                             Table(table, call));
+  EMBEDDING_RETURN_IF_ERROR(DenseOnly(checked->spec, "write a row range"));
   const int64_t rows = values.size() / embedding_dim;
   std::vector<int64_t> indices(rows);
   for (int64_t i = 0; i < rows; ++i) indices[i] = start_row + i;
@@ -864,6 +896,8 @@ absl::StatusOr<ReadRowsResult> ShardedEmbeddingClient::ReadRangeMerged(
 absl::StatusOr<int64_t> ShardedEmbeddingClient::RangeEnd(
     const CheckedTable& table, absl::string_view name, int64_t start_row,
     int64_t end_row, const CallOptions& call) const {
+  // A dynamic table's ids have no range to split by shard.
+  EMBEDDING_RETURN_IF_ERROR(DenseOnly(table.spec, "read a row range"));
   const int64_t rows = table.spec.num_embeddings();
   const int64_t end = end_row == 0 ? rows : end_row;
   if (start_row < 0 || end > rows || start_row > end) {

@@ -12,6 +12,15 @@
 //   auto info = (*client)->CreateTable(spec);       // on every shard
 //   auto rows = (*client)->Lookup("users", {1, 2, 3});
 //
+// A dynamic table (spec.dynamic set) routes by hash instead: server k holds
+// the ids whose SplitMix64(id) % M is k (ShardLayout::Routing::kHash), any
+// int64 but INT64_MIN, which the client refuses as the server does
+// (INVALID_ARGUMENT naming the position in the caller's batch). Its merged
+// TableInfo sums the shards' DynamicStats, its pushes' results their
+// rows_admitted, rows_dropped and rows_evicted. What the client cannot split
+// by shard for a dynamic table yet is UNIMPLEMENTED naming the table as
+// dynamic: bags, range reads and writes (ReadRowRange*, WriteRowRange).
+//
 // With one address it passes every call through to one EmbeddingClient,
 // with no cluster checks (so it can talk to a single shard too).
 //
@@ -102,7 +111,8 @@ class ShardedEmbeddingClient {
 
   // One TableInfo for the whole table: the global spec (shard_index 0,
   // shard_count M), rows, memory and versions summed over the shards, the
-  // largest step (all equal unless a push was half applied), and
+  // largest step (all equal unless a push was half applied), a dynamic
+  // table's DynamicStats summed (capacity too: the cluster's), and
   // last_checkpoint when every shard has one (versions summed, earliest
   // time, shard 0's path). NOT_FOUND; FAILED_PRECONDITION.
   absl::StatusOr<v1::TableInfo> GetTable(absl::string_view name,
@@ -134,8 +144,8 @@ class ShardedEmbeddingClient {
       const CallOptions& call = {}) const;
 
   // As EmbeddingClient; every shard gets a sub-push. The result sums
-  // rows_updated and the shards' versions; duplicate only when every shard
-  // had already applied the push.
+  // rows_updated, rows_admitted, rows_dropped, rows_evicted and the shards'
+  // versions; duplicate only when every shard had already applied the push.
   absl::StatusOr<PushGradientsResult> PushGradients(
       absl::string_view table, absl::Span<const int64_t> indices,
       absl::Span<const float> grad, const PushGradientsOptions& push = {},
