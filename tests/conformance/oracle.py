@@ -11,6 +11,13 @@ server and a TorchTable with the same calls and compares every number:
     push(stub, "t", idx, grad); ref.push(idx, grad)
     assert_close(read_rows(stub, "t"), ref.weight)
 
+A TorchTable made with dynamic_capacity=C stands for a dynamic table of
+capacity C >= num_embeddings (admit_after 1, so nothing is ever evicted)
+trained on ids [0, num_embeddings): its spec asks for a Uniform(-1, 1)
+initializer and the torch weight starts as FillRow of those ids
+(tests/testing/initializer_model.py), the rows a dynamic table reads for ids
+it does not hold; the padding id is sent normalised.
+
 Tensors travel as raw little-endian bytes (`Tensor.data`).
 """
 
@@ -20,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from embedding.v1 import embedding_service_pb2 as pb
+from tests.testing.initializer_model import fill_rows
 
 RTOL = 1e-5
 ATOL = 1e-5
@@ -247,17 +255,27 @@ class TorchTable:
     """What a server table should hold: nn.Embedding + a torch optimizer.
 
     Constructor arguments mirror nn.Embedding and TableSpec; `padding_idx`
-    is sent to the server as given (negative counts from the end).
+    is sent to the server as given (negative counts from the end), except
+    to a dynamic table (dynamic_capacity set: see the module's doc).
     """
+
+    # A dynamic table's initializer: FillRow is exact for uniform.
+    DYNAMIC_INIT = (-1.0, 1.0)
 
     def __init__(self, num_embeddings, embedding_dim, *, padding_idx=None,
                  max_norm=None, norm_type=None, scale_grad_by_freq=False,
-                 optimizer=None, seed=0, weight=None):
+                 optimizer=None, seed=0, weight=None, dynamic_capacity=None):
         self.given_padding_idx = padding_idx
         self.max_norm = None if max_norm is None else f32(max_norm)
         self.norm_type = norm_type
         self.scale_grad_by_freq = scale_grad_by_freq
         self.opt = optimizer
+        self.seed = seed
+        self.dynamic_capacity = dynamic_capacity
+        self.pushed = set()  # Rows that got a gradient (a dynamic table's).
+        if dynamic_capacity is not None and weight is None:
+            weight = fill_rows("uniform", *self.DYNAMIC_INIT, seed,
+                               np.arange(num_embeddings), embedding_dim)
         torch.manual_seed(seed)
         self.module = torch.nn.Embedding(
             num_embeddings, embedding_dim, padding_idx=padding_idx,
@@ -291,6 +309,15 @@ class TorchTable:
             scale_grad_by_freq=self.scale_grad_by_freq, **extra)
         if self.given_padding_idx is not None:
             spec.padding_idx = self.given_padding_idx
+        if self.dynamic_capacity is not None:
+            spec.num_embeddings = 0
+            spec.dynamic.capacity = self.dynamic_capacity
+            low, high = self.DYNAMIC_INIT
+            spec.initializer.uniform.low, spec.initializer.uniform.high = (
+                low, high)
+            spec.seed = self.seed
+            if self.padding_idx is not None:
+                spec.padding_idx = self.padding_idx  # An id, not counted.
         if self.max_norm is not None:
             spec.max_norm = self.max_norm
         if self.norm_type is not None:
@@ -300,7 +327,11 @@ class TorchTable:
         return spec
 
     def create_on(self, stub, name):
-        """Creates the table on the server with this module's weights."""
+        """Creates the table on the server with this module's weights (a
+        dynamic table: with the initializer they were drawn from)."""
+        if self.dynamic_capacity is not None:
+            return stub.CreateTable(pb.CreateTableRequest(
+                spec=self.spec(name)))
         return stub.CreateTable(pb.CreateTableRequest(
             spec=self.spec(name), initial_weights=to_proto(self.weight)))
 
@@ -410,6 +441,7 @@ class TorchTable:
         self.opt = new
 
     def _step(self, rows, learning_rate):
+        self.pushed |= rows
         weight = self.module.weight
         if not weight.grad.is_sparse and (self.opt and
                                           self.opt.needs_sparse_grad):
@@ -507,7 +539,21 @@ def read_rows(stub, table, indices=None):
 
 
 def assert_table_matches(stub, table, ref, what=""):
-    assert_close(read_rows(stub, table), ref.weight, f"{what}: table weights")
+    if ref.dynamic_capacity is None:
+        assert_close(read_rows(stub, table), ref.weight,
+                     f"{what}: table weights")
+        return
+    # A dynamic table holds the rows pushed (ReadRows: as stored); the
+    # others it reads as FillRow, renormed by lookups under max_norm as
+    # torch renorms its rows in place (and a push admits them so).
+    held = sorted(ref.pushed)
+    if held:
+        assert_close(read_rows(stub, table, held), ref.weight[held],
+                     f"{what}: rows held")
+    absent = sorted(set(range(ref.module.num_embeddings)) - ref.pushed)
+    if absent:
+        assert_close(lookup(stub, table, absent), ref.lookup(absent),
+                     f"{what}: rows not held")
 
 
 # --- Random inputs -----------------------------------------------------------

@@ -1,14 +1,19 @@
 """Server-side sparse optimizers (issue 3) against torch.optim on
 nn.Embedding(sparse=True), compared after every push; row-wise Adagrad
 against FBGEMM's formula (oracle.RowwiseAdagrad), FTRL against TensorFlow's
-(oracle.Ftrl; its own cases are in test_ftrl.py)."""
+(oracle.Ftrl; its own cases are in test_ftrl.py).
+
+Each runs on a dense table and on a dynamic one (issue 15): with
+admit_after 1 and a capacity above NUM, training a dynamic table on ids
+[0, NUM) equals nn.Embedding(NUM) started from the same rows (FillRow of
+those ids), for every optimizer."""
 
 import numpy as np
 import pytest
 
 from embedding.v1 import embedding_service_pb2 as pb
 
-from .oracle import Opt, TorchTable, check_training
+from .oracle import Opt, TorchTable, check_push, check_training, random_grad
 
 NUM, DIM = 24, 6
 SHAPES = [(15,), (3, 6), (2, 2, 4)]
@@ -26,6 +31,9 @@ OPTIMIZERS = {
                 initial_accumulator_value=0.2),
 }
 
+# TorchTable arguments of each table kind (see oracle.TorchTable).
+KINDS = {"dense": {}, "dynamic": dict(dynamic_capacity=2 * NUM)}
+
 VARIANTS = {
     "plain": dict(),
     "padding_scale_grad_by_freq": dict(padding_idx=-2,
@@ -34,23 +42,26 @@ VARIANTS = {
 }
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_optimizer_matches_torch_after_every_push(stub, table, optimizer,
-                                                   variant):
+                                                   variant, kind):
     ref = TorchTable(NUM, DIM, optimizer=OPTIMIZERS[optimizer], seed=21,
-                     **VARIANTS[variant])
+                     **VARIANTS[variant], **KINDS[kind])
     ref.create_on(stub, table)
     check_training(stub, table, ref, np.random.default_rng(22), 21, SHAPES)
     info = stub.GetTable(pb.GetTableRequest(name=table))
     assert info.step == ref.pushes
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("optimizer", ["sgd", "adagrad", "sparse_adam",
                                        "rowwise_adagrad", "ftrl"])
-def test_learning_rate_override_applies_to_one_push(stub, table, optimizer):
+def test_learning_rate_override_applies_to_one_push(stub, table, optimizer,
+                                                    kind):
     ref = TorchTable(NUM, DIM, optimizer=OPTIMIZERS[optimizer], seed=23,
-                     padding_idx=0)
+                     padding_idx=0, **KINDS[kind])
     ref.create_on(stub, table)
     check_training(stub, table, ref, np.random.default_rng(24), 8, SHAPES,
                    learning_rates=lambda step: (0.5 / (step + 1) if step % 2
@@ -67,13 +78,20 @@ SET_OPTIMIZER = {
 }
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("optimizer", SET_OPTIMIZER)
 def test_set_optimizer_keeps_state_and_replaces_hyperparameters(
-        stub, table, optimizer):
+        stub, table, optimizer, kind):
     ref = TorchTable(NUM, DIM, optimizer=OPTIMIZERS[optimizer], seed=25,
-                     scale_grad_by_freq=True)
+                     scale_grad_by_freq=True, **KINDS[kind])
     ref.create_on(stub, table)
     rng = np.random.default_rng(26)
+    if kind == "dynamic":
+        # Every row gets its state now, as a dense table's has from the
+        # start: a row admitted after SetOptimizer starts from the new
+        # optimizer's initial state (FTRL's initial_accumulator_value).
+        check_push(stub, table, ref, np.arange(NUM),
+                   random_grad(rng, (NUM, DIM)), "admit every row")
     check_training(stub, table, ref, rng, 4, SHAPES)
     ref.set_hparams(**SET_OPTIMIZER[optimizer])
     info = stub.SetOptimizer(pb.SetOptimizerRequest(

@@ -46,7 +46,8 @@ from embedding_client._stubs import pb, pb_grpc
 from embedding_client.errors import (FailedPreconditionError, InternalError,
                                      InvalidArgumentError, from_rpc_error)
 from embedding_client.options import (Constant, PushResult, SavedCheckpoint,
-                                      TableInfo, initializer_to_proto,
+                                      TableInfo, dynamic_to_proto,
+                                      initializer_to_proto,
                                       optimizer_to_proto)
 
 # The defaults of client/CONTRACT.md (tests/contract checks them).
@@ -261,7 +262,8 @@ class EmbeddingClient:
     def create_table(self, name, num_embeddings, embedding_dim,
                      padding_idx=None, max_norm=None, norm_type=2.0,
                      scale_grad_by_freq=False, *, optimizer=None,
-                     initializer=None, seed=0, weights=None, timeout=None):
+                     initializer=None, seed=0, weights=None, dynamic=None,
+                     timeout=None):
         """Creates a table; the arguments mirror nn.Embedding.
 
         optimizer: a dataclass of options.OPTIMIZERS (default SGD()), its
@@ -270,14 +272,21 @@ class EmbeddingClient:
         [num_embeddings, embedding_dim] starting rows (the padding row is
         zeroed); uploads larger than one message are written in chunks
         after the table is created, and the table is deleted again if that
-        fails (raising the upload's error). Not retried.
+        fails (raising the upload's error). dynamic: options.Dynamic (or
+        its dict form) makes a dynamic table, of any int64 ids: pass
+        num_embeddings None and no weights; padding_idx is then an id,
+        taken as it is. Not retried.
         Raises InvalidArgumentError (bad spec or weights),
         AlreadyExistsError, ResourceExhaustedError (memory budget).
         """
-        spec = pb.TableSpec(name=name, num_embeddings=num_embeddings,
+        spec = pb.TableSpec(name=name,
+                            num_embeddings=_rows_of_spec(num_embeddings,
+                                                         dynamic, weights),
                             embedding_dim=embedding_dim,
                             norm_type=norm_type,
                             scale_grad_by_freq=scale_grad_by_freq, seed=seed)
+        if dynamic is not None:
+            spec.dynamic.CopyFrom(dynamic_to_proto(dynamic))
         if padding_idx is not None:
             spec.padding_idx = padding_idx
         if max_norm is not None:
@@ -511,7 +520,10 @@ class EmbeddingClient:
         response = self._call(method, request, timeout, retry=True)
         return PushResult(rows_updated=response.rows_updated,
                           version=response.version,
-                          duplicate=response.duplicate)
+                          duplicate=response.duplicate,
+                          rows_admitted=response.rows_admitted,
+                          rows_dropped=response.rows_dropped,
+                          rows_evicted=response.rows_evicted)
 
     # ---- bulk rows ----------------------------------------------------------
 
@@ -671,6 +683,7 @@ class EmbeddingClient:
         and OSError when the file cannot be written.
         """
         info = self.get_table(table, timeout=timeout)
+        _refuse_dynamic(info, "an export")
         rows, dim = info.num_embeddings, info.embedding_dim
         chunks = self._table_chunks(info, timeout)
         path = os.fspath(path)
@@ -728,6 +741,7 @@ class EmbeddingClient:
         path = os.fspath(path)
         rows, dim = npy.check_file(path)
         info = self.get_table(table, timeout=timeout)
+        _refuse_dynamic(info, "an import")
         if (rows, dim) != (info.num_embeddings, info.embedding_dim):
             raise InvalidArgumentError(
                 f"{path}: shape ({rows}, {dim}) does not match table {table} "
@@ -741,6 +755,37 @@ class EmbeddingClient:
             written += self.write_rows(table, weights[begin:begin + step],
                                        start_row=begin, timeout=timeout)
         return written
+
+
+def _rows_of_spec(num_embeddings, dynamic, weights):
+    """TableSpec.num_embeddings: 0 for a dynamic table. Raises
+    InvalidArgumentError when the arguments do not say which kind."""
+    if dynamic is None:
+        if num_embeddings is None:
+            raise InvalidArgumentError(
+                "num_embeddings is None: pass the table's rows, or "
+                "dynamic=Dynamic(capacity) for a table of any int64 ids")
+        return num_embeddings
+    if num_embeddings is not None:
+        raise InvalidArgumentError(
+            f"num_embeddings must be None for a dynamic table (its ids are "
+            f"any int64), got {num_embeddings!r}")
+    if weights is not None:
+        raise InvalidArgumentError(
+            "a dynamic table starts empty: it takes no weights (rows are "
+            "admitted by pushes)")
+    return 0
+
+
+def _refuse_dynamic(info, what):
+    """FailedPreconditionError for a whole-table transfer of a dynamic
+    table: its rows are only those held, and they cannot be read all at
+    once yet."""
+    if info.dynamic is not None:
+        raise FailedPreconditionError(
+            f"table {info.name} is dynamic: {what} of a whole table needs "
+            "rows [0, num_embeddings), and a dynamic table has none (reading "
+            "every row it holds is not served yet)")
 
 
 def _pickle_recipe(address, token, metadata, credentials, **options):

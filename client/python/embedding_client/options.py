@@ -3,6 +3,8 @@
     client.create_table("items", 1000, 32,
                         optimizer=Ftrl(lr=0.05, l1=0.01),
                         initializer=Uniform(-0.1, 0.1))
+    client.create_table("users", None, 32,
+                        dynamic=Dynamic(capacity=1_000_000))  # any int64 id
 
 Optimizers run on the server. Each is a frozen dataclass whose fields are its
 hyper-parameters with their defaults, listed once in `OPTIMIZERS` with its
@@ -276,6 +278,120 @@ def initializer_from_proto(message):
     return Normal()
 
 
+# A dynamic table's limits, as the server checks them (table_spec.h).
+MAX_DYNAMIC_CAPACITY = 1 << 40
+MAX_ADMIT_AFTER = 255
+# The id no dynamic table has (requests naming it are refused).
+RESERVED_ID = -(1 << 63)
+_EVICTIONS = {"lru": pb.DynamicTable.EVICTION_LRU,
+              "lfu": pb.DynamicTable.EVICTION_LFU}
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dynamic:
+    """A dynamic table (create_table(name, None, dim, dynamic=...)): its ids
+    are any int64 but RESERVED_ID, and an id gets a row only when pushed.
+
+    capacity: most rows each server holds, in [1, 2**40]. admit_after:
+    pushes of an id before it gets a row (0 and 1: the first), at most 255.
+    eviction: "lru" (the row pushed least recently leaves when the table
+    is full) or "lfu" (fewest pushes, then LRU). ttl_pushes: None, or > 0:
+    a row not pushed in that many pushes to the table reads as absent.
+    Checked when the table is created, with the server's messages.
+    """
+    capacity: int
+    admit_after: int = 1
+    eviction: str = "lru"
+    ttl_pushes: Optional[int] = None
+
+    def to_proto(self):
+        """The pb.DynamicTable; raises InvalidArgumentError as the server
+        would refuse the options."""
+        if not _is_int(self.capacity) or not (
+                1 <= self.capacity <= MAX_DYNAMIC_CAPACITY):
+            raise InvalidArgumentError(
+                f"dynamic capacity must be in [1, {MAX_DYNAMIC_CAPACITY}], "
+                f"got {self.capacity!r}")
+        if not _is_int(self.admit_after) or self.admit_after < 0:
+            raise InvalidArgumentError(
+                f"dynamic admit_after must be an int in [0, "
+                f"{MAX_ADMIT_AFTER}], got {self.admit_after!r}")
+        if self.admit_after > MAX_ADMIT_AFTER:
+            raise InvalidArgumentError(
+                f"dynamic admit_after must be at most {MAX_ADMIT_AFTER}, "
+                f"got {self.admit_after!r}")
+        if self.eviction not in _EVICTIONS:
+            raise InvalidArgumentError(
+                f"dynamic eviction must be one of {sorted(_EVICTIONS)}, got "
+                f"{self.eviction!r}")
+        message = pb.DynamicTable(capacity=int(self.capacity),
+                                  admit_after=int(self.admit_after),
+                                  eviction=_EVICTIONS[self.eviction])
+        if self.ttl_pushes is not None:
+            if not _is_int(self.ttl_pushes) or self.ttl_pushes <= 0:
+                raise InvalidArgumentError(
+                    "dynamic ttl_pushes must be > 0 when set, got "
+                    f"{self.ttl_pushes!r}")
+            message.ttl_pushes = int(self.ttl_pushes)
+        return message
+
+    @classmethod
+    def from_proto(cls, message):
+        eviction = {value: name for name, value in _EVICTIONS.items()}
+        return cls(capacity=message.capacity,
+                   admit_after=max(1, message.admit_after),
+                   eviction=eviction.get(message.eviction, "lru"),
+                   ttl_pushes=_optional(message, "ttl_pushes", None, int))
+
+
+def dynamic_to_proto(dynamic):
+    """Returns a pb.DynamicTable for a Dynamic, its dict form
+    ({"capacity": 1000, ...}) or a pb.DynamicTable."""
+    if isinstance(dynamic, pb.DynamicTable):
+        return dynamic
+    if isinstance(dynamic, dict):
+        names = {field.name for field in dataclasses.fields(Dynamic)}
+        if not set(dynamic) <= names or "capacity" not in dynamic:
+            raise InvalidArgumentError(
+                f"a dynamic dict takes capacity and optionally "
+                f"{sorted(names - {'capacity'})}; got {sorted(dynamic)}")
+        dynamic = Dynamic(**dynamic)
+    if not isinstance(dynamic, Dynamic):
+        raise InvalidArgumentError(
+            f"not dynamic table options: {dynamic!r}; pass a Dynamic, a dict "
+            "with its fields or a pb.DynamicTable")
+    return dynamic.to_proto()
+
+
+@dataclasses.dataclass(frozen=True)
+class DynamicStats:
+    """What a dynamic table holds and did on a server (summed over the
+    servers of a sharded table), since it was created or restored."""
+    rows_held: int
+    capacity: int
+    admissions: int  # Rows created by pushes.
+    evictions: int  # Rows removed to make room.
+    expirations: int  # Rows that expired (ttl_pushes) and were reclaimed.
+    dropped_rows: int  # Gradient rows of ids not yet admitted.
+    absent_rows_looked_up: int  # Looked-up ids that held no row.
+
+    @classmethod
+    def from_proto(cls, message):
+        return cls(**{field.name: getattr(message, field.name)
+                      for field in dataclasses.fields(cls)})
+
+    @classmethod
+    def summed(cls, stats):
+        """The stats of several servers added up."""
+        return cls(**{field.name: sum(getattr(one, field.name)
+                                      for one in stats)
+                      for field in dataclasses.fields(cls)})
+
+
 @dataclasses.dataclass(frozen=True)
 class CheckpointInfo:
     """A checkpoint of one table on the server's disk."""
@@ -314,10 +430,13 @@ class TableInfo:
     """A table's spec and state as the server reports it.
 
     last_checkpoint: the newest checkpoint this server saved or restored of
-    the table (CheckpointInfo), None when it has none.
+    the table (CheckpointInfo), None when it has none. A dynamic table has
+    num_embeddings None, its options in `dynamic` (Dynamic) and its counts
+    in `dynamic_stats` (DynamicStats; local_rows is its rows held); both
+    are None for a dense table.
     """
     name: str
-    num_embeddings: int
+    num_embeddings: Optional[int]
     embedding_dim: int
     padding_idx: Optional[int]
     max_norm: Optional[float]
@@ -333,13 +452,16 @@ class TableInfo:
     version: int
     step: int
     last_checkpoint: Optional[CheckpointInfo] = None
+    dynamic: Optional[Dynamic] = None
+    dynamic_stats: Optional[DynamicStats] = None
 
     @classmethod
     def from_proto(cls, info):
         spec = info.spec
+        dynamic = spec.HasField("dynamic")
         return cls(
             name=spec.name,
-            num_embeddings=spec.num_embeddings,
+            num_embeddings=None if dynamic else spec.num_embeddings,
             embedding_dim=spec.embedding_dim,
             padding_idx=_optional(spec, "padding_idx", None, int),
             max_norm=_optional(spec, "max_norm", None),
@@ -355,12 +477,21 @@ class TableInfo:
             version=info.version,
             step=info.step,
             last_checkpoint=(CheckpointInfo.from_proto(info.last_checkpoint)
-                             if info.HasField("last_checkpoint") else None))
+                             if info.HasField("last_checkpoint") else None),
+            dynamic=Dynamic.from_proto(spec.dynamic) if dynamic else None,
+            dynamic_stats=(DynamicStats.from_proto(info.dynamic_stats)
+                           if info.HasField("dynamic_stats") else None))
 
 
 @dataclasses.dataclass(frozen=True)
 class PushResult:
-    """Outcome of a gradient push."""
+    """Outcome of a gradient push. Dynamic tables also count the ids the
+    push gave a row (rows_admitted), those whose gradient it dropped (not
+    yet admitted: rows_dropped) and the rows it evicted (rows_evicted);
+    these are 0 for a dense table."""
     rows_updated: int
     version: int
     duplicate: bool
+    rows_admitted: int = 0
+    rows_dropped: int = 0
+    rows_evicted: int = 0

@@ -5,7 +5,8 @@
     client.create_table("items", 10_000_000, 64)   # on every shard
     rows = client.lookup("items", batch)           # routed, in parallel
 
-Global row g lives on shard g % M. The client has the plain client's
+Global row g lives on shard g % M; a dynamic table's id x (any int64) on
+shard SplitMix64(x) % M (routing.py). The client has the plain client's
 methods and returns what one server holding the whole table would, bit for
 bit (client/CONTRACT.md, "Sharded clients", is the contract it shares with
 the C++ client): it takes each table's spec from the shards that answer
@@ -36,6 +37,7 @@ import queue
 import secrets
 import threading
 
+import grpc
 import numpy as np
 
 from embedding_client import bags, routing, security, tensors
@@ -49,14 +51,16 @@ from embedding_client.errors import (DeadlineExceededError, EmbeddingError,
                                      FailedPreconditionError,
                                      InvalidArgumentError, UnavailableError,
                                      combined)
-from embedding_client.options import CheckpointInfo, PushResult
+from embedding_client.options import (RESERVED_ID, CheckpointInfo,
+                                      DynamicStats, PushResult)
 
 # Ends a queue of lookup_stream's router.
 _END = object()
 
 # TableInfo fields that differ from shard to shard by design.
 _PER_SHARD_FIELDS = ("shard_index", "shard_count", "local_rows",
-                     "memory_bytes", "version", "step", "last_checkpoint")
+                     "memory_bytes", "version", "step", "last_checkpoint",
+                     "dynamic_stats")
 
 
 def _merge_checkpoints(checkpoints):
@@ -79,7 +83,35 @@ def _merge_infos(infos):
         version=sum(info.version for info in infos),
         step=max(info.step for info in infos),
         last_checkpoint=_merge_checkpoints(
-            [info.last_checkpoint for info in infos]))
+            [info.last_checkpoint for info in infos]),
+        dynamic_stats=(None if infos[0].dynamic_stats is None else
+                       DynamicStats.summed(
+                           [info.dynamic_stats for info in infos])))
+
+
+def _check_indices(info, indices):
+    """Raises InvalidArgumentError as a server does (EmbeddingTable::
+    ValidateIndices) for the first of the flat `indices` it would refuse:
+    outside [0, num_embeddings), or in a dynamic table the reserved id;
+    positions are the caller's."""
+    if info.dynamic is None:
+        routing.check_indices(indices, info.num_embeddings)
+        return
+    reserved = indices == RESERVED_ID
+    if reserved.any():
+        position = int(np.argmax(reserved))
+        raise InvalidArgumentError(
+            f"index {RESERVED_ID} at position {position} is reserved: no id "
+            "of a dynamic table")
+
+
+def _not_served_for_dynamic(info, what):
+    """UNIMPLEMENTED, as a server answers, for what it does not serve on a
+    dynamic table yet."""
+    if info.dynamic is not None:
+        raise EmbeddingError(
+            f"table {info.name!r} is dynamic: {what} of a dynamic table are "
+            "not served yet", grpc.StatusCode.UNIMPLEMENTED)
 
 
 def _finite_check(values, what):
@@ -284,6 +316,11 @@ class ShardedClient(EmbeddingClient):
                 self._tables[name] = dataclasses.replace(
                     current, checked=current.checked | frozenset(missing))
 
+    def _split(self, info, indices):
+        """routing.Split of flat `indices` of the table `info` describes."""
+        return routing.Split(indices, len(self.shards),
+                             hashed=info.dynamic is not None)
+
     def _forget(self, table):
         with self._lock:
             self._tables.pop(table, None)
@@ -293,9 +330,11 @@ class ShardedClient(EmbeddingClient):
     def create_table(self, name, num_embeddings, embedding_dim,
                      padding_idx=None, max_norm=None, norm_type=2.0,
                      scale_grad_by_freq=False, *, optimizer=None,
-                     initializer=None, seed=0, weights=None, timeout=None):
+                     initializer=None, seed=0, weights=None, dynamic=None,
+                     timeout=None):
         """Creates the table on every shard, as EmbeddingClient's. Weights
-        go to every shard whole (each keeps its rows). When a shard fails
+        go to every shard whole (each keeps its rows); a dynamic table's
+        capacity is each shard's. When a shard fails
         or reports another cluster, the table is deleted again where this
         call created it and the shard's error is raised."""
         self._forget(name)
@@ -304,7 +343,7 @@ class ShardedClient(EmbeddingClient):
                 name, num_embeddings, embedding_dim, padding_idx, max_norm,
                 norm_type, scale_grad_by_freq, optimizer=optimizer,
                 initializer=initializer, seed=seed, weights=weights,
-                timeout=timeout)
+                dynamic=dynamic, timeout=timeout)
             for shard in range(len(self.shards))})
         try:
             if errors:
@@ -363,10 +402,10 @@ class ShardedClient(EmbeddingClient):
         tensors.wire_dtype(dtype)
         info = self._spec(table, timeout)
         flat = indices.ravel()
-        routing.check_indices(flat, info.num_embeddings)
+        _check_indices(info, flat)
         if flat.size == 0:
             return empty_rows(indices.shape, info.embedding_dim, dtype)
-        split = routing.Split(flat, len(self.shards))
+        split = self._split(info, flat)
         self._check_shards(table, split.shards(), timeout)
         parts = self._run({
             shard: lambda client, part=flat[split.positions[shard]]:
@@ -405,8 +444,8 @@ class ShardedClient(EmbeddingClient):
                     flat = indices.ravel()
                     if flat.size == 0:  # As the server says it.
                         raise InvalidArgumentError("indices is empty")
-                    routing.check_indices(flat, info.num_embeddings)
-                    split = routing.Split(flat, count)
+                    _check_indices(info, flat)
+                    split = self._split(info, flat)
                     self._check_shards(table, split.shards(), timeout)
                     plans.put((indices.shape, split))
                     for shard in split.shards():
@@ -461,6 +500,7 @@ class ShardedClient(EmbeddingClient):
         bag_mode(mode)
         indices, offsets = bag_inputs(indices, offsets)
         info = self._spec(table, timeout)
+        _not_served_for_dynamic(info, "bags")
         batch = bags.BagBatch(indices, offsets, mode, per_sample_weights,
                               include_last_offset, info.padding_idx)
         if mode == "max" and info.scale_grad_by_freq:
@@ -505,7 +545,7 @@ class ShardedClient(EmbeddingClient):
         flat = indices.ravel()
         grad = _rows_shape_check(tensors.as_float32(grad), flat.size,
                                  info.embedding_dim, "grad")
-        routing.check_indices(flat, info.num_embeddings)
+        _check_indices(info, flat)
         _finite_check(grad, "grad")
         return self._push_rows(table, flat, grad, learning_rate, sequence,
                                timeout)
@@ -532,7 +572,7 @@ class ShardedClient(EmbeddingClient):
                    timeout):
         self._check_shards(table, range(len(self.shards)), timeout)
         sequence = self._next_sequence(sequence)
-        split = routing.Split(flat, len(self.shards))
+        split = self._split(self._spec(table, timeout), flat)
         results = self._run({
             shard: lambda client, positions=split.positions[shard]:
                 client.push_gradients(
@@ -543,7 +583,10 @@ class ShardedClient(EmbeddingClient):
         return PushResult(
             rows_updated=sum(r.rows_updated for r in results.values()),
             version=sum(r.version for r in results.values()),
-            duplicate=all(r.duplicate for r in results.values()))
+            duplicate=all(r.duplicate for r in results.values()),
+            rows_admitted=sum(r.rows_admitted for r in results.values()),
+            rows_dropped=sum(r.rows_dropped for r in results.values()),
+            rows_evicted=sum(r.rows_evicted for r in results.values()))
 
     # ---- bulk rows ----------------------------------------------------------
 
@@ -563,6 +606,10 @@ class ShardedClient(EmbeddingClient):
                 f"values has {values.size} elements, expected "
                 f"[{len(values)}, {info.embedding_dim}] = "
                 f"{len(values) * info.embedding_dim}")
+        if indices is None and info.dynamic is not None:
+            raise InvalidArgumentError(
+                f"table {table} is dynamic: it has no row range to write; "
+                "pass the ids (indices=)")
         if indices is None:
             if not 0 <= start_row <= rows - len(values) or not len(values):
                 raise InvalidArgumentError(
@@ -574,7 +621,7 @@ class ShardedClient(EmbeddingClient):
             if len(indices) != len(values):
                 raise InvalidArgumentError(
                     f"{len(indices)} indices for {len(values)} rows")
-            routing.check_indices(indices, rows)
+            _check_indices(info, indices)
             _, first = np.unique(indices, return_index=True)
             if len(first) != len(indices):
                 again = np.ones(len(indices), bool)
@@ -584,7 +631,7 @@ class ShardedClient(EmbeddingClient):
                     f"index {indices[position]} at position {position} is "
                     "written twice in one request")
         _finite_check(values, "values")
-        split = routing.Split(indices, len(self.shards))
+        split = self._split(info, indices)
         self._check_shards(table, split.shards(), timeout)
         written = self._run({
             shard: lambda client, positions=split.positions[shard]:
@@ -599,11 +646,10 @@ class ShardedClient(EmbeddingClient):
         routed, a range is read from every shard and merged in order."""
         info = self._spec(table, timeout)
         dim, rows = info.embedding_dim, info.num_embeddings
-        count = len(self.shards)
         if indices is not None:
             ids = tensors.as_indices(indices).ravel()
-            routing.check_indices(ids, rows)
-            split = routing.Split(ids, count)
+            _check_indices(info, ids)
+            split = self._split(info, ids)
             self._check_shards(table, split.shards(), timeout)
             parts = self._run({
                 shard: lambda client, part=ids[split.positions[shard]]:
@@ -612,6 +658,7 @@ class ShardedClient(EmbeddingClient):
                 for shard in split.shards()})
             values = split.gather(parts, (dim,), np.float32)
         else:
+            _not_served_for_dynamic(info, "reads of every row")
             end = end_row or rows
             if not 0 <= start_row <= end <= rows:
                 raise InvalidArgumentError(

@@ -13,6 +13,14 @@ Two training modes (push=):
 
 Both modes look up without pushing under torch.no_grad(). state_dict()
 holds the table's rows under "weight", as nn.Embedding's (see state.py).
+
+Dynamic tables (any int64 ids, e.g. 10**12 + k) work with push="backward".
+push="step" raises ValueError for them: its `weight` would be a sparse
+Parameter of 2**63 rows, which torch 1.13 cannot make (the numel
+overflows); that needs the ids translated to positions (not done yet).
+state_dict() and to_embedding() need every row of the table, which a
+server does not serve for dynamic tables yet: they raise, and
+state_dict_weights=False leaves the rows out.
 Pipelined training (pushes in the background, prefetched lookups; off by
 default) is described in pipeline.py.
 """
@@ -58,9 +66,16 @@ class _RemoteTable(nn.Module):
                 f"push='backward'; got {max_pushes_in_flight} with "
                 f"push={push!r}")
         info = client.get_table(table)
+        if push == functional.PUSH_ON_STEP and info.dynamic is not None:
+            raise ValueError(
+                f"remote table {table!r} is dynamic: push='step' would need "
+                "a sparse weight of 2**63 rows, which torch 1.13 cannot "
+                "make (the numel overflows), and translating its ids to "
+                "positions is not implemented yet; use push='backward'")
         self.client = client
         self.table = table
-        self.num_embeddings = info.num_embeddings
+        self.num_embeddings = info.num_embeddings  # None when dynamic.
+        self.dynamic = info.dynamic
         self.embedding_dim = info.embedding_dim
         self.padding_idx = info.padding_idx
         self.max_norm = info.max_norm

@@ -35,8 +35,23 @@ class StateDictTooLargeError(RuntimeError):
     state_dict_max_bytes."""
 
 
+class StateDictUnavailableError(RuntimeError):
+    """state_dict() or load_state_dict() of rows a server cannot move in
+    bulk yet (a dynamic table's)."""
+
+
 def _addresses(client):
     return list(getattr(client, "addresses", [client.address]))
+
+
+def _refuse_dynamic(module, what):
+    """Raises StateDictUnavailableError for a dynamic table's rows."""
+    if getattr(module, "dynamic", None) is not None:  # Older pickles lack it.
+        raise StateDictUnavailableError(
+            f"remote table {module.table!r} is dynamic: {what} needs every "
+            "row it holds, which the server does not serve for dynamic "
+            "tables yet; build the module with state_dict_weights=False "
+            "(its rows live in the server's checkpoints)")
 
 
 def identity_of(module):
@@ -49,6 +64,7 @@ def identity_of(module):
         max_norm=module.max_norm, norm_type=module.norm_type,
         scale_grad_by_freq=module.scale_grad_by_freq,
         optimizer=module.info().optimizer,
+        dynamic=getattr(module, "dynamic", None),
         options=dict(push=module.push, wire_dtype=module.wire_dtype,
                      learning_rate=module.learning_rate,
                      max_pushes_in_flight=module.max_pushes_in_flight,
@@ -61,6 +77,7 @@ def identity_of(module):
 
 
 def _weights(module):
+    _refuse_dynamic(module, "state_dict()")
     size = 4 * module.num_embeddings * module.embedding_dim
     if size > module.state_dict_max_bytes:
         raise StateDictTooLargeError(
@@ -87,6 +104,7 @@ def save_table(module, destination, prefix):
 
 def _load_weights(module, key, value):
     """Writes `value` to the table; returns an error message or None."""
+    _refuse_dynamic(module, "load_state_dict()")
     shape = (module.num_embeddings, module.embedding_dim)
     if not isinstance(value, torch.Tensor):
         return (f'While copying the parameter named "{key}", expected '
@@ -154,7 +172,8 @@ def rebuild(identity, client=None, *, create=False, **client_options):
                 identity["embedding_dim"], padding_idx=identity["padding_idx"],
                 max_norm=identity["max_norm"], norm_type=identity["norm_type"],
                 scale_grad_by_freq=identity["scale_grad_by_freq"],
-                optimizer=identity["optimizer"])
+                optimizer=identity["optimizer"],
+                dynamic=identity.get("dynamic"))
     module_class = {"RemoteEmbedding": modules.RemoteEmbedding,
                     "RemoteEmbeddingBag": modules.RemoteEmbeddingBag}
     return module_class[identity["module"]](client, identity["table"],

@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from embedding_client.errors import FailedPreconditionError
+
 
 def upload_embedding(client, table, embedding, *, optimizer=None, seed=0,
                      **table_options):
@@ -20,8 +22,15 @@ def upload_embedding(client, table, embedding, *, optimizer=None, seed=0,
 
 
 def download_embedding(client, table, *, sparse=False):
-    """Returns a local nn.Embedding with the spec and rows of `table`."""
+    """Returns a local nn.Embedding with the spec and rows of `table`.
+    Raises FailedPreconditionError for a dynamic table (its rows cannot be
+    read all at once yet, and nn.Embedding takes no int64 ids)."""
     info = client.get_table(table)
+    if info.dynamic is not None:
+        raise FailedPreconditionError(
+            f"table {table} is dynamic: an nn.Embedding of it needs rows "
+            "[0, num_embeddings), and a dynamic table has none (reading "
+            "every row it holds is not served yet)")
     rows = client.read_rows(table)
     return nn.Embedding(
         info.num_embeddings, info.embedding_dim,
