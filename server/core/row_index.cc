@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <new>
 
 #include "absl/strings/str_cat.h"
 #include "server/core/huge_pages.h"
@@ -123,8 +124,6 @@ absl::Status StripedSlots::CheckSlots(
 
 }  // namespace internal
 
-// ---- Design A: open addressing.
-
 int64_t OpenAddressingRowIndex::MemoryBytes(int64_t capacity, int32_t stripes) {
   return SlotsMemoryBytes(capacity, stripes) +
          int64_t{stripes} * BucketsPerStripe(capacity, stripes) *
@@ -229,93 +228,6 @@ absl::Status OpenAddressingRowIndex::CheckInvariants() const {
     if (full != Size(s)) {
       return absl::InternalError(absl::StrCat(
           "stripe ", s, " has ", full, " full buckets for ", Size(s), " rows"));
-    }
-  }
-  return CheckSlots([this](uint32_t s, int64_t id, uint64_t hash) {
-    return Find(s, id, hash);
-  });
-}
-
-// ---- Design B: absl::flat_hash_map per stripe.
-
-int64_t FlatMapRowIndex::MapReserve(int64_t capacity, int32_t stripes) {
-  return std::max<int64_t>((RowsMax(capacity, stripes) * 32 + 24) / 25, 17);
-}
-
-int64_t FlatMapRowIndex::MemoryBytes(int64_t capacity, int32_t stripes) {
-  // absl's reserve(n): capacity 2^k-1 >= n*8/7; one control byte a slot
-  // plus 16 cloned ones, rounded to the slot's alignment, then the slots.
-  const int64_t growth = MapReserve(capacity, stripes);
-  const int64_t lower_bound = growth + (growth - 1) / 7;
-  int64_t map_capacity = 1;
-  while (map_capacity < lower_bound) map_capacity = map_capacity * 2 + 1;
-  using Slot = std::pair<const int64_t, uint32_t>;
-  const int64_t control =
-      (map_capacity + 16 + alignof(Slot) - 1) / alignof(Slot) * alignof(Slot);
-  return SlotsMemoryBytes(capacity, stripes) +
-         int64_t{stripes} * (int64_t{sizeof(Map)} + control +
-                             map_capacity * int64_t{sizeof(Slot)});
-}
-
-FlatMapRowIndex::FlatMapRowIndex(int64_t capacity, int32_t stripes)
-    : StripedSlots(capacity, stripes) {}
-
-absl::StatusOr<std::unique_ptr<FlatMapRowIndex>> FlatMapRowIndex::Create(
-    int64_t capacity, int32_t stripes) {
-  if (absl::Status status = ValidateGeometry(capacity, stripes); !status.ok()) {
-    return status;
-  }
-  const absl::Status exhausted = absl::ResourceExhaustedError(
-      absl::StrCat("cannot allocate the row index of ", capacity, " rows (",
-                   MemoryBytes(capacity, stripes), " bytes)"));
-  std::unique_ptr<FlatMapRowIndex> index(
-      new (std::nothrow) FlatMapRowIndex(capacity, stripes));
-  if (index == nullptr || !index->ok()) return exhausted;
-  // absl's maps allocate through std::allocator, which throws.
-  try {
-    int64_t* counter = index->allocated_bytes_counter();
-    index->maps_.reserve(stripes);
-    *counter += int64_t{stripes} * int64_t{sizeof(Map)};
-    for (int32_t s = 0; s < stripes; ++s) {
-      index->maps_.emplace_back(0, IdHash(), std::equal_to<int64_t>(),
-                                Map::allocator_type(counter));
-      index->maps_.back().reserve(MapReserve(capacity, stripes));
-    }
-  } catch (const std::bad_alloc&) {
-    return exhausted;
-  }
-  return index;
-}
-
-uint32_t FlatMapRowIndex::Insert(uint32_t stripe, int64_t id, uint64_t hash) {
-  const uint32_t j = TakeFreeRow(stripe, id);
-  maps_[stripe].try_emplace(id, j);
-  return j;
-}
-
-void FlatMapRowIndex::InsertAt(uint32_t stripe, int64_t id, uint64_t hash,
-                               uint32_t j) {
-  TakeRow(stripe, j, id);
-  maps_[stripe].try_emplace(id, j);
-}
-
-void FlatMapRowIndex::EraseSlot(uint32_t stripe, uint32_t j) {
-  maps_[stripe].erase(FreeRow(stripe, j));
-}
-
-absl::Status FlatMapRowIndex::CheckInvariants() const {
-  for (uint32_t s = 0; s < static_cast<uint32_t>(stripes()); ++s) {
-    const Map& map = maps_[s];
-    if (static_cast<int64_t>(map.size()) != Size(s)) {
-      return absl::InternalError(absl::StrCat(
-          "stripe ", s, " maps ", map.size(), " keys for ", Size(s), " rows"));
-    }
-    for (const auto& [key, j] : map) {
-      if (j >= StripeCapacity(s) || KeyAt(s, j) != key) {
-        return absl::InternalError(absl::StrCat(
-            "stripe ", s, " maps key ", key, " to row ", j, " which holds key ",
-            j < StripeCapacity(s) ? KeyAt(s, j) : kNoKey));
-      }
     }
   }
   return CheckSlots([this](uint32_t s, int64_t id, uint64_t hash) {

@@ -1,9 +1,9 @@
-// The dynamic tables' row index (server/core/row_index.h), design A (open
-// addressing, lock-free Find in a seqlock window) against design B (absl
-// flat_hash_map per stripe, Find under the reader lock), each in front of a
-// 1M x 64 float arena with one SeqCounter + SharedMutex per stripe, as
-// EmbeddingTable will use them; beside anchors that copy or update the same
-// rows at slots known in advance (no index). items_per_second is rows.
+// The dynamic tables' row index (server/core/row_index.h: open addressing,
+// lock-free Find in a seqlock window) in front of a 1M x 64 float arena with
+// one SeqCounter + SharedMutex per stripe, as EmbeddingTable uses them;
+// beside anchors that copy or update the same rows at slots known in advance
+// (no index). items_per_second is rows. (It also measured the index against
+// an absl::flat_hash_map per stripe; row_index.h keeps the numbers.)
 //
 //   row_index_benchmark --benchmark_repetitions=5
 //       --benchmark_report_aggregates_only=true
@@ -42,9 +42,10 @@ struct alignas(64) Stripe {
   SharedMutex mu;
 };
 
+using Index = OpenAddressingRowIndex;
+
 // An index filled to capacity in front of an arena, with a pool of present
 // ids (uniform, with repeats) and their slots for the anchors.
-template <typename Index>
 struct Table {
   Table() {
     const int32_t stripe_count = Index::StripesFor(kCapacity);
@@ -82,9 +83,8 @@ struct Table {
   std::vector<int64_t> slots;
 };
 
-template <typename Index>
-Table<Index>& TableOf() {
-  static Table<Index>* table = new Table<Index>();
+Table& TableOf() {
+  static Table* table = new Table();
   return *table;
 }
 
@@ -107,7 +107,6 @@ class Batches {
   int64_t next_;
 };
 
-template <typename Index>
 void Finish(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * state.range(0));
   state.counters["bytes_per_row"] =
@@ -117,11 +116,10 @@ void Finish(benchmark::State& state) {
                          benchmark::Counter::kAvgThreads);
 }
 
-// Design A's read of one row: Find and copy in one seqlock window, retried,
-// then under the reader lock (EmbeddingTable::CopyRow). -1 when absent.
-template <typename Index>
-int64_t ReadRow(const Table<Index>& table, int64_t id, uint64_t hash,
-                uint32_t s, float* out) {
+// A read of one row: Find and copy in one seqlock window, retried, then
+// under the reader lock (EmbeddingTable::CopyRow). -1 when absent.
+int64_t ReadRow(const Table& table, int64_t id, uint64_t hash, uint32_t s,
+                float* out) {
   const auto find_and_copy = [&] {
     const int64_t j = table.index->Find(s, id, hash);
     if (j >= 0) {
@@ -130,13 +128,11 @@ int64_t ReadRow(const Table<Index>& table, int64_t id, uint64_t hash,
     return j;
   };
   Stripe& stripe = table.stripes[s];
-  if constexpr (Index::kLockFreeFind) {
-    for (int attempt = 0; attempt < kOptimisticReads; ++attempt) {
-      const uint32_t begin = stripe.seq.ReadBegin();
-      if ((begin & 1) != 0) continue;
-      const int64_t j = find_and_copy();
-      if (stripe.seq.ReadValid(begin)) return j;
-    }
+  for (int attempt = 0; attempt < kOptimisticReads; ++attempt) {
+    const uint32_t begin = stripe.seq.ReadBegin();
+    if ((begin & 1) != 0) continue;
+    const int64_t j = find_and_copy();
+    if (stripe.seq.ReadValid(begin)) return j;
   }
   ReaderLock lock(&stripe.mu);
   return find_and_copy();
@@ -149,9 +145,8 @@ void PrefetchRow(const float* row) {
 }
 
 // A lookup one id at a time, nothing prefetched.
-template <typename Index>
 void BM_LookupSimple(benchmark::State& state) {
-  const Table<Index>& table = TableOf<Index>();
+  const Table& table = TableOf();
   Batches batches(state);
   std::vector<float> out(batches.size() * kDim);
   for (auto _ : state) {
@@ -164,18 +159,15 @@ void BM_LookupSimple(benchmark::State& state) {
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
-  Finish<Index>(state);
+  Finish(state);
 }
 
 // A lookup as a three-stage software pipeline over the batch: id
-// i+kBucketsAhead is hashed and its buckets prefetched, id i+kRowsAhead (A
-// only) opens its seqlock window, is found and its row prefetched, id i is
-// copied and validated (an id whose window failed is read again by ReadRow). B
-// finds and copies id i under its reader lock: a Find outside the lock would
-// race with writers.
-template <typename Index>
+// i+kBucketsAhead is hashed and its buckets prefetched, id i+kRowsAhead
+// opens its seqlock window, is found and its row prefetched, id i is copied
+// and validated (an id whose window failed is read again by ReadRow).
 void BM_Lookup(benchmark::State& state) {
-  const Table<Index>& table = TableOf<Index>();
+  const Table& table = TableOf();
   const Index& index = *table.index;
   Batches batches(state);
   const int64_t n = batches.size();
@@ -191,30 +183,26 @@ void BM_Lookup(benchmark::State& state) {
         stripe_of[k] = index.StripeOf(hashes[k]);
         index.Prefetch(stripe_of[k], ids[k], hashes[k]);
       }
-      if constexpr (Index::kLockFreeFind) {
-        if (const int64_t k = i + kRowsAhead; k >= 0 && k < n) {
-          begins[k] = table.stripes[stripe_of[k]].seq.ReadBegin();
-          found[k] = index.Find(stripe_of[k], ids[k], hashes[k]);
-          if (found[k] >= 0) {
-            PrefetchRow(table.Row(index.Slot(stripe_of[k], found[k])));
-          }
+      if (const int64_t k = i + kRowsAhead; k >= 0 && k < n) {
+        begins[k] = table.stripes[stripe_of[k]].seq.ReadBegin();
+        found[k] = index.Find(stripe_of[k], ids[k], hashes[k]);
+        if (found[k] >= 0) {
+          PrefetchRow(table.Row(index.Slot(stripe_of[k], found[k])));
         }
-        if (i < 0) continue;
-        if (found[i] >= 0) {
-          LoadFloatsRelaxed(table.Row(index.Slot(stripe_of[i], found[i])), kDim,
-                            &out[i * kDim]);
-        }
-        if (!table.stripes[stripe_of[i]].seq.ReadValid(begins[i])) {
-          ReadRow(table, ids[i], hashes[i], stripe_of[i], &out[i * kDim]);
-        }
-      } else if (i >= 0) {
+      }
+      if (i < 0) continue;
+      if (found[i] >= 0) {
+        LoadFloatsRelaxed(table.Row(index.Slot(stripe_of[i], found[i])), kDim,
+                          &out[i * kDim]);
+      }
+      if (!table.stripes[stripe_of[i]].seq.ReadValid(begins[i])) {
         ReadRow(table, ids[i], hashes[i], stripe_of[i], &out[i * kDim]);
       }
     }
     benchmark::DoNotOptimize(out.data());
     benchmark::ClobberMemory();
   }
-  Finish<Index>(state);
+  Finish(state);
 }
 
 // Runs `step(i, row, stripe)` on the rows of each batch at slots known in
@@ -222,7 +210,7 @@ void BM_Lookup(benchmark::State& state) {
 // EmbeddingTable's dense gather and push do: the anchors.
 template <typename Step>
 void RunKnownSlots(benchmark::State& state, const Step& step) {
-  Table<OpenAddressingRowIndex>& table = TableOf<OpenAddressingRowIndex>();
+  Table& table = TableOf();
   const int64_t stripe_mask = table.index->stripes() - 1;
   Batches batches(state);
   for (auto _ : state) {
@@ -259,9 +247,8 @@ void StepRow(Stripe& stripe, float* row, const float* grad) {
 
 // A push's core: for each id (buckets prefetched a block ahead), the
 // stripe's writer lock, Find, and an update of the row.
-template <typename Index>
 void BM_PushLike(benchmark::State& state) {
-  Table<Index>& table = TableOf<Index>();
+  Table& table = TableOf();
   const Index& index = *table.index;
   Batches batches(state);
   const std::vector<float> grad(kDim, 1e-3f);
@@ -286,7 +273,7 @@ void BM_PushLike(benchmark::State& state) {
     }
     benchmark::ClobberMemory();
   }
-  Finish<Index>(state);
+  Finish(state);
 }
 
 // The push anchor: the rows stepped under their stripes' writer locks.
@@ -301,10 +288,6 @@ void BM_PushAnchor(benchmark::State& state) {
 // A full index replacing rows: each new id evicts its stripe's oldest row
 // (round robin over the stripe's rows, which Insert then reuses), under the
 // writer lock with seq odd. Its own index: the lookups' ids stay present.
-// A full index replacing rows: each new id evicts its stripe's oldest row
-// (round robin over the stripe's rows, which Insert then reuses), under the
-// writer lock with seq odd. Its own index: the lookups' ids stay present.
-template <typename Index>
 struct ChurnTable {
   ChurnTable()
       : index(*Index::Create(kCapacity, Index::StripesFor(kCapacity))),
@@ -334,13 +317,12 @@ struct ChurnTable {
   int64_t next_id = 0;
 };
 
-template <typename Index>
 void BM_Churn(benchmark::State& state) {
-  static ChurnTable<Index>* table = new ChurnTable<Index>();
+  static ChurnTable* table = new ChurnTable();
   for (auto _ : state) {
     for (int64_t i = 0; i < state.range(0); ++i) table->Admit();
   }
-  Finish<Index>(state);
+  Finish(state);
 }
 
 void Batch(benchmark::internal::Benchmark* benchmark) {
@@ -348,23 +330,11 @@ void Batch(benchmark::internal::Benchmark* benchmark) {
 }
 
 BENCHMARK(BM_GatherAnchor)->Apply(Batch);
-BENCHMARK_TEMPLATE(BM_Lookup, OpenAddressingRowIndex)->Apply(Batch);
-BENCHMARK_TEMPLATE(BM_Lookup, FlatMapRowIndex)->Apply(Batch);
-BENCHMARK_TEMPLATE(BM_LookupSimple, OpenAddressingRowIndex)->Apply(Batch);
-BENCHMARK_TEMPLATE(BM_LookupSimple, FlatMapRowIndex)->Apply(Batch);
+BENCHMARK(BM_Lookup)->Apply(Batch);
+BENCHMARK(BM_LookupSimple)->Apply(Batch);
 BENCHMARK(BM_PushAnchor)->Arg(4096)->Threads(1)->Threads(2)->UseRealTime();
-BENCHMARK_TEMPLATE(BM_PushLike, OpenAddressingRowIndex)
-    ->Arg(4096)
-    ->Threads(1)
-    ->Threads(2)
-    ->UseRealTime();
-BENCHMARK_TEMPLATE(BM_PushLike, FlatMapRowIndex)
-    ->Arg(4096)
-    ->Threads(1)
-    ->Threads(2)
-    ->UseRealTime();
-BENCHMARK_TEMPLATE(BM_Churn, OpenAddressingRowIndex)->Arg(4096);
-BENCHMARK_TEMPLATE(BM_Churn, FlatMapRowIndex)->Arg(4096);
+BENCHMARK(BM_PushLike)->Arg(4096)->Threads(1)->Threads(2)->UseRealTime();
+BENCHMARK(BM_Churn)->Arg(4096);
 
 }  // namespace
 }  // namespace embedding
@@ -372,9 +342,8 @@ BENCHMARK_TEMPLATE(BM_Churn, FlatMapRowIndex)->Arg(4096);
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  // Builds the tables before timing starts.
-  embedding::TableOf<embedding::OpenAddressingRowIndex>();
-  embedding::TableOf<embedding::FlatMapRowIndex>();
+  // Builds the table before timing starts.
+  embedding::TableOf();
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

@@ -1,7 +1,7 @@
-// Both row index designs (server/core/row_index.h) against the same tests:
-// geometry, hashing, insert/find/erase (backward shift across the end of a
-// stripe's buckets, long collision runs), restores by slot, full stripes,
-// random operations against a model, and the memory account.
+// The row index (server/core/row_index.h): geometry, hashing, insert/find/erase
+// (backward shift across the end of a stripe's buckets, long collision runs),
+// restores by slot, full stripes, random operations against a model, and the
+// memory account.
 #include "server/core/row_index.h"
 
 #include <algorithm>
@@ -12,7 +12,6 @@
 #include <memory>
 #include <random>
 #include <string>
-#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -29,7 +28,8 @@ using ::testing::HasSubstr;
 
 constexpr int64_t kNoKey = std::numeric_limits<int64_t>::min();
 
-template <typename Index>
+using Index = OpenAddressingRowIndex;
+
 class RowIndexTest : public ::testing::Test {
  public:
   static std::unique_ptr<Index> Make(int64_t capacity, int32_t stripes) {
@@ -56,29 +56,17 @@ class RowIndexTest : public ::testing::Test {
   }
 };
 
-using Designs = ::testing::Types<OpenAddressingRowIndex, FlatMapRowIndex>;
-class DesignNames {
- public:
-  template <typename T>
-  static std::string GetName(int) {
-    return std::is_same_v<T, OpenAddressingRowIndex> ? "OpenAddressing"
-                                                     : "FlatMap";
-  }
-};
-TYPED_TEST_SUITE(RowIndexTest, Designs, DesignNames);
-
-// Design A's first bucket for `id` in a one-stripe index of `buckets`
+// The first bucket for `id` in a one-stripe index of `buckets`
 // buckets: the formula the header documents.
 uint32_t HomeBucket(int64_t id, uint32_t buckets) {
-  const uint64_t hash = OpenAddressingRowIndex::Hash(id);
+  const uint64_t hash = Index::Hash(id);
   return static_cast<uint32_t>(
       (uint64_t{static_cast<uint32_t>(hash)} * buckets) >> 32);
 }
 
-// Design A's buckets per stripe at this geometry.
+// The buckets per stripe at this geometry.
 uint32_t BucketsOf(int64_t capacity, int32_t stripes) {
-  return (*OpenAddressingRowIndex::Create(capacity, stripes))
-      ->buckets_per_stripe();
+  return (*Index::Create(capacity, stripes))->buckets_per_stripe();
 }
 
 // The first `count` ids from `start` up whose home bucket is `home`.
@@ -98,33 +86,32 @@ TEST(RowIndexGeometryTest, StripesForClampsPowerOfTwoFloor) {
   EXPECT_EQ(OpenAddressingRowIndex::StripesFor(4096), 8);
   EXPECT_EQ(OpenAddressingRowIndex::StripesFor(1000000), 1024);
   EXPECT_EQ(OpenAddressingRowIndex::StripesFor(int64_t{1} << 40), 65536);
-  EXPECT_EQ(FlatMapRowIndex::StripesFor(int64_t{1} << 30), 65536);
+  EXPECT_EQ(OpenAddressingRowIndex::StripesFor(int64_t{1} << 30), 65536);
 }
 
 TEST(RowIndexGeometryTest, HashIsSaltedSplitMix) {
   for (int64_t id : {int64_t{0}, int64_t{1}, int64_t{-1}, int64_t{1} << 40}) {
     EXPECT_NE(OpenAddressingRowIndex::Hash(id),
               SplitMix64(static_cast<uint64_t>(id)));
-    EXPECT_EQ(OpenAddressingRowIndex::Hash(id), FlatMapRowIndex::Hash(id));
   }
 }
 
-TYPED_TEST(RowIndexTest, RejectsBadGeometry) {
+TEST_F(RowIndexTest, RejectsBadGeometry) {
   for (const auto& [capacity, stripes] :
        std::vector<std::pair<int64_t, int32_t>>{{0, 1},
                                                 {(int64_t{1} << 40) + 1, 1},
                                                 {100, 0},
                                                 {100, 3},
                                                 {100, 131072}}) {
-    const auto index = TypeParam::Create(capacity, stripes);
+    const auto index = Index::Create(capacity, stripes);
     EXPECT_EQ(index.status().code(), absl::StatusCode::kInvalidArgument)
         << capacity << " " << stripes;
   }
-  EXPECT_THAT(std::string(TypeParam::Create(100, 3).status().message()),
+  EXPECT_THAT(std::string(Index::Create(100, 3).status().message()),
               HasSubstr("stripes 3 is not a power of two"));
 }
 
-TYPED_TEST(RowIndexTest, AllocationFailureIsResourceExhausted) {
+TEST_F(RowIndexTest, AllocationFailureIsResourceExhausted) {
 #if defined(ABSL_HAVE_THREAD_SANITIZER) || defined(ABSL_HAVE_ADDRESS_SANITIZER)
   GTEST_SKIP() << "the sanitizers' allocators abort instead of failing";
 #endif
@@ -132,12 +119,12 @@ TYPED_TEST(RowIndexTest, AllocationFailureIsResourceExhausted) {
   std::ifstream overcommit("/proc/sys/vm/overcommit_memory");
   int mode = 0;
   if (overcommit >> mode && mode == 1) GTEST_SKIP() << "overcommit_memory=1";
-  const auto index = TypeParam::Create(int64_t{1} << 40, 65536);
+  const auto index = Index::Create(int64_t{1} << 40, 65536);
   EXPECT_EQ(index.status().code(), absl::StatusCode::kResourceExhausted);
 }
 
-TYPED_TEST(RowIndexTest, StripesSplitCapacityAndSlotsCoverIt) {
-  auto index = this->Make(1001, 4);
+TEST_F(RowIndexTest, StripesSplitCapacityAndSlotsCoverIt) {
+  auto index = Make(1001, 4);
   ASSERT_NE(index, nullptr);
   EXPECT_EQ(index->StripeCapacity(0), 251);
   EXPECT_EQ(index->StripeCapacity(1), 250);
@@ -155,35 +142,35 @@ TYPED_TEST(RowIndexTest, StripesSplitCapacityAndSlotsCoverIt) {
   EXPECT_EQ(std::count(seen.begin(), seen.end(), true), 1001);
 }
 
-TYPED_TEST(RowIndexTest, OneStripeTakesEveryHash) {
-  auto index = this->Make(100, 1);
+TEST_F(RowIndexTest, OneStripeTakesEveryHash) {
+  auto index = Make(100, 1);
   ASSERT_NE(index, nullptr);
   for (uint64_t hash : {uint64_t{0}, ~uint64_t{0}, uint64_t{1} << 63}) {
     EXPECT_EQ(index->StripeOf(hash), 0u);
   }
-  auto four = this->Make(100, 4);
+  auto four = Make(100, 4);
   EXPECT_EQ(four->StripeOf(~uint64_t{0}), 3u);
   EXPECT_EQ(four->StripeOf(uint64_t{1} << 62), 1u);
 }
 
-TYPED_TEST(RowIndexTest, InsertFindErase) {
-  auto index = this->Make(64, 1);
+TEST_F(RowIndexTest, InsertFindErase) {
+  auto index = Make(64, 1);
   ASSERT_NE(index, nullptr);
-  EXPECT_EQ(this->Find(*index, 7), -1);
-  const uint32_t j = this->Insert(*index, 7);
+  EXPECT_EQ(Find(*index, 7), -1);
+  const uint32_t j = Insert(*index, 7);
   EXPECT_EQ(j, 0u);
-  EXPECT_EQ(this->Find(*index, 7), 0);
+  EXPECT_EQ(Find(*index, 7), 0);
   EXPECT_EQ(index->KeyAt(0, 0), 7);
   EXPECT_EQ(index->KeyAt(0, 1), kNoKey);
   EXPECT_EQ(index->Size(0), 1);
-  this->Erase(*index, 7);
-  EXPECT_EQ(this->Find(*index, 7), -1);
+  Erase(*index, 7);
+  EXPECT_EQ(Find(*index, 7), -1);
   EXPECT_EQ(index->KeyAt(0, 0), kNoKey);
   EXPECT_EQ(index->Size(0), 0);
   EXPECT_TRUE(index->CheckInvariants().ok());
 }
 
-TYPED_TEST(RowIndexTest, BackwardShiftAcrossTheEndOfTheBuckets) {
+TEST_F(RowIndexTest, BackwardShiftAcrossTheEndOfTheBuckets) {
   constexpr int64_t kCapacity = 48;
   const uint32_t buckets = BucketsOf(kCapacity, 1);
   // A run that starts two buckets before the end and wraps to bucket 3.
@@ -194,15 +181,15 @@ TYPED_TEST(RowIndexTest, BackwardShiftAcrossTheEndOfTheBuckets) {
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
   // Every order of erasure, each from the same full run.
   do {
-    auto index = this->Make(kCapacity, 1);
+    auto index = Make(kCapacity, 1);
     ASSERT_NE(index, nullptr);
-    for (int64_t id : ids) this->Insert(*index, id);
+    for (int64_t id : ids) Insert(*index, id);
     std::vector<bool> erased(ids.size());
     for (int k : order) {
-      this->Erase(*index, ids[k]);
+      Erase(*index, ids[k]);
       erased[k] = true;
       for (size_t i = 0; i < ids.size(); ++i) {
-        ASSERT_EQ(this->Find(*index, ids[i]) >= 0, !erased[i])
+        ASSERT_EQ(Find(*index, ids[i]) >= 0, !erased[i])
             << "id " << ids[i] << " after erasing " << ids[k];
       }
       ASSERT_TRUE(index->CheckInvariants().ok()) << index->CheckInvariants();
@@ -210,71 +197,71 @@ TYPED_TEST(RowIndexTest, BackwardShiftAcrossTheEndOfTheBuckets) {
   } while (std::next_permutation(order.begin(), order.end()));
 }
 
-TYPED_TEST(RowIndexTest, ManyKeysInOneBucket) {
+TEST_F(RowIndexTest, ManyKeysInOneBucket) {
   constexpr int64_t kCapacity = 48;
   const uint32_t buckets = BucketsOf(kCapacity, 1);
   const std::vector<int64_t> ids = IdsWithHome(buckets - 5, buckets, 40, -5000);
-  auto index = this->Make(kCapacity, 1);
+  auto index = Make(kCapacity, 1);
   ASSERT_NE(index, nullptr);
   for (size_t i = 0; i < ids.size(); ++i) {
-    EXPECT_EQ(this->Insert(*index, ids[i]), i);
+    EXPECT_EQ(Insert(*index, ids[i]), i);
   }
   ASSERT_TRUE(index->CheckInvariants().ok()) << index->CheckInvariants();
-  for (size_t i = 0; i < ids.size(); i += 2) this->Erase(*index, ids[i]);
+  for (size_t i = 0; i < ids.size(); i += 2) Erase(*index, ids[i]);
   for (size_t i = 0; i < ids.size(); ++i) {
-    EXPECT_EQ(this->Find(*index, ids[i]), i % 2 == 0 ? -1 : int64_t(i));
+    EXPECT_EQ(Find(*index, ids[i]), i % 2 == 0 ? -1 : int64_t(i));
   }
   EXPECT_TRUE(index->CheckInvariants().ok()) << index->CheckInvariants();
 }
 
-TYPED_TEST(RowIndexTest, ExtremeIds) {
+TEST_F(RowIndexTest, ExtremeIds) {
   const std::vector<int64_t> ids = {0,
                                     -1,
                                     -1000000000000,
                                     std::numeric_limits<int64_t>::max(),
                                     kNoKey + 1,
                                     int64_t{1000000000000} + 5};
-  auto index = this->Make(8, 1);
+  auto index = Make(8, 1);
   ASSERT_NE(index, nullptr);
-  for (int64_t id : ids) this->Insert(*index, id);
+  for (int64_t id : ids) Insert(*index, id);
   for (size_t i = 0; i < ids.size(); ++i) {
-    EXPECT_EQ(this->Find(*index, ids[i]), int64_t(i));
+    EXPECT_EQ(Find(*index, ids[i]), int64_t(i));
     EXPECT_EQ(index->KeyAt(0, static_cast<uint32_t>(i)), ids[i]);
   }
-  EXPECT_EQ(this->Find(*index, 1), -1);
-  EXPECT_EQ(this->Find(*index, kNoKey), -1);
+  EXPECT_EQ(Find(*index, 1), -1);
+  EXPECT_EQ(Find(*index, kNoKey), -1);
   EXPECT_TRUE(index->CheckInvariants().ok()) << index->CheckInvariants();
 }
 
-TYPED_TEST(RowIndexTest, FullStripeReusesTheLowestFreedRow) {
-  auto index = this->Make(5, 1);
+TEST_F(RowIndexTest, FullStripeReusesTheLowestFreedRow) {
+  auto index = Make(5, 1);
   ASSERT_NE(index, nullptr);
-  for (int64_t id = 10; id < 15; ++id) this->Insert(*index, id);
+  for (int64_t id = 10; id < 15; ++id) Insert(*index, id);
   EXPECT_TRUE(index->Full(0));
   EXPECT_EQ(index->Size(0), 5);
   index->EraseSlot(0, 3);
   index->EraseSlot(0, 1);
   EXPECT_FALSE(index->Full(0));
-  EXPECT_EQ(this->Insert(*index, 20), 1u);
-  EXPECT_EQ(this->Insert(*index, 21), 3u);
+  EXPECT_EQ(Insert(*index, 20), 1u);
+  EXPECT_EQ(Insert(*index, 21), 3u);
   EXPECT_TRUE(index->Full(0));
-  EXPECT_EQ(this->Find(*index, 13), -1);
-  EXPECT_EQ(this->Find(*index, 21), 3);
+  EXPECT_EQ(Find(*index, 13), -1);
+  EXPECT_EQ(Find(*index, 21), 3);
   EXPECT_TRUE(index->CheckInvariants().ok()) << index->CheckInvariants();
 }
 
-TYPED_TEST(RowIndexTest, InsertAtRestoresBySlot) {
-  auto index = this->Make(100, 4);
+TEST_F(RowIndexTest, InsertAtRestoresBySlot) {
+  auto index = Make(100, 4);
   ASSERT_NE(index, nullptr);
   // Ids of stripe 2, restored into its rows from the top down.
   std::vector<int64_t> ids;
   for (int64_t id = 0; ids.size() < 10; ++id) {
-    if (this->StripeOfId(*index, id) == 2) ids.push_back(id);
+    if (StripeOfId(*index, id) == 2) ids.push_back(id);
   }
   for (size_t k = 0; k < ids.size(); ++k) {
     const uint32_t j = 24 - 2 * static_cast<uint32_t>(k);
-    index->InsertAt(2, ids[k], TypeParam::Hash(ids[k]), j);
-    EXPECT_EQ(this->Find(*index, ids[k]), j);
+    index->InsertAt(2, ids[k], Index::Hash(ids[k]), j);
+    EXPECT_EQ(Find(*index, ids[k]), j);
     EXPECT_EQ(index->KeyAt(2, j), ids[k]);
   }
   EXPECT_EQ(index->Size(2), 10);
@@ -283,20 +270,19 @@ TYPED_TEST(RowIndexTest, InsertAtRestoresBySlot) {
   // New rows fill the holes from the bottom.
   std::vector<int64_t> more;
   for (int64_t id = 1000; more.size() < 3; ++id) {
-    if (this->StripeOfId(*index, id) == 2) more.push_back(id);
+    if (StripeOfId(*index, id) == 2) more.push_back(id);
   }
-  EXPECT_EQ(this->Insert(*index, more[0]), 0u);
-  EXPECT_EQ(this->Insert(*index, more[1]), 1u);
-  EXPECT_EQ(this->Insert(*index, more[2]), 2u);
+  EXPECT_EQ(Insert(*index, more[0]), 0u);
+  EXPECT_EQ(Insert(*index, more[1]), 1u);
+  EXPECT_EQ(Insert(*index, more[2]), 2u);
   EXPECT_EQ(index->KeyAt(2, 6), ids[9]);
   EXPECT_TRUE(index->CheckInvariants().ok()) << index->CheckInvariants();
 }
 
 // Random inserts, restores, erases and finds against a map of id -> row.
-template <typename Index>
 void RandomOpsAgainstModel(int64_t capacity, int32_t stripes, int ops,
                            uint64_t seed) {
-  auto index = RowIndexTest<Index>::Make(capacity, stripes);
+  auto index = RowIndexTest::Make(capacity, stripes);
   ASSERT_NE(index, nullptr);
   std::mt19937_64 random(seed);
   // More ids than rows: stripes fill up.
@@ -350,23 +336,23 @@ void RandomOpsAgainstModel(int64_t capacity, int32_t stripes, int ops,
   }
 }
 
-TYPED_TEST(RowIndexTest, RandomOpsMatchAModelEightStripes) {
-  RandomOpsAgainstModel<TypeParam>(4096, 8, 100000, 1);
+TEST_F(RowIndexTest, RandomOpsMatchAModelEightStripes) {
+  RandomOpsAgainstModel(4096, 8, 100000, 1);
 }
 
-TYPED_TEST(RowIndexTest, RandomOpsMatchAModelOneSmallStripe) {
-  RandomOpsAgainstModel<TypeParam>(100, 1, 30000, 2);
+TEST_F(RowIndexTest, RandomOpsMatchAModelOneSmallStripe) {
+  RandomOpsAgainstModel(100, 1, 30000, 2);
 }
 
-TYPED_TEST(RowIndexTest, StripesAreUniformForSequentialAndEvenIds) {
+TEST_F(RowIndexTest, StripesAreUniformForSequentialAndEvenIds) {
   constexpr int32_t kStripes = 64;
   constexpr int64_t kPerStripe = 10000;  // Standard deviation about 100.
-  auto index = this->Make(kStripes * 512, kStripes);
+  auto index = Make(kStripes * 512, kStripes);
   ASSERT_NE(index, nullptr);
   for (int64_t step : {1, 2, 1024}) {
     std::vector<int64_t> count(kStripes);
     for (int64_t k = 0; k < kStripes * kPerStripe; ++k) {
-      ++count[this->StripeOfId(*index, k * step)];
+      ++count[StripeOfId(*index, k * step)];
     }
     const auto [low, high] = std::minmax_element(count.begin(), count.end());
     EXPECT_GT(*low, kPerStripe * 95 / 100) << "ids step " << step;
@@ -374,17 +360,15 @@ TYPED_TEST(RowIndexTest, StripesAreUniformForSequentialAndEvenIds) {
   }
 }
 
-TYPED_TEST(RowIndexTest, MemoryBytesCoversEveryAllocationAfterChurn) {
-  // 448 rows: 7/8 of 512, where a map reserved for just R_max would double
-  // under churn; 10 rows: a map of 16 slots or fewer never rehashes in place.
+TEST_F(RowIndexTest, MemoryBytesCoversEveryAllocationAfterChurn) {
   for (const auto& [capacity, stripes] :
        std::vector<std::pair<int64_t, int32_t>>{
            {10, 1}, {448, 1}, {1000, 1}, {4096, 8}, {1000000, 1024}}) {
-    auto index = this->Make(capacity, stripes);
+    auto index = Make(capacity, stripes);
     ASSERT_NE(index, nullptr);
-    const int64_t budget = TypeParam::MemoryBytes(capacity, stripes);
+    const int64_t budget = Index::MemoryBytes(capacity, stripes);
     EXPECT_GE(budget, index->AllocatedBytes()) << capacity;
-    // Fill, then replace rows many times over (tombstones for absl).
+    // Fill, then replace rows many times over.
     std::mt19937_64 random(capacity);
     int64_t next_id = 0;
     for (uint32_t s = 0; s < static_cast<uint32_t>(stripes); ++s) {
@@ -397,8 +381,8 @@ TYPED_TEST(RowIndexTest, MemoryBytesCoversEveryAllocationAfterChurn) {
         int64_t id;
         do {
           id = next_id++;
-        } while (this->StripeOfId(*index, id) != s);
-        this->Insert(*index, id);
+        } while (StripeOfId(*index, id) != s);
+        Insert(*index, id);
       }
     }
     EXPECT_GE(budget, index->AllocatedBytes()) << capacity;
@@ -406,8 +390,7 @@ TYPED_TEST(RowIndexTest, MemoryBytesCoversEveryAllocationAfterChurn) {
     if (capacity == 1000000) {
       ::testing::Test::RecordProperty(
           "bytes_per_row_1M", std::to_string(double(budget) / capacity));
-      std::printf("%s: %.2f bytes per row at capacity 1M\n",
-                  DesignNames::GetName<TypeParam>(0).c_str(),
+      std::printf("%.2f bytes per row at capacity 1M\n",
                   double(budget) / capacity);
     }
   }
