@@ -107,7 +107,9 @@ std::string FrameMetadata(const checkpoint_v1::CheckpointMetadata& metadata) {
   const std::string payload = metadata.SerializeAsString();
   std::string file(kMetadataHeaderBytes, '\0');
   std::memcpy(file.data(), kMetadataMagic.data(), kMetadataMagic.size());
-  PutLittleEndian(kFormatVersion, 4, &file[8]);
+  PutLittleEndian(
+      metadata.spec().has_dynamic() ? kDynamicFormatVersion : kFormatVersion, 4,
+      &file[8]);
   PutLittleEndian(0, 4, &file[12]);
   PutLittleEndian(payload.size(), 8, &file[16]);
   PutLittleEndian(FrameChecksum(&file[8], payload), 8, &file[24]);
@@ -128,11 +130,11 @@ absl::StatusOr<checkpoint_v1::CheckpointMetadata> UnframeMetadata(
         "\", expected \"", kMetadataMagic, "\": not a checkpoint"));
   }
   const uint64_t version = GetLittleEndian(&file[8], 4);
-  if (version != kFormatVersion) {
+  if (version != kFormatVersion && version != kDynamicFormatVersion) {
     return absl::FailedPreconditionError(absl::StrCat(
-        "format version ", version, "; this server reads version ",
-        kFormatVersion,
-        version > kFormatVersion ? " (written by a newer one)" : ""));
+        "format version ", version, "; this server reads versions ",
+        kFormatVersion, " and ", kDynamicFormatVersion,
+        version > kDynamicFormatVersion ? " (written by a newer one)" : ""));
   }
   const uint64_t reserved = GetLittleEndian(&file[12], 4);
   const uint64_t length = GetLittleEndian(&file[16], 8);
@@ -161,11 +163,38 @@ absl::StatusOr<checkpoint_v1::CheckpointMetadata> UnframeMetadata(
   return metadata;
 }
 
+int64_t NpyItemSize(NpyType type) {
+  switch (type) {
+    case NpyType::kInt64:
+      return 8;
+    case NpyType::kFloat32:
+      return 4;
+    case NpyType::kUint8:
+      return 1;
+  }
+  return 0;
+}
+
+const char* NpyTypeName(NpyType type) {
+  switch (type) {
+    case NpyType::kInt64:
+      return "int64";
+    case NpyType::kFloat32:
+      return "float32";
+    case NpyType::kUint8:
+      return "uint8";
+  }
+  return "";
+}
+
 std::string NpyHeader(NpyType type, const std::vector<int64_t>& shape) {
   const std::string dims = shape.size() == 1 ? absl::StrCat(shape[0], ",")
                                              : absl::StrJoin(shape, ", ");
+  const char* descr = type == NpyType::kInt64     ? "<i8"
+                      : type == NpyType::kFloat32 ? "<f4"
+                                                  : "|u1";
   std::string dict =
-      absl::StrCat("{'descr': '", type == NpyType::kInt64 ? "<i8" : "<f4",
+      absl::StrCat("{'descr': '", descr,
                    "', 'fortran_order': False, 'shape': (", dims, "), }");
   // Magic (6) + version (2) + length (2) + dict + padding + '\n'.
   constexpr size_t kPrefix = 10;

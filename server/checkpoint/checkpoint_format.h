@@ -27,7 +27,11 @@ namespace checkpoint_v1 = ::embedding::checkpoint::v1;
 // XXH3-64 of bytes [8, 24) and the payload, then the payload: a serialized
 // CheckpointMetadata. Integers little-endian.
 inline constexpr absl::string_view kMetadataMagic = "EMBDCKPT";
+// Version 2 is written for dynamic tables (keys.npy, admission.npy), version
+// 1 for the others, so that servers that read only version 1 still read
+// them; both are read.
 inline constexpr uint32_t kFormatVersion = 1;
+inline constexpr uint32_t kDynamicFormatVersion = 2;
 inline constexpr int64_t kMetadataHeaderBytes = 32;
 // Larger metadata than this is refused unread (its size is mostly the
 // exactly-once windows: 4096 sequences per client).
@@ -37,6 +41,12 @@ inline constexpr absl::string_view kMetadataFile = "checkpoint.meta";
 inline constexpr absl::string_view kRowsFile = "rows.npy";
 inline constexpr absl::string_view kWeightsFile = "weights.npy";
 inline constexpr absl::string_view kStateFile = "state.npy";
+// Dynamic tables: rows.npy holds slots; keys.npy the id, last-push touch and
+// push count of each; admission.npy the admission sketch.
+inline constexpr absl::string_view kKeysFile = "keys.npy";
+inline constexpr absl::string_view kAdmissionFile = "admission.npy";
+// keys.npy's columns: id, touch, push count.
+inline constexpr int64_t kKeyColumns = 3;
 
 // Bytes per checksummed block written; a reader accepts any block size in
 // [kMinBlockSize, kMaxBlockSize].
@@ -74,11 +84,11 @@ std::string FrameMetadata(const checkpoint_v1::CheckpointMetadata& metadata);
 absl::StatusOr<checkpoint_v1::CheckpointMetadata> UnframeMetadata(
     absl::string_view file);
 
-enum class NpyType { kInt64, kFloat32 };
+enum class NpyType { kInt64, kFloat32, kUint8 };
 
-inline int64_t NpyItemSize(NpyType type) {
-  return type == NpyType::kInt64 ? 8 : 4;
-}
+int64_t NpyItemSize(NpyType type);
+// "int64", "float32", "uint8".
+const char* NpyTypeName(NpyType type);
 
 // A .npy (format 1.0) header for a C-order little-endian array of `shape`,
 // padded so that the data begins at a multiple of 64 bytes.

@@ -462,12 +462,6 @@ absl::StatusOr<std::vector<SavedTable>> CheckpointManager::Save(
     if (every_table && table.status().code() == absl::StatusCode::kNotFound) {
       continue;
     }
-    // A dynamic table, which cannot be checkpointed yet, does not keep the
-    // others from being saved (saving it alone says why).
-    if (every_table &&
-        table.status().code() == absl::StatusCode::kUnimplemented) {
-      continue;
-    }
     if (!table.ok()) {
       return Prefixed(absl::StrCat("saving table \"", name, "\""),
                       table.status());

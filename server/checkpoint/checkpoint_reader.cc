@@ -37,15 +37,23 @@ struct ExpectedFile {
   uint64_t size = 0;
 };
 
-// The data files a checkpoint of `rows` rows must have; nullopt when their
-// size overflows (never for a spec that passed validation).
-std::optional<std::vector<ExpectedFile>> ExpectedFiles(int64_t rows,
-                                                       int64_t dim,
+// The data files a checkpoint of `rows` rows of a table of `spec` must have;
+// nullopt when their size overflows (never for a spec that passed
+// validation).
+std::optional<std::vector<ExpectedFile>> ExpectedFiles(const TableSpec& spec,
+                                                       int64_t rows,
                                                        int64_t state_width) {
   std::vector<ExpectedFile> files = {
       {kRowsFile, NpyType::kInt64, {rows}},
-      {kWeightsFile, NpyType::kFloat32, {rows, dim}},
+      {kWeightsFile, NpyType::kFloat32, {rows, spec.embedding_dim}},
       {kStateFile, NpyType::kFloat32, {rows, state_width}}};
+  if (spec.dynamic.has_value()) {
+    files.push_back({kKeysFile, NpyType::kInt64, {rows, kKeyColumns}});
+    if (const int64_t counters = DynamicRows::AdmissionCounters(*spec.dynamic);
+        counters > 0) {
+      files.push_back({kAdmissionFile, NpyType::kUint8, {counters}});
+    }
+  }
   for (ExpectedFile& file : files) {
     file.header = NpyHeader(file.type, file.shape);
     std::optional<int64_t> bytes = NpyItemSize(file.type);
@@ -110,14 +118,24 @@ absl::Status CheckMetadata(const std::string& file, absl::string_view table,
                                      ", expected ", state_width, " for ",
                                      InfoOf(spec.optimizer.kind).name));
   }
-  const int64_t local_rows =
-      ShardLayout::Create(spec.shard_count)
-          ->RowsOnShard(spec.num_embeddings, spec.shard_index);
+  // A dynamic table's full checkpoint holds the slots holding an id, at
+  // most its capacity.
+  const int64_t local_rows = LocalRowCount(spec);
   if (metadata.rows() < 0 || metadata.rows() > local_rows ||
-      (!delta && metadata.rows() != local_rows)) {
+      (!delta && !spec.dynamic.has_value() && metadata.rows() != local_rows)) {
     return Refuse(file, absl::StrCat(metadata.rows(), " rows; the shard holds ",
                                      local_rows));
   }
+  const int64_t admission_stripes =
+      spec.dynamic.has_value() ? DynamicRows::AdmissionStripes(*spec.dynamic)
+                               : 0;
+  if (metadata.admission_counts_size() != admission_stripes) {
+    return Refuse(
+        file, absl::StrCat(metadata.admission_counts_size(),
+                           " admission counts, expected ", admission_stripes));
+  }
+  header.table.admission.counts.assign(metadata.admission_counts().begin(),
+                                       metadata.admission_counts().end());
   if (metadata.version() < 0 || metadata.step() < 0) {
     return Refuse(file, absl::StrCat("negative version ", metadata.version(),
                                      " or step ", metadata.step()));
@@ -151,8 +169,8 @@ absl::Status CheckMetadata(const std::string& file, absl::string_view table,
 absl::Status CheckFiles(const std::string& file,
                         const CheckpointHeader& header) {
   const checkpoint_v1::CheckpointMetadata& metadata = header.metadata;
-  const std::optional<std::vector<ExpectedFile>> expected = ExpectedFiles(
-      metadata.rows(), header.table.spec.embedding_dim, metadata.state_width());
+  const std::optional<std::vector<ExpectedFile>> expected =
+      ExpectedFiles(header.table.spec, metadata.rows(), metadata.state_width());
   if (!expected.has_value() ||
       metadata.files_size() != static_cast<int>(expected->size())) {
     return Refuse(
@@ -295,8 +313,10 @@ absl::StatusOr<int64_t> LoadCheckpointRows(const CheckpointHeader& header,
                      " floats do not fit the table's ", loader.dim(), " + ",
                      loader.state_width()));
   }
+  const TableSpec& spec = header.table.spec;
+  const bool dynamic = spec.dynamic.has_value();
   const std::vector<ExpectedFile> expected =
-      *ExpectedFiles(rows, dim, state_width);
+      *ExpectedFiles(spec, rows, state_width);
   std::vector<VerifiedReader> readers;
   for (size_t i = 0; i < expected.size(); ++i) {
     const std::string path = JoinPath(header.path, expected[i].name);
@@ -308,11 +328,10 @@ absl::StatusOr<int64_t> LoadCheckpointRows(const CheckpointHeader& header,
     EMBEDDING_RETURN_IF_ERROR(
         reader.Read(npy_header.data(), npy_header.size()));
     if (npy_header != expected[i].header) {
-      return Refuse(
-          path, absl::StrCat(
-                    "the .npy header is not the one of a ",
-                    expected[i].type == NpyType::kInt64 ? "int64" : "float32",
-                    " array of ", rows, " rows"));
+      return Refuse(path,
+                    absl::StrCat("the .npy header is not the one of a ",
+                                 NpyTypeName(expected[i].type), " array of ",
+                                 expected[i].shape[0], " rows"));
     }
     readers.push_back(std::move(reader));
   }
@@ -321,6 +340,8 @@ absl::StatusOr<int64_t> LoadCheckpointRows(const CheckpointHeader& header,
       1, metadata.block_size() / ((dim + state_width) * sizeof(float) + 8));
   std::vector<int64_t> ids(chunk);
   std::vector<float> weights(chunk * dim), state(chunk * state_width);
+  std::vector<int64_t> key_columns(dynamic ? chunk * kKeyColumns : 0);
+  std::vector<DynamicKey> keys(dynamic ? chunk : 0);
   int64_t previous = -1;
   for (int64_t done = 0; done < rows;) {
     const int64_t n = std::min(chunk, rows - done);
@@ -329,14 +350,33 @@ absl::StatusOr<int64_t> LoadCheckpointRows(const CheckpointHeader& header,
         readers[1].Read(weights.data(), n * dim * sizeof(float)));
     EMBEDDING_RETURN_IF_ERROR(
         readers[2].Read(state.data(), n * state_width * sizeof(float)));
-    // Put checks each id is one of the shard's rows and each value finite.
-    if (absl::Status put =
-            loader.Put(absl::MakeConstSpan(ids.data(), n),
-                       absl::MakeConstSpan(weights.data(), n * dim),
-                       absl::MakeConstSpan(state.data(), n * state_width));
-        !put.ok()) {
-      return Refuse(header.path, put.message());
+    const auto row_ids = absl::MakeConstSpan(ids.data(), n);
+    const auto row_weights = absl::MakeConstSpan(weights.data(), n * dim);
+    const auto row_state = absl::MakeConstSpan(state.data(), n * state_width);
+    absl::Status put;
+    if (dynamic) {
+      EMBEDDING_RETURN_IF_ERROR(readers[3].Read(
+          key_columns.data(), n * kKeyColumns * sizeof(int64_t)));
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t* key = &key_columns[i * kKeyColumns];
+        if (key[2] < 0 || key[2] > UINT32_MAX) {
+          return Refuse(JoinPath(header.path, kKeysFile),
+                        absl::StrCat("push count ", key[2], " at position ",
+                                     done + i, " is outside [0, 2^32)"));
+        }
+        keys[i] = {.id = key[0],
+                   .usage = {.touch = static_cast<uint64_t>(key[1]),
+                             .push_count = static_cast<uint32_t>(key[2])}};
+      }
+      // PutDynamic checks each slot and id is the shard's and each value
+      // finite.
+      put = loader.PutDynamic(row_ids, absl::MakeConstSpan(keys.data(), n),
+                              row_weights, row_state);
+    } else {
+      // Put checks each id is one of the shard's rows and each value finite.
+      put = loader.Put(row_ids, row_weights, row_state);
     }
+    if (!put.ok()) return Refuse(header.path, put.message());
     // Ascending ids are never repeated: a full checkpoint of as many ids as
     // the shard has rows holds each row once.
     for (int64_t i = 0; i < n; ++i) {
@@ -348,6 +388,14 @@ absl::StatusOr<int64_t> LoadCheckpointRows(const CheckpointHeader& header,
       previous = ids[i];
     }
     done += n;
+  }
+  if (expected.size() > 4) {  // The admission sketch.
+    DynamicRows::Admission admission{
+        .counters = std::vector<uint8_t>(expected[4].shape[0]),
+        .counts = header.table.admission.counts};
+    EMBEDDING_RETURN_IF_ERROR(
+        readers[4].Read(admission.counters.data(), admission.counters.size()));
+    loader.PutAdmission(std::move(admission));
   }
   int64_t bytes = header.metadata_bytes;
   for (const ExpectedFile& file : expected) bytes += file.size;

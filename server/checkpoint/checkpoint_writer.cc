@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -114,7 +115,27 @@ checkpoint_v1::CheckpointMetadata MetadataOf(const WriteRequest& request,
                                   window.sequences.end());
   }
   metadata.set_block_size(request.block_size);
+  metadata.mutable_admission_counts()->Add(table.admission.counts.begin(),
+                                           table.admission.counts.end());
   return metadata;
+}
+
+// A data file being written: its name, its writer.
+struct DataFileWriter {
+  absl::string_view name;
+  BlockWriter writer;
+};
+
+absl::StatusOr<DataFileWriter> StartFile(const WriteRequest& request,
+                                         const std::string& temporary,
+                                         absl::string_view name, NpyType type,
+                                         const std::vector<int64_t>& shape) {
+  EMBEDDING_ASSIGN_OR_RETURN(
+      BlockWriter writer,
+      BlockWriter::Create(JoinPath(temporary, name), request.block_size));
+  const std::string header = NpyHeader(type, shape);
+  EMBEDDING_RETURN_IF_ERROR(writer.Append(header.data(), header.size()));
+  return DataFileWriter{name, std::move(writer)};
 }
 
 // Everything but the rename: the data files and the metadata, fsynced, in
@@ -125,50 +146,67 @@ absl::StatusOr<WrittenCheckpoint> WriteFiles(
   const int64_t rows = snapshot->rows();
   const int64_t dim = snapshot->dim();
   const int64_t state_width = snapshot->state_width();
-  EMBEDDING_ASSIGN_OR_RETURN(
-      BlockWriter rows_file,
-      BlockWriter::Create(JoinPath(temporary, kRowsFile), request.block_size));
-  EMBEDDING_ASSIGN_OR_RETURN(
-      BlockWriter weights_file,
-      BlockWriter::Create(JoinPath(temporary, kWeightsFile),
-                          request.block_size));
-  EMBEDDING_ASSIGN_OR_RETURN(
-      BlockWriter state_file,
-      BlockWriter::Create(JoinPath(temporary, kStateFile), request.block_size));
-  const std::string headers[] = {
-      NpyHeader(NpyType::kInt64, {rows}),
-      NpyHeader(NpyType::kFloat32, {rows, dim}),
-      NpyHeader(NpyType::kFloat32, {rows, state_width})};
-  EMBEDDING_RETURN_IF_ERROR(
-      rows_file.Append(headers[0].data(), headers[0].size()));
-  EMBEDDING_RETURN_IF_ERROR(
-      weights_file.Append(headers[1].data(), headers[1].size()));
-  EMBEDDING_RETURN_IF_ERROR(
-      state_file.Append(headers[2].data(), headers[2].size()));
+  const bool dynamic = snapshot->dynamic();
+  // rows, weights, state (and keys).
+  std::vector<DataFileWriter> files;
+  for (auto [name, type, shape] : std::vector<
+           std::tuple<absl::string_view, NpyType, std::vector<int64_t>>>{
+           {kRowsFile, NpyType::kInt64, {rows}},
+           {kWeightsFile, NpyType::kFloat32, {rows, dim}},
+           {kStateFile, NpyType::kFloat32, {rows, state_width}},
+           {kKeysFile, NpyType::kInt64, {rows, kKeyColumns}}}) {
+    if (name == kKeysFile && !dynamic) break;
+    EMBEDDING_ASSIGN_OR_RETURN(
+        DataFileWriter file, StartFile(request, temporary, name, type, shape));
+    files.push_back(std::move(file));
+  }
 
   // About a block of weights per chunk: cancellation is polled per chunk.
   const int64_t chunk = std::max<int64_t>(
       1, request.block_size / ((dim + state_width) * sizeof(float) + 8));
   std::vector<int64_t> ids(chunk);
   std::vector<float> weights(chunk * dim), state(chunk * state_width);
+  std::vector<DynamicKey> keys(dynamic ? chunk : 0);
+  std::vector<int64_t> key_columns(dynamic ? chunk * kKeyColumns : 0);
   int64_t copied = 0;
-  while (const int64_t n =
-             snapshot->Read(chunk, ids.data(), weights.data(), state.data())) {
+  while (const int64_t n = snapshot->Read(chunk, ids.data(), weights.data(),
+                                          state.data(), keys.data())) {
     EMBEDDING_RETURN_IF_ERROR(Cancelled(request));
     EMBEDDING_RETURN_IF_ERROR(CheckFinite(weights, dim, ids, n, "weight"));
     EMBEDDING_RETURN_IF_ERROR(
         CheckFinite(state, state_width, ids, n, "optimizer state value"));
     EMBEDDING_RETURN_IF_ERROR(
-        rows_file.Append(ids.data(), n * sizeof(int64_t)));
+        files[0].writer.Append(ids.data(), n * sizeof(int64_t)));
     EMBEDDING_RETURN_IF_ERROR(
-        weights_file.Append(weights.data(), n * dim * sizeof(float)));
+        files[1].writer.Append(weights.data(), n * dim * sizeof(float)));
     EMBEDDING_RETURN_IF_ERROR(
-        state_file.Append(state.data(), n * state_width * sizeof(float)));
+        files[2].writer.Append(state.data(), n * state_width * sizeof(float)));
+    if (dynamic) {
+      for (int64_t i = 0; i < n; ++i) {
+        key_columns[i * kKeyColumns] = keys[i].id;
+        key_columns[i * kKeyColumns + 1] =
+            static_cast<int64_t>(keys[i].usage.touch);
+        key_columns[i * kKeyColumns + 2] = keys[i].usage.push_count;
+      }
+      EMBEDDING_RETURN_IF_ERROR(files[3].writer.Append(
+          key_columns.data(), n * kKeyColumns * sizeof(int64_t)));
+    }
     copied += n;
   }
   if (copied != rows) {
     return absl::InternalError(
         absl::StrCat("snapshot gave ", copied, " rows, promised ", rows));
+  }
+  const std::vector<uint8_t>& admission =
+      snapshot->metadata().admission.counters;
+  if (!admission.empty()) {
+    EMBEDDING_ASSIGN_OR_RETURN(
+        DataFileWriter file,
+        StartFile(request, temporary, kAdmissionFile, NpyType::kUint8,
+                  {static_cast<int64_t>(admission.size())}));
+    EMBEDDING_RETURN_IF_ERROR(
+        file.writer.Append(admission.data(), admission.size()));
+    files.push_back(std::move(file));
   }
   checkpoint_v1::CheckpointMetadata metadata =
       MetadataOf(request, snapshot->metadata(), rows, state_width);
@@ -180,11 +218,10 @@ absl::StatusOr<WrittenCheckpoint> WriteFiles(
   snapshot.reset();
 
   EMBEDDING_RETURN_IF_ERROR(Cancelled(request));
-  EMBEDDING_RETURN_IF_ERROR(rows_file.Finish(kRowsFile, metadata.add_files()));
-  EMBEDDING_RETURN_IF_ERROR(
-      weights_file.Finish(kWeightsFile, metadata.add_files()));
-  EMBEDDING_RETURN_IF_ERROR(
-      state_file.Finish(kStateFile, metadata.add_files()));
+  for (DataFileWriter& file : files) {
+    EMBEDDING_RETURN_IF_ERROR(
+        file.writer.Finish(file.name, metadata.add_files()));
+  }
   const std::string framed = FrameMetadata(metadata);
   EMBEDDING_ASSIGN_OR_RETURN(File metadata_file,
                              File::Create(JoinPath(temporary, kMetadataFile)));

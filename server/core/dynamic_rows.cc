@@ -36,16 +36,23 @@ std::unique_ptr<T[]> AllocateIf(bool wanted, int64_t count) {
 
 }  // namespace
 
+int64_t DynamicRows::AdmissionCounters(const DynamicSpec& spec) {
+  if (spec.admit_after <= 1) return 0;
+  const Shape shape = ShapeOf(spec);
+  return int64_t{shape.stripes} * kSketchRows * kSketchWidthPerRow *
+         shape.rows_per_stripe;
+}
+
+int64_t DynamicRows::AdmissionStripes(const DynamicSpec& spec) {
+  return spec.admit_after <= 1 ? 0 : ShapeOf(spec).stripes;
+}
+
 int64_t DynamicRows::MemoryBytes(const DynamicSpec& spec) {
   const Shape shape = ShapeOf(spec);
   const int64_t rows = int64_t{shape.stripes} * shape.rows_per_stripe;
-  int64_t bytes = RowIndex::MemoryBytes(spec.capacity, shape.stripes) +
-                  rows * shape.RowBytes(spec);
-  if (spec.admit_after > 1) {
-    bytes += rows * kSketchRows * kSketchWidthPerRow +
-             shape.stripes * int64_t{sizeof(int64_t)};
-  }
-  return bytes;
+  return RowIndex::MemoryBytes(spec.capacity, shape.stripes) +
+         rows * shape.RowBytes(spec) + AdmissionCounters(spec) +
+         AdmissionStripes(spec) * int64_t{sizeof(int64_t)};
 }
 
 absl::StatusOr<std::unique_ptr<DynamicRows>> DynamicRows::Create(
@@ -197,6 +204,92 @@ void DynamicRows::Count(int64_t admissions, int64_t evictions,
   // Re-admissions of expired rows and reclaims hold no more rows.
   rows_held_.fetch_add(admissions - evictions - expirations,
                        std::memory_order_relaxed);
+}
+
+DynamicRows::Usage DynamicRows::UsageAt(int64_t slot) const {
+  const int64_t meta = MetaOf(slot);
+  return {.touch = LoadTouch(meta),
+          .push_count = lfu_ ? push_counts_[meta] : 0};
+}
+
+DynamicRows::Admission DynamicRows::ExportAdmission() const {
+  Admission admission;
+  if (admit_after_ <= 1) return admission;
+  const int64_t counters = stripes() * kSketchRows * sketch_width_;
+  admission.counters.assign(sketch_.get(), sketch_.get() + counters);
+  admission.counts.assign(sketch_counts_.get(),
+                          sketch_counts_.get() + stripes());
+  return admission;
+}
+
+absl::Status DynamicRows::ImportAdmission(const Admission& admission) {
+  const int64_t counters =
+      admit_after_ <= 1 ? 0 : stripes() * kSketchRows * sketch_width_;
+  const int64_t counts = admit_after_ <= 1 ? 0 : stripes();
+  if (static_cast<int64_t>(admission.counters.size()) != counters ||
+      static_cast<int64_t>(admission.counts.size()) != counts) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "admission sketch of ", admission.counters.size(), " counters and ",
+        admission.counts.size(), " stripe counts; the table's has ", counters,
+        " and ", counts));
+  }
+  for (int64_t count : admission.counts) {
+    if (count < 0 || count >= 2 * rows_per_stripe_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("admission count ", count, " is outside [0, ",
+                       2 * rows_per_stripe_, ")"));
+    }
+  }
+  std::copy(admission.counters.begin(), admission.counters.end(),
+            sketch_.get());
+  std::copy(admission.counts.begin(), admission.counts.end(),
+            sketch_counts_.get());
+  return absl::OkStatus();
+}
+
+absl::Status DynamicRows::CheckRestore(int64_t slot, int64_t id) const {
+  const uint32_t stripe = StripeOfSlot(slot);
+  if (slot < 0 || slot >= SlotBound() ||
+      RowOfSlot(slot) >= index_->StripeCapacity(stripe)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("slot ", slot, " is not one of the table's ",
+                     index_->capacity(), " slots"));
+  }
+  if (id != kReservedId && PlaceOf(id).stripe != stripe) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("id ", id, " belongs to stripe ", PlaceOf(id).stripe,
+                     ", not to slot ", slot, "'s stripe ", stripe));
+  }
+  return absl::OkStatus();
+}
+
+void DynamicRows::Restore(int64_t slot, int64_t id, const Usage& usage) {
+  const uint32_t stripe = StripeOfSlot(slot);
+  const uint32_t j = RowOfSlot(slot);
+  const int64_t held = index_->KeyAt(stripe, j);
+  if (held != id) {
+    if (held != kReservedId) index_->EraseSlot(stripe, j);
+    if (id != kReservedId) {
+      const Place place = PlaceOf(id);
+      // A later checkpoint moved it: it leaves its old slot, which the same
+      // checkpoint gives to another id.
+      if (const int64_t old = Find(place, id); old >= 0) {
+        index_->EraseSlot(stripe, RowOfSlot(old));
+      }
+      index_->InsertAt(stripe, id, place.hash, j);
+    }
+  }
+  const int64_t meta = MetaOf(slot);
+  touches_[meta] = usage.touch;
+  if (lfu_) push_counts_[meta] = usage.push_count;
+}
+
+void DynamicRows::CountRestoredRows() {
+  int64_t held = 0;
+  for (uint32_t s = 0; s < static_cast<uint32_t>(stripes()); ++s) {
+    held += index_->Size(s);
+  }
+  rows_held_.store(held, std::memory_order_relaxed);
 }
 
 DynamicCounts DynamicRows::Counts() const {

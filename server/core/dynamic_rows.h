@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "server/core/row_index.h"
@@ -78,6 +79,19 @@ class DynamicRows {
     bool expired = false;  // The replaced row had expired.
   };
 
+  // What eviction knows of a row.
+  struct Usage {
+    uint64_t touch = 0;       // Of its last push.
+    uint32_t push_count = 0;  // Pushes since admission (LFU; else 0).
+  };
+
+  // The admission sketch (admit_after > 1): counters, stripe after stripe,
+  // and each stripe's counts since its last halving.
+  struct Admission {
+    std::vector<uint8_t> counters;
+    std::vector<int64_t> counts;
+  };
+
   // For a validated spec. RESOURCE_EXHAUSTED when the memory cannot be
   // allocated.
   static absl::StatusOr<std::unique_ptr<DynamicRows>> Create(
@@ -85,6 +99,10 @@ class DynamicRows {
 
   // Bytes Create allocates (the row index, touches, LFU counts, sketch).
   static int64_t MemoryBytes(const DynamicSpec& spec);
+  // The shape of Admission for `spec`: counters and stripe counts (both 0
+  // when admit_after is 1).
+  static int64_t AdmissionCounters(const DynamicSpec& spec);
+  static int64_t AdmissionStripes(const DynamicSpec& spec);
 
   DynamicRows(const DynamicRows&) = delete;
   DynamicRows& operator=(const DynamicRows&) = delete;
@@ -131,9 +149,32 @@ class DynamicRows {
   Replaced Occupy(const Place& place, int64_t id, int64_t slot, uint64_t touch,
                   int64_t pushes);
 
-  // The id a slot holds, kReservedId when none. REQUIRES: the stripe's lock.
+  // The id a slot holds, kReservedId when none, and its usage. REQUIRES:
+  // the stripe's lock.
   int64_t IdAt(int64_t slot) const {
     return index_->KeyAt(StripeOfSlot(slot), RowOfSlot(slot));
+  }
+  Usage UsageAt(int64_t slot) const;
+
+  // Snapshots: a copy of the sketch. REQUIRES: no push runs (the table's
+  // mutation barrier held exclusively). Empty when admit_after is 1.
+  Admission ExportAdmission() const;
+
+  // Restores (TableLoader, before the table is shared; no locks).
+  // INVALID_ARGUMENT when `slot` is not one of the table's, or not of
+  // `id`'s stripe (unless id is kReservedId).
+  absl::Status CheckRestore(int64_t slot, int64_t id) const;
+  // Gives `slot` to `id` with `usage`, or frees it when `id` is kReservedId;
+  // `id` leaves the slot it held before, if another. REQUIRES: CheckRestore
+  // passed.
+  void Restore(int64_t slot, int64_t id, const Usage& usage);
+  // INVALID_ARGUMENT unless `admission` has the sketch's shape.
+  absl::Status ImportAdmission(const Admission& admission);
+  // Sets the count of rows held from the index (after the restores).
+  void CountRestoredRows();
+  // Slots of the largest stripe, times the stripes: bounds a slot's row.
+  int64_t SlotBound() const {
+    return int64_t{index_->stripes()} * rows_per_stripe_;
   }
 
   // Adds one push's counts (admissions include re-admissions of expired

@@ -43,7 +43,7 @@ constexpr int64_t kMaxAllocationBytes = int64_t{1} << 47;
 
 // Bytes a row's pre-image holds beyond its floats: the vector and its hash
 // map entry.
-constexpr int64_t kPreImageOverheadBytes = 64;
+constexpr int64_t kPreImageOverheadBytes = 96;
 
 }  // namespace
 
@@ -240,24 +240,6 @@ absl::Status EmbeddingTable::ValidateIndices(absl::Span<const int64_t> indices,
   return absl::OkStatus();
 }
 
-inline void EmbeddingTable::PrefetchRow(int64_t local_row, bool state) const {
-  // Random rows miss the cache; a push's lock (an atomic instruction) keeps
-  // the CPU from overlapping those misses on its own, and a lookup's copy
-  // loop runs too few rows ahead, so ask for them early.
-  constexpr int64_t kFloatsPerLine = 64 / sizeof(float);
-  const float* row = RowData(local_row);
-  for (int64_t d = 0; d < dim_; d += kFloatsPerLine) {
-    __builtin_prefetch(row + d);
-  }
-  if (state) {
-    const float* row_state = StateData(local_row);
-    for (int64_t d = 0; d < state_width_; d += kFloatsPerLine) {
-      __builtin_prefetch(row_state + d, 1);
-    }
-    __builtin_prefetch(&stamps_[local_row], 1);
-  }
-}
-
 EmbeddingTable::MutationContext EmbeddingTable::CurrentMutation() const {
   return {.epoch = epoch_,
           .snapshot = snapshot_open_,
@@ -283,8 +265,12 @@ void EmbeddingTable::BeforeRowChange(Stripe& stripe, int64_t local_row,
     if (stripe.pre_images == nullptr) {
       stripe.pre_images = std::make_unique<PreImages>();
     }
-    stripe.pre_images->emplace(local_row,
-                               PreImage{old_stamp, std::move(values)});
+    PreImage pre{old_stamp, std::move(values)};
+    if (dynamic_ != nullptr) {
+      pre.id = dynamic_->IdAt(local_row);
+      pre.usage = dynamic_->UsageAt(local_row);
+    }
+    stripe.pre_images->emplace(local_row, std::move(pre));
     budget_.Grow(PreImageBytes());
   }
   stamp.store(mutation.epoch, std::memory_order_relaxed);

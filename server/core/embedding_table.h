@@ -259,6 +259,10 @@ class EmbeddingTable {
   struct PreImage {
     uint32_t stamp;  // The row's epoch stamp at the cut.
     std::vector<float> values;
+    // Dynamic tables: the slot's id at the cut (kReservedId: none) and its
+    // usage.
+    int64_t id = kReservedId;
+    DynamicRows::Usage usage;
   };
 
   using PreImages = absl::flat_hash_map<int64_t, PreImage>;
@@ -400,6 +404,10 @@ class EmbeddingTable {
                               const OptimizerSpec& optimizer,
                               const StepParams& params, int64_t step,
                               const MutationContext& mutation);
+  // PrefetchRow (with state) of the held rows of order[begin, end).
+  void PrefetchDynamicRows(const GradientAccumulator& gradient,
+                           absl::Span<const uint32_t> order, size_t begin,
+                           size_t end) const;
   // What a dynamic push carries across its chunks.
   struct DynamicChange {
     uint64_t first_touch;   // The push's step, in a touch.
@@ -526,6 +534,26 @@ class EmbeddingTable {
   // Bumped once per successful call (never per row, never under a lock).
   TableCounters counters_;
 };
+
+// Implementation.
+
+inline void EmbeddingTable::PrefetchRow(int64_t local_row, bool state) const {
+  // Random rows miss the cache; a push's lock (an atomic instruction) keeps
+  // the CPU from overlapping those misses on its own, and a lookup's copy
+  // loop runs too few rows ahead, so ask for them early.
+  constexpr int64_t kFloatsPerLine = 64 / sizeof(float);
+  const float* row = RowData(local_row);
+  for (int64_t d = 0; d < dim_; d += kFloatsPerLine) {
+    __builtin_prefetch(row + d);
+  }
+  if (state) {
+    const float* row_state = StateData(local_row);
+    for (int64_t d = 0; d < state_width_; d += kFloatsPerLine) {
+      __builtin_prefetch(row_state + d, 1);
+    }
+    __builtin_prefetch(&stamps_[local_row], 1);
+  }
+}
 
 }  // namespace embedding
 

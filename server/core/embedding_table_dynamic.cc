@@ -103,22 +103,37 @@ absl::Status EmbeddingTable::GatherDynamic(absl::Span<const int64_t> ids,
       dtype == DType::kFloat32 && !(renorm && max_norm_.has_value());
   std::vector<float> row(dim_);
   int64_t absent = 0;
+  // Two cache misses per id, the index bucket and the row: a pipeline
+  // hashes and prefetches the bucket kPlaceAhead ids ahead, probes it and
+  // prefetches the row kRowAhead ids ahead, then copies. The probe ahead
+  // may see a change under way; it only chooses what to prefetch.
+  constexpr size_t kPlaceAhead = 12;
+  constexpr size_t kRowAhead = 4;
+  constexpr size_t kRing = 16;  // Places planned and not yet copied.
+  DynamicRows::Place places[kRing];
+  const auto plan = [&](size_t k) {
+    places[k % kRing] = dynamic_->PlaceOf(ids[k]);
+    dynamic_->Prefetch(places[k % kRing], ids[k]);
+  };
+  for (size_t k = 0; k < std::min(kPlaceAhead, ids.size()); ++k) plan(k);
   for (size_t begin = 0; begin < ids.size();
        begin += kRowsBetweenCancelChecks) {
     if (cancel.IsCancelled()) return cancel.Status();
     const size_t end =
         std::min<size_t>(ids.size(), begin + kRowsBetweenCancelChecks);
     for (size_t i = begin; i < end; ++i) {
-      if (i + kPrefetchDistance < ids.size()) {
-        const int64_t ahead = ids[i + kPrefetchDistance];
-        dynamic_->Prefetch(dynamic_->PlaceOf(ahead), ahead);
+      if (i + kPlaceAhead < ids.size()) plan(i + kPlaceAhead);
+      if (i + kRowAhead < ids.size()) {
+        const int64_t slot =
+            dynamic_->Find(places[(i + kRowAhead) % kRing], ids[i + kRowAhead]);
+        if (slot >= 0) PrefetchRow(slot, /*state=*/false);
       }
       const int64_t id = ids[i];
       bool held = true;
       if (!direct) {
         held = ReadDynamicRow(id, renorm, row.data());
         ConvertFloats(row.data(), dim_, dtype, dst);
-      } else if (!CopyDynamicRow(id, dynamic_->PlaceOf(id), dst)) {
+      } else if (!CopyDynamicRow(id, places[i % kRing], dst)) {
         held = false;
         FillAbsentRow(id, row.data());
         std::copy_n(row.data(), dim_, reinterpret_cast<float*>(dst));
@@ -147,19 +162,40 @@ PushResult EmbeddingTable::ApplyDynamicPush(GradientAccumulator& gradient,
                        .pushes_before = step - 1};
   // Chunks of whole stripes (a stripe's held rows are all stepped before
   // any of its rows is evicted), of about kRowsPerLockChunk rows.
-  for (size_t begin = 0; begin < order.size();) {
+  const auto chunk_end = [&](size_t begin) {
     size_t end = std::min(order.size(), begin + kRowsPerLockChunk);
     while (end < order.size() &&
            gradient.group(order[end]) == gradient.group(order[end - 1])) {
       ++end;
     }
+    return end;
+  };
+  size_t end = chunk_end(0);
+  PrefetchDynamicRows(gradient, order, 0, end);
+  for (size_t begin = 0; begin < order.size();) {
+    // The next chunk's rows load while this one steps.
+    const size_t next_end = chunk_end(end);
+    PrefetchDynamicRows(gradient, order, end, next_end);
     ApplyDynamicChunk(gradient, order, begin, end, optimizer, params, mutation,
                       change, result);
     begin = end;
+    end = next_end;
   }
   dynamic_->Count(result.rows_admitted, result.rows_evicted, change.expirations,
                   result.rows_dropped);
   return result;
+}
+
+void EmbeddingTable::PrefetchDynamicRows(const GradientAccumulator& gradient,
+                                         absl::Span<const uint32_t> order,
+                                         size_t begin, size_t end) const {
+  for (size_t k = begin; k < end; ++k) {
+    const int64_t id = gradient.row(order[k]);
+    // Without the lock: a probe racing a change only prefetches another
+    // row of the stripe.
+    const int64_t slot = dynamic_->Find(dynamic_->PlaceOf(id), id);
+    if (slot >= 0) PrefetchRow(slot, /*state=*/true);
+  }
 }
 
 void EmbeddingTable::ApplyDynamicChunk(

@@ -31,7 +31,6 @@ absl::StatusOr<std::unique_ptr<TableLoader>> TableLoader::Create(
   EMBEDDING_RETURN_IF_ERROR(ValidateTableSpec(spec));
   EMBEDDING_ASSIGN_OR_RETURN(std::unique_ptr<EmbeddingTable> table,
                              EmbeddingTable::Allocate(std::move(spec)));
-  EMBEDDING_RETURN_IF_ERROR(table->DenseOnly("load the rows"));
   return std::unique_ptr<TableLoader>(new TableLoader(std::move(table)));
 }
 
@@ -41,7 +40,51 @@ TableLoader::TableLoader(std::unique_ptr<EmbeddingTable> table)
 absl::Status TableLoader::Put(absl::Span<const int64_t> global_rows,
                               absl::Span<const float> weights,
                               absl::Span<const float> state) {
-  const int64_t n = static_cast<int64_t>(global_rows.size());
+  if (table_->dynamic_ != nullptr) {
+    return absl::InvalidArgumentError(
+        "the rows of a dynamic table are put by slot, with their ids");
+  }
+  EMBEDDING_RETURN_IF_ERROR(table_->ValidateIndices(global_rows, "row"));
+  std::vector<int64_t> local_rows(global_rows.size());
+  for (size_t i = 0; i < global_rows.size(); ++i) {
+    local_rows[i] = table_->LocalRow(global_rows[i]);
+  }
+  return PutRows(global_rows, local_rows, weights, state);
+}
+
+absl::Status TableLoader::PutDynamic(absl::Span<const int64_t> slots,
+                                     absl::Span<const DynamicKey> keys,
+                                     absl::Span<const float> weights,
+                                     absl::Span<const float> state) {
+  DynamicRows* dynamic = table_->dynamic_.get();
+  if (dynamic == nullptr) {
+    return absl::InvalidArgumentError("the table is not dynamic");
+  }
+  if (keys.size() != slots.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "slots: ", slots.size(), ", keys: ", keys.size(), "; expected equal"));
+  }
+  std::vector<int64_t> ids;
+  ids.reserve(keys.size());
+  for (const DynamicKey& key : keys) {
+    if (key.id != kReservedId) ids.push_back(key.id);
+  }
+  EMBEDDING_RETURN_IF_ERROR(table_->ValidateIndices(ids, "id"));
+  for (size_t i = 0; i < slots.size(); ++i) {
+    EMBEDDING_RETURN_IF_ERROR(dynamic->CheckRestore(slots[i], keys[i].id));
+  }
+  EMBEDDING_RETURN_IF_ERROR(PutRows(slots, slots, weights, state));
+  for (size_t i = 0; i < slots.size(); ++i) {
+    dynamic->Restore(slots[i], keys[i].id, keys[i].usage);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TableLoader::PutRows(absl::Span<const int64_t> names,
+                                  absl::Span<const int64_t> local_rows,
+                                  absl::Span<const float> weights,
+                                  absl::Span<const float> state) {
+  const int64_t n = static_cast<int64_t>(local_rows.size());
   const int64_t dim = table_->dim_;
   const int64_t state_width = table_->state_width_;
   const std::optional<int64_t> weight_floats = CheckedMul(n, dim);
@@ -53,13 +96,12 @@ absl::Status TableLoader::Put(absl::Span<const int64_t> global_rows,
                      " values, state: ", state.size(), " values; expected [", n,
                      ", ", dim, "] and [", n, ", ", state_width, "]"));
   }
-  EMBEDDING_RETURN_IF_ERROR(table_->ValidateIndices(global_rows, "row"));
-  EMBEDDING_RETURN_IF_ERROR(CheckFinite(weights, dim, global_rows, "weights"));
+  EMBEDDING_RETURN_IF_ERROR(CheckFinite(weights, dim, names, "weights"));
   EMBEDDING_RETURN_IF_ERROR(
-      CheckFinite(state, state_width, global_rows, "optimizer state"));
+      CheckFinite(state, state_width, names, "optimizer state"));
   // Nobody else sees the table yet: no locks needed.
   for (int64_t i = 0; i < n; ++i) {
-    const int64_t local = table_->LocalRow(global_rows[i]);
+    const int64_t local = local_rows[i];
     // Pointers, not [] (hardened, and `state` is empty for SGD).
     std::copy_n(weights.data() + i * dim, dim, table_->RowData(local));
     std::copy_n(state.data() + i * state_width, state_width,
@@ -78,7 +120,11 @@ absl::StatusOr<std::unique_ptr<EmbeddingTable>> TableLoader::Finish(
     ReaderLock lock(&table_->spec_mu_);
     EMBEDDING_RETURN_IF_ERROR(CheckSameTable(table_->spec_, metadata.spec));
   }
-  if (rows_put_ != table_->local_rows_) {
+  if (table_->dynamic_ != nullptr) {
+    EMBEDDING_RETURN_IF_ERROR(table_->dynamic_->ImportAdmission(
+        admission_.has_value() ? *admission_ : metadata.admission));
+    table_->dynamic_->CountRestoredRows();
+  } else if (rows_put_ != table_->local_rows_) {
     const int64_t missing =
         std::find(put_.begin(), put_.end(), false) - put_.begin();
     return absl::InvalidArgumentError(

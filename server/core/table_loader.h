@@ -9,7 +9,9 @@
 //
 // Rows are put by global id, so they may come in any order and a later put
 // of a row replaces an earlier one; Finish refuses a table with a row never
-// put. The rows count as unchanged: a snapshot of the finished table since
+// put. A dynamic table's rows are put by slot with their ids (PutDynamic),
+// and a later put of a slot replaces its id too; slots never put hold none. The
+// rows count as unchanged: a snapshot of the finished table since
 // kRestoredEpoch holds only the rows changed after it was built.
 //
 // Thread-compatible.
@@ -18,6 +20,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -49,18 +53,43 @@ class TableLoader {
                    absl::Span<const float> weights,
                    absl::Span<const float> state);
 
-  // The table, with the optimizer, version, step and exactly-once windows
-  // of `metadata`, whose spec must be the loader's but for the optimizer's
-  // hyper-parameters. INVALID_ARGUMENT naming the first row never put, the
-  // first field that differs, or bad counters or windows.
+  // A dynamic table's rows: slot `slots[i]` holds `keys[i].id` (none when
+  // kReservedId; then its values are ignored) with those weights, state and
+  // usage. INVALID_ARGUMENT (nothing set) for a slot that is not the
+  // table's or not of its id's stripe, an id held by another shard, a size
+  // mismatch or a non-finite value.
+  absl::Status PutDynamic(absl::Span<const int64_t> slots,
+                          absl::Span<const DynamicKey> keys,
+                          absl::Span<const float> weights,
+                          absl::Span<const float> state);
+
+  // A dynamic table's admission sketch, replacing the metadata's in Finish
+  // (the newest checkpoint's is put last).
+  void PutAdmission(DynamicRows::Admission admission) {
+    admission_ = std::move(admission);
+  }
+
+  // The table, with the optimizer, version, step, exactly-once windows (and
+  // a dynamic table's admission sketch) of `metadata`, whose spec must be the
+  // loader's but for the optimizer's hyper-parameters. INVALID_ARGUMENT naming
+  // the first row never put, the first field that differs, or bad counters or
+  // windows.
   absl::StatusOr<std::unique_ptr<EmbeddingTable>> Finish(
       const TableMetadata& metadata) &&;
 
  private:
   explicit TableLoader(std::unique_ptr<EmbeddingTable> table);
 
+  // Put's copy of rows into local rows `local_rows` (checked already);
+  // `names` name them in errors.
+  absl::Status PutRows(absl::Span<const int64_t> names,
+                       absl::Span<const int64_t> local_rows,
+                       absl::Span<const float> weights,
+                       absl::Span<const float> state);
+
   std::unique_ptr<EmbeddingTable> table_;
   std::vector<bool> put_;  // By local row.
+  std::optional<DynamicRows::Admission> admission_;
   int64_t rows_put_ = 0;
 };
 

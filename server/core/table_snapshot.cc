@@ -13,9 +13,9 @@ namespace embedding {
 
 absl::StatusOr<std::unique_ptr<TableSnapshot>> EmbeddingTable::BeginSnapshot(
     std::optional<uint32_t> since) {
-  EMBEDDING_RETURN_IF_ERROR(DenseOnly("snapshot the rows"));
   TableMetadata metadata;
   uint32_t cut;
+  int64_t held = local_rows_;
   {
     // Waits for the mutations in flight; new ones wait for this instant.
     WriterLock barrier(&mutation_barrier_);
@@ -36,6 +36,11 @@ absl::StatusOr<std::unique_ptr<TableSnapshot>> EmbeddingTable::BeginSnapshot(
     metadata.version = version_.load(std::memory_order_relaxed);
     metadata.step = step_.load(std::memory_order_relaxed);
     metadata.exactly_once = exactly_once_.Export();
+    if (dynamic_ != nullptr) {
+      // Pushes, which admit rows and count in the sketch, all wait.
+      held = dynamic_->Counts().rows_held;
+      metadata.admission = dynamic_->ExportAdmission();
+    }
     cut = epoch_;
     // Rows changed from now on are stamped with the new epoch.
     ++epoch_;
@@ -46,7 +51,7 @@ absl::StatusOr<std::unique_ptr<TableSnapshot>> EmbeddingTable::BeginSnapshot(
   }
   return std::unique_ptr<TableSnapshot>(
       new TableSnapshot(*this, std::move(metadata), cut,
-                        since.has_value() ? int64_t{*since} : -1));
+                        since.has_value() ? int64_t{*since} : -1, held));
 }
 
 void EmbeddingTable::EndSnapshot() {
@@ -67,10 +72,10 @@ void EmbeddingTable::EndSnapshot() {
 }
 
 TableSnapshot::TableSnapshot(EmbeddingTable& table, TableMetadata metadata,
-                             uint32_t cut, int64_t since)
+                             uint32_t cut, int64_t since, int64_t held)
     : table_(table), metadata_(std::move(metadata)), cut_(cut), since_(since) {
   if (!incremental()) {
-    rows_ = table_.local_rows_;
+    rows_ = held;
     return;
   }
   for (int64_t local = 0; local < table_.local_rows_; ++local) {
@@ -108,34 +113,72 @@ bool TableSnapshot::Holds(int64_t local_row) {
   return stamp <= cut_ && int64_t{stamp} > since_;
 }
 
+bool TableSnapshot::CopyRow(EmbeddingTable::Stripe& stripe, int64_t local,
+                            float* weights, float* state, DynamicKey* key) {
+  const int64_t dim = table_.dim_;
+  const int64_t state_width = table_.state_width_;
+  DynamicKey found;
+  if (const EmbeddingTable::PreImage* pre = FindPreImage(stripe, local)) {
+    found = {pre->id, pre->usage};
+    if (!dynamic() || found.id != kReservedId) {
+      std::copy_n(pre->values.data(), dim, weights);
+      std::copy_n(pre->values.data() + dim, state_width, state);
+    }
+    stripe.pre_images->erase(local);  // Copied: no longer needed.
+    table_.budget_.Shrink(table_.PreImageBytes());
+  } else {
+    if (dynamic()) {
+      found = {table_.dynamic_->IdAt(local), table_.dynamic_->UsageAt(local)};
+    }
+    if (!dynamic() || found.id != kReservedId) {
+      std::copy_n(table_.RowData(local), dim, weights);
+      std::copy_n(table_.StateData(local), state_width, state);
+    }
+  }
+  if (key != nullptr) *key = found;
+  if (dynamic() && found.id == kReservedId) {
+    std::fill_n(weights, dim, 0.0f);
+    std::fill_n(state, state_width, 0.0f);
+    return false;
+  }
+  return true;
+}
+
 int64_t TableSnapshot::Read(int64_t max_rows, int64_t* global_rows,
-                            float* weights, float* state) {
+                            float* weights, float* state, DynamicKey* keys) {
   const int64_t dim = table_.dim_;
   const int64_t state_width = table_.state_width_;
   const int64_t n = std::min(max_rows, rows_ - next_);
   if (n <= 0) return 0;
+  DynamicKey unused;
+  int64_t copied = 0;
   int64_t local = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    local = incremental() ? held_[next_ + i] : next_ + i;
-    global_rows[i] = table_.GlobalRow(local);
-    float* row_weights = weights + i * dim;
-    float* row_state = state + i * state_width;
+  while (copied < n) {
+    if (incremental()) {
+      local = held_[next_ + copied];
+    } else if (dynamic()) {
+      // A full snapshot of a dynamic table: its slots holding an id at the
+      // cut, found in slot order.
+      if (next_slot_ >= table_.local_rows_) break;
+      local = next_slot_++;
+    } else {
+      local = next_ + copied;
+    }
     EmbeddingTable::Stripe& stripe = table_.StripeOf(local);
     WriterLock lock(&stripe.mu);  // Writer: it may erase a pre-image.
-    if (const EmbeddingTable::PreImage* pre = FindPreImage(stripe, local)) {
-      std::copy_n(pre->values.data(), dim, row_weights);
-      std::copy_n(pre->values.data() + dim, state_width, row_state);
-      stripe.pre_images->erase(local);  // Copied: no longer needed.
-      table_.budget_.Shrink(table_.PreImageBytes());
-    } else {
-      std::copy_n(table_.RowData(local), dim, row_weights);
-      std::copy_n(table_.StateData(local), state_width, row_state);
-    }
+    const bool held = CopyRow(stripe, local, weights + copied * dim,
+                              state + copied * state_width,
+                              keys != nullptr ? &keys[copied] : &unused);
+    // An empty slot is part of a delta (it was emptied since the base), not
+    // of a full snapshot.
+    if (!held && !incremental()) continue;
+    global_rows[copied] = dynamic() ? local : table_.GlobalRow(local);
+    ++copied;
   }
-  next_ += n;
+  next_ += copied;
   // Rows up to `local` are copied: later changes to them need no pre-image.
   table_.snapshot_copied_below_.store(local + 1, std::memory_order_release);
-  return n;
+  return copied;
 }
 
 }  // namespace embedding

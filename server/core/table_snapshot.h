@@ -57,6 +57,16 @@ struct TableMetadata {
   int64_t version = 0;
   int64_t step = 0;
   std::vector<ClientWindow> exactly_once;
+  // A dynamic table's admission sketch (empty unless admit_after > 1).
+  DynamicRows::Admission admission;
+};
+
+// A row of a dynamic table's snapshot: rows are its slots (local rows), and
+// this says which id each held at the cut (kReservedId: none, in a delta
+// for a slot emptied since the base) and its usage.
+struct DynamicKey {
+  int64_t id = kReservedId;
+  DynamicRows::Usage usage;
 };
 
 class TableSnapshot {
@@ -71,22 +81,34 @@ class TableSnapshot {
   // after this cut.
   uint32_t epoch() const { return cut_; }
   bool incremental() const { return since_ >= 0; }
-  // Rows in the snapshot: every row of the shard unless incremental.
+  // Rows in the snapshot: every row of the shard unless incremental (for a
+  // dynamic table: every slot holding an id at the cut).
   int64_t rows() const { return rows_; }
+  bool dynamic() const { return table_.dynamic_ != nullptr; }
   int64_t dim() const { return table_.dim_; }
   int64_t state_width() const { return table_.state_width_; }
 
   // Copies the next (at most) `max_rows` rows, ascending by global id:
   // their global ids to `global_rows`, weights to `weights` ([n, dim]) and
   // optimizer state to `state` ([n, state_width]). Returns n; 0 at the end.
+  // A dynamic table's rows are ascending slots, and `keys` (n) receives
+  // their ids; it may be null for a dense table.
   int64_t Read(int64_t max_rows, int64_t* global_rows, float* weights,
-               float* state);
+               float* state, DynamicKey* keys = nullptr);
 
  private:
   friend class EmbeddingTable;
 
+  // `held` is the rows the table held at the cut.
   TableSnapshot(EmbeddingTable& table, TableMetadata metadata, uint32_t cut,
-                int64_t since);
+                int64_t since, int64_t held);
+
+  // Copies local row `local` (of `stripe`) as of the cut, and frees its
+  // pre-image; false when it is a dynamic table's slot that held no id
+  // (nothing copied but `key`).
+  bool CopyRow(EmbeddingTable::Stripe& stripe, int64_t local, float* weights,
+               float* state, DynamicKey* key)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(stripe.mu);
 
   // Whether an incremental snapshot holds `local_row`: its stamp at the cut
   // is > since.
@@ -106,6 +128,9 @@ class TableSnapshot {
   std::vector<int64_t> held_;
   int64_t rows_ = 0;
   int64_t next_ = 0;  // Rows read so far.
+  // A full snapshot of a dynamic table: slots looked at so far (the empty
+  // ones are skipped).
+  int64_t next_slot_ = 0;
 };
 
 }  // namespace embedding

@@ -321,6 +321,12 @@ absl::StatusOr<ReshardedTable> ReshardTable(const ReshardOptions& options,
                                             const std::string& root) {
   EMBEDDING_ASSIGN_OR_RETURN(const TableInputs inputs,
                              ReadInputs(options, table));
+  if (inputs.shards.front().table().spec.dynamic.has_value()) {
+    return absl::UnimplementedError(
+        absl::StrCat("table \"", table,
+                     "\" is dynamic: resharding dynamic tables is not "
+                     "supported yet"));
+  }
   EMBEDDING_RETURN_IF_ERROR(CheckShards(options, inputs));
   EMBEDDING_RETURN_IF_ERROR(CheckSameTableAndStep(options, inputs));
   // The output's checkpoint is as of the newest input cut.

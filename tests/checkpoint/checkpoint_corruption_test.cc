@@ -140,11 +140,11 @@ TEST_F(CorruptionTest, WrongMagicIsRefused) {
 TEST_F(CorruptionTest, AFutureFormatVersionIsRefused) {
   const std::string file = JoinPath(paths_[3], "checkpoint.meta");
   std::string bytes = ReadBytes(file);
-  bytes[8] = 2;
+  bytes[8] = 3;
   WriteBytes(file, bytes);
   ExpectFallbackTo(2, file,
-                   "format version 2; this server reads version 1 (written by "
-                   "a newer one)");
+                   "format version 3; this server reads versions 1 and 2 "
+                   "(written by a newer one)");
 }
 
 TEST_F(CorruptionTest, AMissingFileIsRefused) {

@@ -60,7 +60,7 @@ TEST(CheckpointFormatTest, EveryDamagedFrameIsRefusedWithItsReason) {
   std::string magic = good;
   magic[0] = 'X';
   std::string future = good;
-  future[8] = 2;
+  future[8] = 3;
   std::string reserved = good;
   reserved[12] = 1;
   std::string flipped = good;
@@ -75,8 +75,8 @@ TEST(CheckpointFormatTest, EveryDamagedFrameIsRefusedWithItsReason) {
       {magic, absl::StatusCode::kDataLoss,
        "wrong magic \"XMBDCKPT\", expected \"EMBDCKPT\": not a checkpoint"},
       {future, absl::StatusCode::kFailedPrecondition,
-       "format version 2; this server reads version 1 (written by a newer "
-       "one)"},
+       "format version 3; this server reads versions 1 and 2 (written by a "
+       "newer one)"},
       {good.substr(0, good.size() - 1), absl::StatusCode::kDataLoss,
        absl::StrCat("header says ", good.size() - 32,
                     " bytes of metadata follow, the file has ",

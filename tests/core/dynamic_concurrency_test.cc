@@ -17,9 +17,13 @@
 #include "gtest/gtest.h"
 #include "server/core/dynamic_rows.h"
 #include "server/core/embedding_table.h"
+#include "server/core/table_snapshot.h"
+#include "tests/core/table_testing.h"
 
 namespace embedding {
 namespace {
+
+using ::embedding::testing::MakeTable;
 
 TableSpec ZeroSgdSpec(int64_t capacity, int64_t dim) {
   TableSpec spec;
@@ -29,13 +33,6 @@ TableSpec ZeroSgdSpec(int64_t capacity, int64_t dim) {
   spec.optimizer.lr = 1.0f;
   spec.dynamic = DynamicSpec{.capacity = capacity};
   return spec;
-}
-
-std::unique_ptr<EmbeddingTable> Make(const TableSpec& spec) {
-  absl::StatusOr<std::unique_ptr<EmbeddingTable>> table =
-      EmbeddingTable::Create(spec, {});
-  EXPECT_TRUE(table.ok()) << table.status();
-  return *std::move(table);
 }
 
 bool IsUniform(const float* row, int64_t dim) {
@@ -74,7 +71,7 @@ TEST(DynamicConcurrencyTest, HeldRowsKeepEveryUpdateUnderChurn) {
   constexpr int kRounds = 400;
 #endif
   const TableSpec spec = ZeroSgdSpec(kCapacity, kDim);
-  auto table = Make(spec);
+  auto table = MakeTable(spec);
   const std::unique_ptr<DynamicRows> layout =
       *DynamicRows::Create(*spec.dynamic);
   ASSERT_EQ(layout->stripes(), 8);
@@ -158,7 +155,7 @@ TEST(DynamicConcurrencyTest, NoTornRowsWhileIdsTakeTurnsToHoldRows) {
 #else
   constexpr int kReads = 6000;
 #endif
-  auto table = Make(ZeroSgdSpec(64, kWideDim));
+  auto table = MakeTable(ZeroSgdSpec(64, kWideDim));
   std::atomic<bool> stop{false};
   std::atomic<int64_t> torn{0};
   std::thread reader([&] {
@@ -185,6 +182,53 @@ TEST(DynamicConcurrencyTest, NoTornRowsWhileIdsTakeTurnsToHoldRows) {
   pusher.join();
   EXPECT_EQ(torn.load(), 0);
   EXPECT_EQ(table->Stats().dynamic->rows_held, 64);
+}
+
+// Snapshots taken while pushes admit and evict: each holds as many rows as
+// the table held at its cut, each id once, each row whole (uniform).
+TEST(DynamicConcurrencyTest, SnapshotsDuringChurnAreWholeCuts) {
+  constexpr int64_t kDim = 8;
+#ifdef ABSL_HAVE_THREAD_SANITIZER
+  constexpr int kSnapshots = 3;
+#else
+  constexpr int kSnapshots = 30;
+#endif
+  auto table = MakeTable(ZeroSgdSpec(1024, kDim));
+  std::atomic<bool> stop{false};
+  std::thread pusher([&] {
+    std::mt19937_64 random(7);
+    std::uniform_int_distribution<int64_t> pick(0, 5000);
+    std::vector<int64_t> ids(64);
+    const std::vector<float> grad(ids.size() * kDim, -1.0f);
+    while (!stop.load()) {
+      for (int64_t& id : ids) id = pick(random);
+      ASSERT_TRUE(table->PushGradients(ids, grad, {}).ok());
+    }
+  });
+  for (int s = 0; s < kSnapshots; ++s) {
+    std::unique_ptr<TableSnapshot> snapshot =
+        *table->BeginSnapshot(std::nullopt);
+    const int64_t rows = snapshot->rows();
+    std::vector<int64_t> slots(rows);
+    std::vector<DynamicKey> keys(rows);
+    std::vector<float> weights(rows * kDim);
+    int64_t done = 0;
+    while (const int64_t n = snapshot->Read(
+               16, &slots[done], &weights[done * kDim], nullptr, &keys[done])) {
+      done += n;
+    }
+    ASSERT_EQ(done, rows);
+    std::vector<int64_t> ids;
+    for (int64_t i = 0; i < rows; ++i) {
+      EXPECT_TRUE(IsUniform(&weights[i * kDim], kDim)) << "slot " << slots[i];
+      EXPECT_GE(weights[i * kDim], 1.0f);  // Admitted rows were pushed.
+      ids.push_back(keys[i].id);
+    }
+    std::sort(ids.begin(), ids.end());
+    EXPECT_EQ(std::adjacent_find(ids.begin(), ids.end()), ids.end());
+  }
+  stop = true;
+  pusher.join();
 }
 
 }  // namespace

@@ -18,9 +18,12 @@
 #include "server/core/initializer.h"
 #include "server/core/renorm.h"
 #include "server/core/table_snapshot.h"
+#include "tests/core/table_testing.h"
 
 namespace embedding {
 namespace {
+
+using ::embedding::testing::MakeTable;
 
 using ::testing::HasSubstr;
 
@@ -33,13 +36,6 @@ TableSpec DynamicTableSpec(int64_t capacity) {
   spec.seed = 7;
   spec.dynamic = DynamicSpec{.capacity = capacity};
   return spec;
-}
-
-std::unique_ptr<EmbeddingTable> Make(TableSpec spec) {
-  absl::StatusOr<std::unique_ptr<EmbeddingTable>> table =
-      EmbeddingTable::Create(std::move(spec), {});
-  EXPECT_TRUE(table.ok()) << table.status();
-  return *std::move(table);
 }
 
 std::vector<float> Lookup(EmbeddingTable& table,
@@ -70,7 +66,7 @@ DynamicCounts Counts(EmbeddingTable& table) {
 
 TEST(DynamicTableTest, AbsentIdsReadTheInitializerAndGetNoRow) {
   const TableSpec spec = DynamicTableSpec(8);
-  auto table = Make(spec);
+  auto table = MakeTable(spec);
   const std::vector<int64_t> ids = {0, -1, 1000000000000, 5,
                                     std::numeric_limits<int64_t>::max()};
   const std::vector<float> rows = Lookup(*table, ids);
@@ -96,8 +92,8 @@ TEST(DynamicTableTest, AbsentIdsReadAsTheDenseTableOfTheSameSeed) {
   TableSpec dense_spec = DynamicTableSpec(1);
   dense_spec.dynamic.reset();
   dense_spec.num_embeddings = 50;
-  auto dense = Make(dense_spec);
-  auto dynamic = Make(DynamicTableSpec(1));
+  auto dense = MakeTable(dense_spec);
+  auto dynamic = MakeTable(DynamicTableSpec(1));
   std::vector<int64_t> ids(50);
   for (int64_t i = 0; i < 50; ++i) ids[i] = i;
   EXPECT_EQ(Lookup(*dynamic, ids), Lookup(*dense, ids));
@@ -106,7 +102,7 @@ TEST(DynamicTableTest, AbsentIdsReadAsTheDenseTableOfTheSameSeed) {
 TEST(DynamicTableTest, PushAdmitsAndStepsFromTheInitialRow) {
   TableSpec spec = DynamicTableSpec(8);
   spec.optimizer.lr = 0.5f;
-  auto table = Make(spec);
+  auto table = MakeTable(spec);
   const int64_t id = 1000000000007;
   const PushResult result = Push(*table, {id, id}, 1.0f);
   EXPECT_EQ(result.rows_updated, 1);
@@ -124,7 +120,7 @@ TEST(DynamicTableTest, PushAdmitsAndStepsFromTheInitialRow) {
 // Capacity 4 is one stripe: exact LRU over pushes.
 TEST(DynamicTableTest, FullTableEvictsTheLeastRecentlyPushedRow) {
   const TableSpec spec = DynamicTableSpec(4);
-  auto table = Make(spec);
+  auto table = MakeTable(spec);
   for (int64_t id : {10, 11, 12, 13}) Push(*table, {id});
   Push(*table, {10});  // 11 is now the least recently pushed.
   const PushResult result = Push(*table, {14});
@@ -144,7 +140,7 @@ TEST(DynamicTableTest, FullTableEvictsTheLeastRecentlyPushedRow) {
 // is the older.
 TEST(DynamicTableTest, PushStepsHeldRowsBeforeAdmitting) {
   const TableSpec spec = DynamicTableSpec(2);
-  auto table = Make(spec);
+  auto table = MakeTable(spec);
   Push(*table, {1});
   Push(*table, {2});
   // 1 is the least recent, but this push updates it: 2 is evicted.
@@ -168,7 +164,7 @@ TEST(DynamicTableTest, PushStepsHeldRowsBeforeAdmitting) {
 TEST(DynamicTableTest, EvictionDropsTheOptimizerState) {
   TableSpec spec = DynamicTableSpec(1);
   spec.optimizer = DefaultOptimizerSpec(OptimizerKind::kAdagrad);
-  auto table = Make(spec);
+  auto table = MakeTable(spec);
   Push(*table, {1}, 3.0f);
   const std::vector<float> once = Lookup(*table, {1});
   Push(*table, {1}, 3.0f);
@@ -181,7 +177,7 @@ TEST(DynamicTableTest, EvictionDropsTheOptimizerState) {
 TEST(DynamicTableTest, PaddingIdReadsZerosAndGetsNoRow) {
   TableSpec spec = DynamicTableSpec(4);
   spec.padding_idx = -1;  // An id like any other in a dynamic table.
-  auto table = Make(spec);
+  auto table = MakeTable(spec);
   const PushResult result = Push(*table, {-1, 3});
   EXPECT_EQ(result.rows_updated, 1);
   EXPECT_EQ(Lookup(*table, {-1}), std::vector<float>(kDim, 0.0f));
@@ -190,7 +186,7 @@ TEST(DynamicTableTest, PaddingIdReadsZerosAndGetsNoRow) {
 }
 
 TEST(DynamicTableTest, ReservedIdIsInvalidArgumentAndChangesNothing) {
-  auto table = Make(DynamicTableSpec(4));
+  auto table = MakeTable(DynamicTableSpec(4));
   const std::vector<int64_t> ids = {5, std::numeric_limits<int64_t>::min()};
   std::vector<float> out(ids.size() * kDim);
   absl::Status status = table->Lookup(ids, DType::kFloat32, out.data());
@@ -213,7 +209,7 @@ TEST(DynamicTableTest, ShardsHoldIdsByHash) {
     TableSpec spec = DynamicTableSpec(16);
     spec.shard_index = shard;
     spec.shard_count = 3;
-    auto table = Make(spec);
+    auto table = MakeTable(spec);
     for (int64_t id = -20; id < 20; ++id) {
       std::vector<float> out(kDim);
       const absl::Status status =
@@ -239,7 +235,7 @@ TEST(DynamicTableTest, InitialWeightsAreInvalidArgument) {
 
 // What a dynamic table cannot do yet is refused, never half done.
 TEST(DynamicTableTest, DenseOnlyOperationsAreUnimplemented) {
-  auto table = Make(DynamicTableSpec(4));
+  auto table = MakeTable(DynamicTableSpec(4));
   const std::vector<int64_t> ids = {1};
   const std::vector<float> values(kDim, 1.0f);
   EXPECT_EQ(table->WriteRows(ids, values).status().code(),
@@ -247,8 +243,6 @@ TEST(DynamicTableTest, DenseOnlyOperationsAreUnimplemented) {
   EXPECT_EQ(table->WriteRowRange(0, values).status().code(),
             absl::StatusCode::kUnimplemented);
   EXPECT_EQ(table->HeldRows(0, 1, 1).status().code(),
-            absl::StatusCode::kUnimplemented);
-  EXPECT_EQ(table->BeginSnapshot(std::nullopt).status().code(),
             absl::StatusCode::kUnimplemented);
   EXPECT_EQ(Counts(*table).rows_held, 0);
 }
@@ -259,7 +253,7 @@ TEST(DynamicTableTest, MaxNormRenormsAbsentRowsAndAdmittedOnes) {
   TableSpec spec = DynamicTableSpec(4);
   spec.initializer = {InitializerSpec::Kind::kConstant, 2.0f, 0.0f};
   spec.max_norm = 1.0f;
-  auto table = Make(spec);
+  auto table = MakeTable(spec);
   const std::vector<float> read = Lookup(*table, {7});
   std::vector<float> renormed(kDim, 2.0f);
   RenormRow(renormed.data(), kDim, 1.0f, 2.0f);
@@ -284,8 +278,8 @@ TEST(DynamicTableTest, WithRoomForEveryIdTrainsAsTheDenseTable) {
     TableSpec dense_spec = dynamic_spec;
     dense_spec.dynamic.reset();
     dense_spec.num_embeddings = kRows;
-    auto dynamic = Make(dynamic_spec);
-    auto dense = Make(dense_spec);
+    auto dynamic = MakeTable(dynamic_spec);
+    auto dense = MakeTable(dense_spec);
     std::mt19937_64 random(11);
     std::uniform_int_distribution<int64_t> row(0, kRows - 1);
     std::normal_distribution<float> value;
@@ -308,7 +302,7 @@ TEST(DynamicTableTest, WithRoomForEveryIdTrainsAsTheDenseTable) {
 // never passes the capacity, and the index stays consistent.
 TEST(DynamicTableTest, ChurnKeepsRowsWithinCapacity) {
   constexpr int64_t kCapacity = 5000;
-  auto table = Make(DynamicTableSpec(kCapacity));
+  auto table = MakeTable(DynamicTableSpec(kCapacity));
   std::mt19937_64 random(5);
   std::uniform_int_distribution<int64_t> id(-50000, 50000);
   int64_t admitted = 0;
@@ -334,7 +328,7 @@ TEST(DynamicTableTest, ChurnKeepsRowsWithinCapacity) {
 TEST(DynamicTableTest, AdmitAfterCountsPushesAndDropsTheirGradients) {
   TableSpec spec = DynamicTableSpec(100);
   spec.dynamic->admit_after = 3;
-  auto table = Make(spec);
+  auto table = MakeTable(spec);
   for (int push = 0; push < 2; ++push) {
     const PushResult result = Push(*table, {5, 5});
     EXPECT_EQ(result.rows_updated, 0);
@@ -357,7 +351,7 @@ TEST(DynamicTableTest, AdmitAfterCountsPushesAndDropsTheirGradients) {
 TEST(DynamicTableTest, DuplicateAndRefusedPushesDoNotCountTowardAdmission) {
   TableSpec spec = DynamicTableSpec(100);
   spec.dynamic->admit_after = 3;
-  auto table = Make(spec);
+  auto table = MakeTable(spec);
   const std::vector<int64_t> ids = {9};
   const std::vector<float> grad(kDim, 1.0f);
   PushOptions once{.client_id = "c", .sequence = 1};
@@ -379,7 +373,7 @@ TEST(DynamicTableTest, DuplicateAndRefusedPushesDoNotCountTowardAdmission) {
 TEST(DynamicTableTest, AdmissionSketchErrsOnlyEarlyAndRarely) {
   TableSpec spec = DynamicTableSpec(1024);  // 2 stripes of 512 rows.
   spec.dynamic->admit_after = 2;
-  auto table = Make(spec);
+  auto table = MakeTable(spec);
   // 1800 + 200 counts over 2 stripes: below a halving (2 * 512 each).
   std::vector<int64_t> seen(1800);
   for (size_t i = 0; i < seen.size(); ++i) seen[i] = 1000000 + i;
@@ -403,7 +397,7 @@ TEST(DynamicTableTest, LfuEvictsTheLeastPushedRow) {
        {DynamicSpec::Eviction::kLru, DynamicSpec::Eviction::kLfu}) {
     TableSpec spec = DynamicTableSpec(3);
     spec.dynamic->eviction = eviction;
-    auto table = Make(spec);
+    auto table = MakeTable(spec);
     for (int64_t id : {1, 1, 1, 2, 3, 3}) Push(*table, {id});
     Push(*table, {4});
     const int64_t evicted = eviction == DynamicSpec::Eviction::kLfu ? 2 : 1;
@@ -422,7 +416,7 @@ TEST(DynamicTableTest, LfuEvictsTheLeastPushedRow) {
 TEST(DynamicTableTest, ExpiredRowsReadAsAbsentAndAreReclaimedFirst) {
   TableSpec spec = DynamicTableSpec(4);
   spec.dynamic->ttl_pushes = 3;
-  auto table = Make(spec);
+  auto table = MakeTable(spec);
   Push(*table, {1});
   Push(*table, {2});
   Push(*table, {3});

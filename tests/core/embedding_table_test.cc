@@ -18,6 +18,7 @@ namespace embedding {
 namespace {
 
 using ::embedding::testing::CancelAfter;
+using ::embedding::testing::MakeTable;
 using ::testing::HasSubstr;
 
 constexpr int64_t kBlock = kRowsBetweenCancelChecks;
@@ -29,13 +30,6 @@ TableSpec Spec(int64_t rows, int64_t dim) {
   spec.embedding_dim = dim;
   spec.seed = 7;
   return spec;
-}
-
-std::unique_ptr<EmbeddingTable> MakeTable(TableSpec spec) {
-  absl::StatusOr<std::unique_ptr<EmbeddingTable>> table =
-      EmbeddingTable::Create(std::move(spec), {});
-  EXPECT_TRUE(table.ok()) << table.status();
-  return *std::move(table);
 }
 
 std::vector<float> ReadAll(EmbeddingTable& table) {

@@ -252,12 +252,12 @@ TEST(TableRegistryTest, SnapshotPreImagesCountAgainstTheBudget) {
       table->PushGradients({1, 2, 3}, std::vector<float>(12, 1), {}).ok());
   // Three pre-images of 4 floats and their bookkeeping.
   const int64_t with_pre_images = registry.memory_used_bytes();
-  EXPECT_EQ(with_pre_images, 1600 + 3 * (16 + 64));
+  EXPECT_EQ(with_pre_images, 1600 + 3 * (16 + 96));
   // Reading a row frees its pre-image; ending the snapshot the rest.
   std::vector<int64_t> rows(2);
   std::vector<float> weights(8);
   ASSERT_EQ(snapshot->Read(2, rows.data(), weights.data(), nullptr), 2);
-  EXPECT_EQ(registry.memory_used_bytes(), 1600 + 2 * (16 + 64));
+  EXPECT_EQ(registry.memory_used_bytes(), 1600 + 2 * (16 + 96));
   snapshot.reset();
   EXPECT_EQ(registry.memory_used_bytes(), 1600);
 }

@@ -8,6 +8,13 @@
 
 namespace embedding::testing {
 
+std::unique_ptr<EmbeddingTable> MakeTable(TableSpec spec) {
+  absl::StatusOr<std::unique_ptr<EmbeddingTable>> table =
+      EmbeddingTable::Create(std::move(spec), {});
+  EXPECT_TRUE(table.ok()) << table.status();
+  return table.ok() ? *std::move(table) : nullptr;
+}
+
 TableImage ReadAll(TableSnapshot& snapshot, int64_t chunk) {
   TableImage image;
   image.metadata = snapshot.metadata();

@@ -19,6 +19,10 @@
 
 namespace embedding::testing {
 
+// A table of `spec` with the initializer's rows (a failure fails the test,
+// and the result is null).
+std::unique_ptr<EmbeddingTable> MakeTable(TableSpec spec);
+
 // The rows of a snapshot (ascending global ids) and its metadata.
 struct TableImage {
   TableMetadata metadata;
