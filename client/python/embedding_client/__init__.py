@@ -18,7 +18,7 @@ Modules:
            where rows live; bags: the server's bag arithmetic, client-side);
 - options: optimizer / initializer dataclasses (OPTIMIZERS lists the
            optimizers), TableInfo, PushResult, CheckpointInfo,
-           SavedCheckpoint;
+           SavedCheckpoint, Dynamic and DynamicStats (dynamic tables);
 - security: TlsOptions and the bearer token (token=, $EMBEDDING_TOKEN);
 - errors:  EmbeddingError and one subclass per gRPC code;
 - nn:      RemoteEmbedding, RemoteEmbeddingBag and upload/download helpers
@@ -34,7 +34,8 @@ from embedding_client.errors import (AlreadyExistsError, CancelledError,
                                      ResourceExhaustedError,
                                      UnauthenticatedError, UnavailableError)
 from embedding_client.options import (OPTIMIZERS, SGD, Adagrad,
-                                      CheckpointInfo, Constant, Ftrl, Normal,
+                                      CheckpointInfo, Constant, Dynamic,
+                                      DynamicStats, Ftrl, Normal,
                                       OptimizerKind, PushResult,
                                       RowwiseAdagrad, SavedCheckpoint,
                                       SparseAdam, TableInfo, Uniform,
@@ -66,4 +67,4 @@ __all__ = ["EmbeddingClient", "EmbeddingError", "InvalidArgumentError",
            "SparseAdam", "RowwiseAdagrad", "Ftrl", "OPTIMIZERS",
            "OptimizerKind", "optimizer_kind", "Normal", "Uniform", "Constant",
            "TableInfo", "PushResult", "CheckpointInfo", "SavedCheckpoint",
-           *_TORCH_NAMES]
+           "Dynamic", "DynamicStats", *_TORCH_NAMES]

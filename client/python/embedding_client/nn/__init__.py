@@ -33,11 +33,13 @@ from embedding_client.nn.modules import (STATE_DICT_MAX_BYTES, RemoteEmbedding,
                                          RemoteEmbeddingBag, local_parameters,
                                          remote_modules)
 from embedding_client.nn.optim import RemoteOptimizer
-from embedding_client.nn.state import (StateDictTooLargeError, rebuild,
+from embedding_client.nn.state import (StateDictTooLargeError,
+                                       StateDictUnavailableError, rebuild,
                                        remote_tables)
 from embedding_client.nn.transfer import download_embedding, upload_embedding
 
 __all__ = ["RemoteEmbedding", "RemoteEmbeddingBag", "RemoteOptimizer",
            "local_parameters", "remote_modules", "functional",
            "upload_embedding", "download_embedding", "remote_tables",
-           "rebuild", "StateDictTooLargeError", "STATE_DICT_MAX_BYTES"]
+           "rebuild", "StateDictTooLargeError", "StateDictUnavailableError",
+           "STATE_DICT_MAX_BYTES"]
