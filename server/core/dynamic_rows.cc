@@ -284,6 +284,27 @@ void DynamicRows::Restore(int64_t slot, int64_t id, const Usage& usage) {
   if (lfu_) push_counts_[meta] = usage.push_count;
 }
 
+absl::StatusOr<int64_t> DynamicRows::RestoreById(int64_t id,
+                                                 const Usage& usage) {
+  const Place place = PlaceOf(id);
+  int64_t slot = Find(place, id);
+  if (slot < 0) {
+    if (index_->Full(place.stripe)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("id ", id, " does not fit: its stripe ", place.stripe,
+                       " already holds ", index_->StripeCapacity(place.stripe),
+                       " rows (capacity ", index_->capacity(), ")"));
+    }
+    const uint32_t j = index_->LowestFreeRow(place.stripe);
+    index_->InsertAt(place.stripe, id, place.hash, j);
+    slot = index_->Slot(place.stripe, j);
+  }
+  const int64_t meta = MetaOf(slot);
+  touches_[meta] = usage.touch;
+  if (lfu_) push_counts_[meta] = usage.push_count;
+  return slot;
+}
+
 void DynamicRows::CountRestoredRows() {
   int64_t held = 0;
   for (uint32_t s = 0; s < static_cast<uint32_t>(stripes()); ++s) {

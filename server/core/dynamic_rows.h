@@ -168,6 +168,10 @@ class DynamicRows {
   // `id` leaves the slot it held before, if another. REQUIRES: CheckRestore
   // passed.
   void Restore(int64_t slot, int64_t id, const Usage& usage);
+  // Gives `id` a row of its stripe (the lowest free one; its own if it has
+  // one) with `usage`, and returns its slot: a restore by id (resharding).
+  // FAILED_PRECONDITION when the stripe is full.
+  absl::StatusOr<int64_t> RestoreById(int64_t id, const Usage& usage);
   // INVALID_ARGUMENT unless `admission` has the sketch's shape.
   absl::Status ImportAdmission(const Admission& admission);
   // Sets the count of rows held from the index (after the restores).

@@ -80,6 +80,60 @@ absl::Status TableLoader::PutDynamic(absl::Span<const int64_t> slots,
   return absl::OkStatus();
 }
 
+absl::Status TableLoader::PutDynamicIds(absl::Span<const DynamicKey> keys,
+                                        absl::Span<const float> weights,
+                                        absl::Span<const float> state) {
+  DynamicRows* dynamic = table_->dynamic_.get();
+  if (dynamic == nullptr) {
+    return absl::InvalidArgumentError("the table is not dynamic");
+  }
+  std::vector<int64_t> ids(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) ids[i] = keys[i].id;
+  EMBEDDING_RETURN_IF_ERROR(table_->ValidateIndices(ids, "id"));
+  const int64_t dim = table_->dim_;
+  const int64_t state_width = table_->state_width_;
+  if (weights.size() != keys.size() * dim ||
+      state.size() != keys.size() * state_width) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "ids: ", keys.size(), ", weights: ", weights.size(),
+        " values, state: ", state.size(), " values; expected [", keys.size(),
+        ", ", dim, "] and [", keys.size(), ", ", state_width, "]"));
+  }
+  EMBEDDING_RETURN_IF_ERROR(CheckFinite(weights, dim, ids, "weights"));
+  EMBEDDING_RETURN_IF_ERROR(
+      CheckFinite(state, state_width, ids, "optimizer state"));
+  std::vector<int64_t> slots(keys.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    EMBEDDING_ASSIGN_OR_RETURN(slots[i],
+                               dynamic->RestoreById(ids[i], keys[i].usage));
+  }
+  return PutRows(ids, slots, weights, state);
+}
+
+absl::Status TableLoader::MergeAdmission(
+    const DynamicRows::Admission& admission) {
+  if (!admission_.has_value()) {
+    admission_ = admission;
+    return absl::OkStatus();
+  }
+  if (admission.counters.size() != admission_->counters.size() ||
+      admission.counts.size() != admission_->counts.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "admission sketch of ", admission.counters.size(), " counters and ",
+        admission.counts.size(), " stripe counts; the table's has ",
+        admission_->counters.size(), " and ", admission_->counts.size()));
+  }
+  for (size_t i = 0; i < admission.counters.size(); ++i) {
+    const int sum = admission_->counters[i] + admission.counters[i];
+    admission_->counters[i] = static_cast<uint8_t>(std::min(sum, 255));
+  }
+  for (size_t i = 0; i < admission.counts.size(); ++i) {
+    admission_->counts[i] =
+        std::max(admission_->counts[i], admission.counts[i]);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status TableLoader::PutRows(absl::Span<const int64_t> names,
                                   absl::Span<const int64_t> local_rows,
                                   absl::Span<const float> weights,

@@ -63,11 +63,23 @@ class TableLoader {
                           absl::Span<const float> weights,
                           absl::Span<const float> state);
 
+  // A dynamic table's rows by id (resharding): each id gets a row of its
+  // stripe with those weights, state and usage. INVALID_ARGUMENT (nothing
+  // set) for an id held by another shard, a size mismatch or a non-finite
+  // value; FAILED_PRECONDITION when an id's stripe is full (some rows set:
+  // the loader is then to be dropped).
+  absl::Status PutDynamicIds(absl::Span<const DynamicKey> keys,
+                             absl::Span<const float> weights,
+                             absl::Span<const float> state);
+
   // A dynamic table's admission sketch, replacing the metadata's in Finish
   // (the newest checkpoint's is put last).
   void PutAdmission(DynamicRows::Admission admission) {
     admission_ = std::move(admission);
   }
+  // Adds `admission` to the sketch put so far: counters summed (saturating
+  // at 255), stripe counts the larger. INVALID_ARGUMENT for another shape.
+  absl::Status MergeAdmission(const DynamicRows::Admission& admission);
 
   // The table, with the optimizer, version, step, exactly-once windows (and
   // a dynamic table's admission sketch) of `metadata`, whose spec must be the

@@ -267,29 +267,56 @@ absl::StatusOr<std::unique_ptr<EmbeddingTable>> BuildOutputShard(
   // About a megabyte of rows at a time.
   const int64_t chunk =
       std::max<int64_t>(1, (int64_t{1} << 20) / ((dim + state_width) * 4 + 8));
+  const bool dynamic = metadata.spec.dynamic.has_value();
   std::vector<int64_t> ids(chunk);
   std::vector<float> weights(chunk * dim), state(chunk * state_width);
+  // A dynamic table's rows are slots; its ids come with them.
+  std::vector<DynamicKey> keys(dynamic ? chunk : 0);
   for (const CheckpointChain& chain : inputs.shards) {
     EMBEDDING_ASSIGN_OR_RETURN(std::unique_ptr<EmbeddingTable> input,
                                LoadChain(chain, bytes_read));
     EMBEDDING_ASSIGN_OR_RETURN(std::unique_ptr<TableSnapshot> snapshot,
                                input->BeginSnapshot(std::nullopt));
+    if (dynamic) {
+      // Ids that were not admitted yet may be counted on any input shard:
+      // every output shard gets the sum (early admissions, never late).
+      EMBEDDING_RETURN_IF_ERROR(
+          output->MergeAdmission(snapshot->metadata().admission));
+    }
     while (const int64_t n = snapshot->Read(chunk, ids.data(), weights.data(),
-                                            state.data())) {
+                                            state.data(), keys.data())) {
       // Compacts this output shard's rows to the front, in place.
       int64_t kept = 0;
       for (int64_t i = 0; i < n; ++i) {
-        if (layout.OwnerShard(ids[i]) != shard) continue;
+        const int64_t id = dynamic ? keys[i].id : ids[i];
+        if (layout.OwnerShard(id) != shard) continue;
         ids[kept] = ids[i];
+        if (dynamic) keys[kept] = keys[i];
         std::copy_n(weights.data() + i * dim, dim, weights.data() + kept * dim);
         std::copy_n(state.data() + i * state_width, state_width,
                     state.data() + kept * state_width);
         ++kept;
       }
-      EMBEDDING_RETURN_IF_ERROR(
-          output->Put(absl::MakeConstSpan(ids.data(), kept),
-                      absl::MakeConstSpan(weights.data(), kept * dim),
-                      absl::MakeConstSpan(state.data(), kept * state_width)));
+      const auto kept_weights = absl::MakeConstSpan(weights.data(), kept * dim);
+      const auto kept_state =
+          absl::MakeConstSpan(state.data(), kept * state_width);
+      if (dynamic) {
+        absl::Status put = output->PutDynamicIds(
+            absl::MakeConstSpan(keys.data(), kept), kept_weights, kept_state);
+        if (put.code() == absl::StatusCode::kFailedPrecondition) {
+          return absl::FailedPreconditionError(absl::StrCat(
+              "table \"", inputs.table, "\": output shard ", shard, " of ",
+              layout.shard_count(),
+              " cannot hold its rows within the table's capacity: ",
+              put.message(),
+              ". Reshard onto more servers, or recreate the "
+              "table with a larger capacity"));
+        }
+        EMBEDDING_RETURN_IF_ERROR(put);
+      } else {
+        EMBEDDING_RETURN_IF_ERROR(output->Put(
+            absl::MakeConstSpan(ids.data(), kept), kept_weights, kept_state));
+      }
     }
   }
   return std::move(*output).Finish(metadata);
@@ -321,12 +348,6 @@ absl::StatusOr<ReshardedTable> ReshardTable(const ReshardOptions& options,
                                             const std::string& root) {
   EMBEDDING_ASSIGN_OR_RETURN(const TableInputs inputs,
                              ReadInputs(options, table));
-  if (inputs.shards.front().table().spec.dynamic.has_value()) {
-    return absl::UnimplementedError(
-        absl::StrCat("table \"", table,
-                     "\" is dynamic: resharding dynamic tables is not "
-                     "supported yet"));
-  }
   EMBEDDING_RETURN_IF_ERROR(CheckShards(options, inputs));
   EMBEDDING_RETURN_IF_ERROR(CheckSameTableAndStep(options, inputs));
   // The output's checkpoint is as of the newest input cut.
@@ -334,20 +355,25 @@ absl::StatusOr<ReshardedTable> ReshardTable(const ReshardOptions& options,
   for (const CheckpointChain& input : inputs.shards) {
     time = std::max(time, input.headers.back().time);
   }
-  EMBEDDING_ASSIGN_OR_RETURN(const ShardLayout layout,
-                             ShardLayout::Create(options.shards));
+  // A dynamic table's ids go to SplitMix64(id) % shards.
+  const bool dynamic = inputs.shards.front().table().spec.dynamic.has_value();
+  EMBEDDING_ASSIGN_OR_RETURN(
+      const ShardLayout layout,
+      ShardLayout::Create(options.shards, dynamic
+                                              ? ShardLayout::Routing::kHash
+                                              : ShardLayout::Routing::kModulo));
   ReshardedTable result{.table = table};
   for (int32_t shard = 0; shard < options.shards; ++shard) {
     EMBEDDING_ASSIGN_OR_RETURN(
         std::unique_ptr<EmbeddingTable> output,
         BuildOutputShard(inputs, layout, shard, &result.bytes_read));
+    result.rows += output->Stats().local_rows;
     EMBEDDING_ASSIGN_OR_RETURN(
         const int64_t bytes,
         WriteOutputShard(root, shard, table, *output, time));
     result.bytes_written += bytes;
   }
   const TableMetadata metadata = OutputMetadata(inputs, 0, options.shards);
-  result.rows = metadata.spec.num_embeddings;
   result.step = metadata.step;
   result.version = metadata.version;
   return result;

@@ -16,6 +16,13 @@
 // shard, by the server's checkpoint writer, under OUT.reshard-tmp, renamed
 // to OUT when every shard is complete: OUT appears whole or not at all.
 //
+// A dynamic table's ids go to the shard SplitMix64(id) % M', each into a
+// row of its stripe there, with its usage (last push, push count); every
+// output shard gets the sum of the input shards' admission sketches (an id
+// counted on one shard may now be on another). An output shard whose ids
+// overflow a stripe of the table's capacity fails the reshard
+// (FAILED_PRECONDITION, naming the table and shard).
+//
 // What carries over: rows, optimizer state and hyper-parameters, the step
 // (which the shards must agree on), the version (the largest of the
 // shards': WriteRows reach only the shards holding their rows). The
@@ -55,7 +62,7 @@ struct ReshardOptions {
 
 struct ReshardedTable {
   std::string table;
-  int64_t rows = 0;  // num_embeddings.
+  int64_t rows = 0;  // Rows written (a dense table's num_embeddings).
   int64_t step = 0;
   int64_t version = 0;
   int64_t bytes_read = 0;

@@ -3,12 +3,15 @@ embedding_server trains SparseAdam and Adagrad tables (the optimizers whose
 updates depend on the step), saves and stops; its checkpoints are resharded
 2 -> 3, a 3-shard cluster starts from them and holds every row as before
 (each on shard g % 3), and the next pushes give the rows the same pushes
-give on the original cluster; then 3 -> 2 likewise. Bad inputs make the
-command fail with the code and a message naming the problem."""
+give on the original cluster; then 3 -> 2 likewise. A dynamic table moves
+each id to shard SplitMix64(id) % 3 and trains alike afterwards, and is
+refused when a shard could not hold its ids. Bad inputs make the command
+fail with the code and a message naming the problem."""
 
 import numpy as np
 
-from embedding_client import Adagrad, EmbeddingClient, SparseAdam
+from embedding_client import Adagrad, Dynamic, EmbeddingClient, SparseAdam
+from embedding_client.routing import hash_owner_shards
 from tests.durability.harness import assert_same_bits
 from tests.testing.cluster import Cluster
 from tests.testing.reshard import reshard
@@ -147,3 +150,80 @@ def test_bad_inputs_fail_naming_the_problem(tmp_path):
     assert occupied.returncode == 1
     assert f"output directory {out} is not empty" in occupied.stderr
     assert [p.name for p in out.iterdir()] == ["precious"]
+
+
+# Dynamic tables: ids move to shard SplitMix64(id) % M'.
+
+DYNAMIC_POOL = np.arange(-300, 300, dtype=np.int64) * 7_919 + 10**12
+
+
+def dynamic_train(client, seeds):
+    """Pushes of ids from a pool of 600 (admit_after 2: some are only
+    counted), through a sharded client."""
+    for seed in seeds:
+        random = np.random.default_rng(seed)
+        ids = random.choice(DYNAMIC_POOL, 64)
+        grad = random.standard_normal((ids.size, DIM)).astype(np.float32)
+        client.push_gradients("dyn", ids, grad)
+
+
+def dynamic_state(cluster):
+    """Lookups of the whole pool, the rows held and the step; checks that
+    each shard holds only ids it owns by hash."""
+    with EmbeddingClient(cluster.addresses) as client:
+        rows = client.lookup("dyn", DYNAMIC_POOL)
+        info = client.get_table("dyn")
+    shards = len(cluster.addresses)
+    owners = hash_owner_shards(DYNAMIC_POOL, shards)
+    for k, address in enumerate(cluster.addresses):
+        with EmbeddingClient(address) as shard:
+            mine = DYNAMIC_POOL[owners == k]
+            assert_same_bits(shard.lookup("dyn", mine), rows[owners == k],
+                             f"ids of shard {k} of {shards}")
+    return rows, info.dynamic_stats.rows_held, info.step
+
+
+def test_dynamic_table_reshards_by_hash_of_the_id(tmp_path):
+    two_root, three_root = tmp_path / "two", tmp_path / "three"
+    with Cluster(2, checkpoint_root=two_root) as two:
+        with EmbeddingClient(two.addresses) as client:
+            client.create_table("dyn", None, DIM, optimizer=Adagrad(lr=0.1),
+                                seed=4, dynamic=Dynamic(4096, admit_after=2))
+            dynamic_train(client, range(20))
+            client.save_checkpoint()
+        before = dynamic_state(two)
+    assert before[1] > 100
+
+    result = reshard(shard_dirs(two_root, 2), three_root, 3)
+    assert result.returncode == 0, result.stderr
+    with Cluster(3, checkpoint_root=three_root) as three, \
+            Cluster(2, checkpoint_root=two_root) as original:
+        after = dynamic_state(three)
+        assert_same_bits(after[0], before[0], "resharded 2 -> 3")
+        assert after[1:] == before[1:]
+        # The same pushes train alike (the sketches were summed, so an id
+        # counted once on its old shard is admitted by its next push).
+        for cluster in (three, original):
+            with EmbeddingClient(cluster.addresses) as client:
+                dynamic_train(client, range(20, 25))
+        three_rows, original_rows = (dynamic_state(three)[0],
+                                     dynamic_state(original)[0])
+        assert_same_bits(three_rows, original_rows, "pushed after 2 -> 3")
+
+
+def test_dynamic_table_over_capacity_is_refused(tmp_path):
+    root, out = tmp_path / "two", tmp_path / "one"
+    with Cluster(2, checkpoint_root=root) as two:
+        with EmbeddingClient(two.addresses) as client:
+            client.create_table("dyn", None, DIM, seed=4,
+                                dynamic=Dynamic(200))
+            ids = DYNAMIC_POOL[:300]
+            client.push_gradients("dyn", ids,
+                                  np.ones((ids.size, DIM), np.float32))
+            client.save_checkpoint()
+    result = reshard(shard_dirs(root, 2), out, 1)
+    assert result.returncode == 1
+    assert "error: FAILED_PRECONDITION: " in result.stderr, result.stderr
+    assert ('table "dyn": output shard 0 of 1 cannot hold its rows within '
+            "the table's capacity") in result.stderr, result.stderr
+    assert not out.exists()
