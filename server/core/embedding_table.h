@@ -217,6 +217,14 @@ class EmbeddingTable {
                                                 int64_t end_row,
                                                 int64_t max_rows) const;
 
+  // A dynamic table's held ids (expired rows aside), in slot order: at most
+  // `max_rows` of them from slot `*cursor` on, advancing it; empty at the
+  // end. Read a table in chunks from cursor 0; not a cut (a snapshot is):
+  // rows admitted or evicted meanwhile may be missed or seen. UNIMPLEMENTED
+  // for a dense table (HeldRows), INVALID_ARGUMENT for max_rows < 1.
+  absl::StatusOr<std::vector<int64_t>> HeldIds(int64_t* cursor,
+                                               int64_t max_rows) const;
+
   // Every held row of the range at once. Deprecated: a range of the whole
   // table costs 8 bytes per row; use the chunked overload.
   absl::StatusOr<std::vector<int64_t>> HeldRows(int64_t start_row,

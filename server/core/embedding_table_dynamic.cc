@@ -43,6 +43,30 @@ void EmbeddingTable::FillAbsentRow(int64_t id, float* out) const {
   }
 }
 
+absl::StatusOr<std::vector<int64_t>> EmbeddingTable::HeldIds(
+    int64_t* cursor, int64_t max_rows) const {
+  if (dynamic_ == nullptr) {
+    return absl::UnimplementedError(absl::StrCat(
+        "table ", QuoteForMessage(name_), " is dense: list its rows by range"));
+  }
+  if (max_rows < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_rows must be >= 1, got ", max_rows));
+  }
+  const int64_t pushes = step_.load(std::memory_order_relaxed);
+  std::vector<int64_t> ids;
+  while (*cursor < local_rows_ && static_cast<int64_t>(ids.size()) < max_rows) {
+    const int64_t slot = (*cursor)++;
+    Stripe& stripe = StripeOf(slot);
+    ReaderLock lock(&stripe.mu);
+    const int64_t id = dynamic_->IdAt(slot);
+    if (id != kReservedId && !dynamic_->Expired(slot, pushes)) {
+      ids.push_back(id);
+    }
+  }
+  return ids;
+}
+
 bool EmbeddingTable::CopyDynamicRow(int64_t id, const DynamicRows::Place& place,
                                     void* out) const {
   static_assert(DynamicRows::RowIndex::kLockFreeFind,

@@ -640,6 +640,14 @@ absl::Status EmbeddingServiceImpl::DoReadRows(
                              registry_->Get(request.table()));
   const absl::Span<const int64_t> indices = View(request.indices());
   const bool by_range = indices.empty();
+  const bool dynamic = table->Stats().spec.dynamic.has_value();
+  if (dynamic && by_range &&
+      (request.start_row() != 0 || request.end_row() != 0)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("table ", QuoteForMessage(request.table()),
+                     " is dynamic: it has no row range; read it whole "
+                     "(start_row and end_row 0) or by ids"));
+  }
   const int64_t start = request.start_row();
   const int64_t end = request.end_row() == 0
                           ? table->Stats().spec.num_embeddings
@@ -647,15 +655,16 @@ absl::Status EmbeddingServiceImpl::DoReadRows(
   // Every index, or the range, is checked before the first row goes out
   // and before memory is reserved: a bad request is INVALID_ARGUMENT
   // whatever the load.
-  if (by_range) {
+  if (by_range && !dynamic) {
     EMBEDDING_RETURN_IF_ERROR(table->HeldRows(start, end, 1).status());
-  } else {
+  } else if (!by_range) {
     EMBEDDING_RETURN_IF_ERROR(table->CheckIndices(indices));
   }
   // Rows the stream may send (the range was checked above).
   const int64_t total_rows =
-      by_range ? (start >= 0 && end >= start ? end - start : 0)
-               : static_cast<int64_t>(indices.size());
+      dynamic && by_range ? table->Stats().local_rows
+      : by_range          ? (start >= 0 && end >= start ? end - start : 0)
+                          : static_cast<int64_t>(indices.size());
   const int64_t dim = table->dim();
   // A table's row fits in memory, so its bytes fit in int64.
   const int64_t row_bytes = dim * int64_t{sizeof(float)} + kMaxVarintBytes;
@@ -696,6 +705,15 @@ absl::Status EmbeddingServiceImpl::DoReadRows(
       next += count;
     }
     return absl::OkStatus();
+  }
+  if (dynamic) {
+    // Every held row of a dynamic table, a chunk of slots at a time.
+    for (int64_t cursor = 0;;) {
+      EMBEDDING_ASSIGN_OR_RETURN(const std::vector<int64_t> chunk,
+                                 table->HeldIds(&cursor, rows_per_message));
+      if (chunk.empty()) return absl::OkStatus();
+      EMBEDDING_RETURN_IF_ERROR(send(chunk));
+    }
   }
   // Row ids a chunk at a time: never a list of the whole range.
   for (int64_t next = start;;) {

@@ -210,6 +210,31 @@ def test_sharded_stream_and_reads_route_by_hash(clients, table):
                                   single.read_rows(table, IDS))
 
 
+def test_read_rows_without_ids_returns_every_held_row(clients, table):
+    """read_rows of a whole dynamic table: every id holding a row, with its
+    row, on one server and over 3 shards alike (sorted by id to compare);
+    a range is refused, as a dynamic table has none."""
+    sharded, single = clients
+    pushed = np.concatenate([IDS, 10**12 + np.arange(40)])
+    for client in (sharded, single):
+        client.create_table(table, None, DIM, initializer=INIT, seed=16,
+                            optimizer=SGD(lr=0.5), dynamic=Dynamic(64))
+        client.push_gradients(table, pushed,
+                              np.ones((pushed.size, DIM), np.float32))
+    read = {}
+    for name, client in (("sharded", sharded), ("single", single)):
+        ids, rows = client.read_rows(table, return_indices=True)
+        order = np.argsort(ids)
+        read[name] = ids[order], rows[order]
+        np.testing.assert_array_equal(read[name][0], np.unique(pushed))
+        np.testing.assert_array_equal(read[name][1],
+                                      client.lookup(table, read[name][0]))
+    np.testing.assert_array_equal(read["sharded"][1], read["single"][1])
+    for client in (sharded, single):
+        with pytest.raises(InvalidArgumentError, match="no row range"):
+            client.read_rows(table, start_row=1)
+
+
 def test_sharded_reserved_id_refused_locally(clients, table):
     sharded, single = clients
     for client in (sharded, single):

@@ -657,8 +657,18 @@ class ShardedClient(EmbeddingClient):
                                            timeout=timeout)[1]
                 for shard in split.shards()})
             values = split.gather(parts, (dim,), np.float32)
+        elif info.dynamic is not None:
+            if start_row or end_row:
+                raise InvalidArgumentError(
+                    f"table {table!r} is dynamic: it has no row range; read "
+                    "it whole or by ids")
+            # Every shard's held rows, with their ids, shard after shard.
+            self._check_shards(table, range(len(self.shards)), timeout)
+            parts = self._on_every_shard(
+                lambda client: client._read_rows(table, dim, timeout=timeout))
+            ids = np.concatenate([parts[k][0] for k in sorted(parts)])
+            values = np.concatenate([parts[k][1] for k in sorted(parts)])
         else:
-            _not_served_for_dynamic(info, "reads of every row")
             end = end_row or rows
             if not 0 <= start_row <= end <= rows:
                 raise InvalidArgumentError(
