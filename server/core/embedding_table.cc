@@ -515,6 +515,7 @@ absl::StatusOr<PushResult> EmbeddingTable::ApplyPush(
   if (dynamic_ != nullptr) {
     PushResult result =
         ApplyDynamicPush(gradient, optimizer, params, step, mutation);
+    pushes_applied_.fetch_add(1, std::memory_order_relaxed);
     result.version = version_.fetch_add(1, std::memory_order_relaxed) + 1;
     return result;
   }

@@ -538,6 +538,11 @@ class EmbeddingTable {
 
   std::atomic<int64_t> version_{0};
   std::atomic<int64_t> step_{0};
+  // Dynamic tables: pushes applied so far (step_ counts them as they begin).
+  // Readers judge expiry by it, so that no lookup sees as expired a row that
+  // a push under way still steps (that push judges by the pushes before
+  // it).
+  std::atomic<int64_t> pushes_applied_{0};
   ExactlyOnceTracker exactly_once_;
   // Bumped once per successful call (never per row, never under a lock).
   TableCounters counters_;

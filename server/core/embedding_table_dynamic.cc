@@ -53,7 +53,7 @@ absl::StatusOr<std::vector<int64_t>> EmbeddingTable::HeldIds(
     return absl::InvalidArgumentError(
         absl::StrCat("max_rows must be >= 1, got ", max_rows));
   }
-  const int64_t pushes = step_.load(std::memory_order_relaxed);
+  const int64_t pushes = pushes_applied_.load(std::memory_order_relaxed);
   std::vector<int64_t> ids;
   while (*cursor < local_rows_ && static_cast<int64_t>(ids.size()) < max_rows) {
     const int64_t slot = (*cursor)++;
@@ -72,7 +72,7 @@ bool EmbeddingTable::CopyDynamicRow(int64_t id, const DynamicRows::Place& place,
   static_assert(DynamicRows::RowIndex::kLockFreeFind,
                 "the row index is probed inside the seqlock window");
   Stripe& stripe = stripes_[place.stripe];
-  const int64_t pushes = step_.load(std::memory_order_relaxed);
+  const int64_t pushes = pushes_applied_.load(std::memory_order_relaxed);
   // The slot of `id` unless it has none or it expired.
   const auto live_slot = [&] {
     const int64_t slot = dynamic_->Find(place, id);
@@ -105,8 +105,8 @@ bool EmbeddingTable::ReadDynamicRow(int64_t id, bool renorm, float* out) {
     WriterLock lock(&stripe.mu);
     // The id may have lost its row since the copy.
     const int64_t slot = dynamic_->Find(place, id);
-    if (slot >= 0 &&
-        !dynamic_->Expired(slot, step_.load(std::memory_order_relaxed))) {
+    if (slot >= 0 && !dynamic_->Expired(slot, pushes_applied_.load(
+                                                  std::memory_order_relaxed))) {
       RenormHeldRow(stripe, slot, mutation, out);
       return true;
     }

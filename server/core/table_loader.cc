@@ -124,8 +124,8 @@ absl::Status TableLoader::MergeAdmission(
         admission_->counters.size(), " and ", admission_->counts.size()));
   }
   for (size_t i = 0; i < admission.counters.size(); ++i) {
-    const int sum = admission_->counters[i] + admission.counters[i];
-    admission_->counters[i] = static_cast<uint8_t>(std::min(sum, 255));
+    admission_->counters[i] =
+        std::max(admission_->counters[i], admission.counters[i]);
   }
   for (size_t i = 0; i < admission.counts.size(); ++i) {
     admission_->counts[i] =
@@ -195,6 +195,7 @@ absl::StatusOr<std::unique_ptr<EmbeddingTable>> TableLoader::Finish(
       table_->exactly_once_.Import(metadata.exactly_once));
   table_->version_.store(metadata.version, std::memory_order_relaxed);
   table_->step_.store(metadata.step, std::memory_order_relaxed);
+  table_->pushes_applied_.store(metadata.step, std::memory_order_relaxed);
   return std::move(table_);
 }
 

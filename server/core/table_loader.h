@@ -77,8 +77,10 @@ class TableLoader {
   void PutAdmission(DynamicRows::Admission admission) {
     admission_ = std::move(admission);
   }
-  // Adds `admission` to the sketch put so far: counters summed (saturating
-  // at 255), stripe counts the larger. INVALID_ARGUMENT for another shape.
+  // Merges `admission` into the sketch put so far: each counter and stripe
+  // count the larger of the two (an id was counted on one input only, so
+  // its counts are kept; a sum would add the other inputs' collisions).
+  // INVALID_ARGUMENT for another shape.
   absl::Status MergeAdmission(const DynamicRows::Admission& admission);
 
   // The table, with the optimizer, version, step, exactly-once windows (and

@@ -278,8 +278,9 @@ absl::StatusOr<std::unique_ptr<EmbeddingTable>> BuildOutputShard(
     EMBEDDING_ASSIGN_OR_RETURN(std::unique_ptr<TableSnapshot> snapshot,
                                input->BeginSnapshot(std::nullopt));
     if (dynamic) {
-      // Ids that were not admitted yet may be counted on any input shard:
-      // every output shard gets the sum (early admissions, never late).
+      // Ids not admitted yet may be counted on any input shard: every output
+      // shard gets the counters' maximum (never late; early as often as on
+      // one shard).
       EMBEDDING_RETURN_IF_ERROR(
           output->MergeAdmission(snapshot->metadata().admission));
     }

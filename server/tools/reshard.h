@@ -18,9 +18,9 @@
 //
 // A dynamic table's ids go to the shard SplitMix64(id) % M', each into a
 // row of its stripe there, with its usage (last push, push count); every
-// output shard gets the sum of the input shards' admission sketches (an id
-// counted on one shard may now be on another). An output shard whose ids
-// overflow a stripe of the table's capacity fails the reshard
+// output shard gets the element-wise maximum of the input shards' admission
+// sketches (an id counted on one shard may now be on another). An output shard
+// whose ids overflow a stripe of the table's capacity fails the reshard
 // (FAILED_PRECONDITION, naming the table and shard).
 //
 // What carries over: rows, optimizer state and hyper-parameters, the step

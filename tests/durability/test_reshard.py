@@ -201,7 +201,7 @@ def test_dynamic_table_reshards_by_hash_of_the_id(tmp_path):
         after = dynamic_state(three)
         assert_same_bits(after[0], before[0], "resharded 2 -> 3")
         assert after[1:] == before[1:]
-        # The same pushes train alike (the sketches were summed, so an id
+        # The same pushes train alike (the sketches were merged, so an id
         # counted once on its old shard is admitted by its next push).
         for cluster in (three, original):
             with EmbeddingClient(cluster.addresses) as client:

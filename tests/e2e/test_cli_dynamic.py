@@ -93,7 +93,8 @@ def test_evictions_show_in_describe(cli):
 
 def test_what_the_server_cannot_do_yet_is_unimplemented(cli, tmp_path):
     cli.ok("create-table", "t", *DYNAMIC)
-    cli.fails("read-rows", "t", code="UNIMPLEMENTED")
+    # A whole read streams the rows held: none yet.
+    assert cli.ok("read-rows", "t").startswith("shape [0, 2]")
     err = cli.fails("export", "t", str(tmp_path / "t.npy"),
                     code="UNIMPLEMENTED")
     assert err == ('table "t" is dynamic: this client cannot export the rows '
