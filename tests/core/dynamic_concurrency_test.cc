@@ -213,8 +213,9 @@ TEST(DynamicConcurrencyTest, SnapshotsDuringChurnAreWholeCuts) {
     std::vector<DynamicKey> keys(rows);
     std::vector<float> weights(rows * kDim);
     int64_t done = 0;
-    while (const int64_t n = snapshot->Read(
-               16, &slots[done], &weights[done * kDim], nullptr, &keys[done])) {
+    while (const int64_t n = snapshot->Read(16, slots.data() + done,
+                                            weights.data() + done * kDim,
+                                            nullptr, keys.data() + done)) {
       done += n;
     }
     ASSERT_EQ(done, rows);

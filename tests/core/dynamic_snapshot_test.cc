@@ -89,9 +89,9 @@ DynamicImage ReadAll(TableSnapshot& snapshot) {
   image.state.resize(rows * width);
   int64_t done = 0;
   // Chunks of 5: reads interleave with whatever the test does between.
-  while (const int64_t n =
-             snapshot.Read(5, &image.slots[done], &image.weights[done * kDim],
-                           &image.state[done * width], &image.keys[done])) {
+  while (const int64_t n = snapshot.Read(
+             5, image.slots.data() + done, image.weights.data() + done * kDim,
+             image.state.data() + done * width, image.keys.data() + done)) {
     done += n;
   }
   EXPECT_EQ(done, rows);

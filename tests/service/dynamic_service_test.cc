@@ -64,9 +64,10 @@ class DynamicServiceTest : public testing::ServiceFixture {
     v1::LookupResponse response;
     grpc::ClientContext context;
     grpc::Status status = stub_->Lookup(&context, request, &response);
-    rows->resize(response.embeddings().data().size() / sizeof(float));
-    std::memcpy(rows->data(), response.embeddings().data().data(),
-                response.embeddings().data().size());
+    const std::string& data = response.embeddings().data();
+    rows->assign(data.size() / sizeof(float), 0.0f);
+    // A refused lookup has no rows (and memcpy takes no null pointer).
+    if (!data.empty()) std::memcpy(rows->data(), data.data(), data.size());
     return status;
   }
 
