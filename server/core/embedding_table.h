@@ -421,6 +421,10 @@ class EmbeddingTable {
     uint64_t first_touch;   // The push's step, in a touch.
     int64_t pushes_before;  // Pushes of the table before this one.
     int64_t expirations = 0;
+    // Scratch of the chunks, allocated once per push: a new row's values,
+    // and the chunk's ids without a row (positions in `order`).
+    std::vector<float> fresh;
+    std::vector<size_t> absent;
   };
   // The rows of order[begin, end): every row of the stripes they cover,
   // held under those stripes' writer locks. Within a stripe the held rows

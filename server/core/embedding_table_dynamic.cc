@@ -183,7 +183,8 @@ PushResult EmbeddingTable::ApplyDynamicPush(GradientAccumulator& gradient,
   PushResult result;
   DynamicChange change{.first_touch = static_cast<uint64_t>(step)
                                       << DynamicRows::kRankBits,
-                       .pushes_before = step - 1};
+                       .pushes_before = step - 1,
+                       .fresh = std::vector<float>(dim_)};
   // Chunks of whole stripes (a stripe's held rows are all stepped before
   // any of its rows is evicted), of about kRowsPerLockChunk rows.
   const auto chunk_end = [&](size_t begin) {
@@ -232,8 +233,8 @@ void EmbeddingTable::ApplyDynamicChunk(
     return change.first_touch |
            std::min(static_cast<uint64_t>(result.rows_updated++), kMaxRank);
   };
-  std::vector<float> fresh(dim_);
-  std::vector<size_t> absent;
+  std::vector<float>& fresh = change.fresh;
+  std::vector<size_t>& absent = change.absent;
   LockStripes(gradient, order, begin, end);
   for (size_t group_begin = begin; group_begin < end;) {
     const uint32_t stripe_index = gradient.group(order[group_begin]);

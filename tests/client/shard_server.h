@@ -6,10 +6,13 @@
 #ifndef TESTS_CLIENT_SHARD_SERVER_H_
 #define TESTS_CLIENT_SHARD_SERVER_H_
 
+#include <cmath>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -33,6 +36,15 @@ inline std::unique_ptr<Server> StartShardServer(
   absl::StatusOr<std::unique_ptr<Server>> server = Server::Start(options);
   EXPECT_TRUE(server.ok()) << server.status();
   return server.ok() ? *std::move(server) : nullptr;
+}
+
+// Distinct, irregular values (sums in another order would differ).
+inline std::vector<float> Values(int64_t count, float salt) {
+  std::vector<float> values(count);
+  for (int64_t i = 0; i < count; ++i) {
+    values[i] = std::sin(static_cast<float>(i) * 0.37f + salt) * 1.7f;
+  }
+  return values;
 }
 
 inline std::string LoopbackAddress(const Server& server) {

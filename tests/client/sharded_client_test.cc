@@ -26,6 +26,7 @@ namespace {
 
 using ::embedding::testing::LoopbackAddress;
 using ::embedding::testing::StartShardServer;
+using ::embedding::testing::Values;
 using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
@@ -41,15 +42,6 @@ v1::TableSpec Spec(const std::string& name, int64_t rows = kRows) {
   spec.set_embedding_dim(kDim);
   spec.set_seed(7);
   return spec;
-}
-
-// Distinct, irregular values (sums in another order would differ).
-std::vector<float> Values(int64_t count, float salt) {
-  std::vector<float> values(count);
-  for (int64_t i = 0; i < count; ++i) {
-    values[i] = std::sin(static_cast<float>(i) * 0.37f + salt) * 1.7f;
-  }
-  return values;
 }
 
 ClientOptions TestClientOptions() {

@@ -28,6 +28,7 @@ namespace {
 
 using ::embedding::testing::LoopbackAddress;
 using ::embedding::testing::StartShardServer;
+using ::embedding::testing::Values;
 using ::testing::HasSubstr;
 
 constexpr int kShards = 3;
@@ -67,15 +68,6 @@ v1::TableSpec DynamicSpec(const std::string& name, int64_t capacity = 1000) {
   spec.mutable_optimizer()->mutable_adagrad()->set_lr(0.1f);
   spec.mutable_dynamic()->set_capacity(capacity);
   return spec;
-}
-
-// Distinct, irregular values.
-std::vector<float> Values(int64_t count, float salt) {
-  std::vector<float> values(count);
-  for (int64_t i = 0; i < count; ++i) {
-    values[i] = std::sin(static_cast<float>(i) * 0.37f + salt) * 1.7f;
-  }
-  return values;
 }
 
 ClientOptions TestClientOptions() {
