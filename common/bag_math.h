@@ -13,11 +13,12 @@
 //   EMBEDDING_ASSIGN_OR_RETURN(const ValidatedBagBatch batch,
 //                              ValidateBagBatch({indices, offsets,
 //                                                BagMode::kMean}));
+//   const BagMarkers markers = BagMarkers::ForTable(dynamic, padding);
 //   EMBEDDING_RETURN_IF_ERROR(PoolBagRows(
-//       batch, dim, padding_row, read_row, /*max_indices=*/nullptr,
+//       batch, dim, markers, read_row, /*max_indices=*/nullptr,
 //       [&](int64_t bag, const float* pooled) { ... }));
 //   EMBEDDING_RETURN_IF_ERROR(ForEachBagGradient(
-//       batch, padding_row,
+//       batch, markers,
 //       [&](int64_t bag, int64_t index, float scale) { ... }));
 //
 // Thread-compatible: plain values and functions. No gRPC, no protobuf.
@@ -27,6 +28,8 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -39,6 +42,33 @@
 namespace embedding {
 
 enum class BagMode { kSum, kMean, kMax };
+
+// The ids a table's bags treat apart: entries equal to `padding` are
+// skipped (padding_idx), and `no_row` fills the elements of max_indices
+// that no row won (empty bags). A dense table's rows are [0, N), so -1
+// marks both (the wire contract); a dynamic table's ids are any int64 but
+// INT64_MIN (kReservedId), which marks both there. Without a padding row
+// `padding` is `no_row`, which no index of a valid batch equals.
+struct BagMarkers {
+  static constexpr int64_t kDenseNoRow = -1;
+  static constexpr int64_t kDynamicNoRow = std::numeric_limits<int64_t>::min();
+
+  // A table's markers: dynamic or dense, its padding id or row if any.
+  static BagMarkers ForTable(bool dynamic, std::optional<int64_t> padding) {
+    const int64_t no_row = dynamic ? kDynamicNoRow : kDenseNoRow;
+    return BagMarkers(padding.value_or(no_row), no_row);
+  }
+
+  // A dense table's: its padding row, or -1 for none. Implicit, so that a
+  // dense table's padding row is all its callers pass.
+  BagMarkers(int64_t dense_padding_row)  // NOLINT(google-explicit-constructor)
+      : BagMarkers(dense_padding_row, kDenseNoRow) {}
+  BagMarkers(int64_t padding, int64_t no_row)
+      : padding(padding), no_row(no_row) {}
+
+  int64_t padding;
+  int64_t no_row;
+};
 
 // Views of the caller's arrays, as nn.EmbeddingBag takes them. Unchecked:
 // the arithmetic takes only a ValidatedBagBatch.
@@ -99,9 +129,9 @@ absl::StatusOr<ValidatedBagBatch> ValidateBagBatch(const BagBatch& batch);
 
 // F.embedding_bag's forward, bag by bag in float32: `emit(bag, pooled)` gets
 // the `dim` pooled floats of each bag (zeros when empty). Entries equal to
-// `padding_row` (-1: none) are skipped. In MAX mode, `max_indices` (bags *
-// dim) receives the winning row per element (-1 for empty bags; ties stay
-// with the earlier position); it may be null otherwise. `read_row(index,
+// `markers.padding` are skipped. In MAX mode, `max_indices` (bags * dim)
+// receives the winning row per element (markers.no_row for empty bags; ties
+// stay with the earlier position); it may be null otherwise. `read_row(index,
 // use)` calls `use(const float* row)` with the floats of row `index`.
 // REQUIRES: `read_row` can read every index of the batch. Asks `cancel` every
 // kRowsBetweenCancelChecks rows and returns cancel.Status() when it says so.
@@ -110,18 +140,19 @@ absl::StatusOr<ValidatedBagBatch> ValidateBagBatch(const BagBatch& batch);
 // loop: an absl::FunctionRef per row made the server's LookupBag 12% slower.
 template <typename ReadRow, typename Emit>
 absl::Status PoolBagRows(const ValidatedBagBatch& batch, int64_t dim,
-                         int64_t padding_row, ReadRow&& read_row,
+                         const BagMarkers& markers, ReadRow&& read_row,
                          int64_t* max_indices, Emit&& emit,
                          const Cancellation& cancel = NeverCancelled());
 
 // Backward of PoolBagRows in SUM and MEAN mode: calls `add(bag, index,
 // scale)` for each pooled entry in position order, where the entry's row
 // gets `scale` times the bag's gradient row (the per-sample weight for SUM,
-// 1 / count for MEAN). Returns cancel.Status() when `cancel`, asked every
-// kRowsBetweenCancelChecks rows, says so. REQUIRES: mode is not MAX.
+// 1 / count for MEAN); entries equal to markers.padding get none. Returns
+// cancel.Status() when `cancel`, asked every kRowsBetweenCancelChecks rows,
+// says so. REQUIRES: mode is not MAX.
 template <typename Add>
 absl::Status ForEachBagGradient(const ValidatedBagBatch& batch,
-                                int64_t padding_row, Add&& add,
+                                const BagMarkers& markers, Add&& add,
                                 const Cancellation& cancel = NeverCancelled());
 
 // Backward of MAX: INVALID_ARGUMENT unless `max_indices` has bags * dim
@@ -130,12 +161,13 @@ absl::Status CheckMaxIndicesSize(const ValidatedBagBatch& batch, int64_t dim,
                                  size_t size);
 
 // Backward of MAX: calls `add(element, index)` for each element of
-// `max_indices` that names a row (not -1, not the padding row), in order.
+// `max_indices` that names a row (not markers.no_row, not markers.padding),
+// in order.
 // INVALID_ARGUMENT for a row of which `in_batch(index)` says false (not one
 // of the batch's indices); cancel.Status() as ForEachBagGradient.
 template <typename InBatch, typename Add>
 absl::Status ForEachMaxGradient(absl::Span<const int64_t> max_indices,
-                                int64_t padding_row, InBatch&& in_batch,
+                                const BagMarkers& markers, InBatch&& in_batch,
                                 Add&& add,
                                 const Cancellation& cancel = NeverCancelled());
 
@@ -149,7 +181,7 @@ absl::Status MaxIndexNotInBatchError(size_t element, int64_t index);
 
 template <typename ReadRow, typename Emit>
 absl::Status PoolBagRows(const ValidatedBagBatch& batch, int64_t dim,
-                         int64_t padding_row, ReadRow&& read_row,
+                         const BagMarkers& markers, ReadRow&& read_row,
                          int64_t* max_indices, Emit&& emit,
                          const Cancellation& cancel) {
   PeriodicCancelCheck check(cancel);
@@ -158,13 +190,13 @@ absl::Status PoolBagRows(const ValidatedBagBatch& batch, int64_t dim,
   for (int64_t bag = 0; bag < batch.bags(); ++bag) {
     std::fill(pooled.begin(), pooled.end(), 0.0f);
     int64_t* bag_max_indices = is_max ? max_indices + bag * dim : nullptr;
-    if (is_max) std::fill_n(bag_max_indices, dim, int64_t{-1});
+    if (is_max) std::fill_n(bag_max_indices, dim, markers.no_row);
     int64_t count = 0;
     const auto [begin, end] = batch.Bounds(bag);
     for (int64_t position = begin; position < end; ++position) {
       if (check.Cancelled()) return check.status();
       const int64_t index = batch.indices()[position];
-      if (index == padding_row) continue;
+      if (index == markers.padding) continue;
       const float weight = batch.Weight(position);
       const bool first = count == 0;
       read_row(index, [&](const float* row) {
@@ -191,7 +223,7 @@ absl::Status PoolBagRows(const ValidatedBagBatch& batch, int64_t dim,
 
 template <typename Add>
 absl::Status ForEachBagGradient(const ValidatedBagBatch& batch,
-                                int64_t padding_row, Add&& add,
+                                const BagMarkers& markers, Add&& add,
                                 const Cancellation& cancel) {
   PeriodicCancelCheck check(cancel);
   const absl::Span<const int64_t> indices = batch.indices();
@@ -199,12 +231,12 @@ absl::Status ForEachBagGradient(const ValidatedBagBatch& batch,
     const auto [begin, end] = batch.Bounds(bag);
     int64_t count = 0;
     for (int64_t position = begin; position < end; ++position) {
-      count += indices[position] == padding_row ? 0 : 1;
+      count += indices[position] == markers.padding ? 0 : 1;
     }
     for (int64_t position = begin; position < end; ++position) {
       if (check.Cancelled()) return check.status();
       const int64_t index = indices[position];
-      if (index == padding_row) continue;
+      if (index == markers.padding) continue;
       const float scale = batch.mode() == BagMode::kMean
                               ? 1.0f / static_cast<float>(count)
                               : batch.Weight(position);
@@ -216,13 +248,13 @@ absl::Status ForEachBagGradient(const ValidatedBagBatch& batch,
 
 template <typename InBatch, typename Add>
 absl::Status ForEachMaxGradient(absl::Span<const int64_t> max_indices,
-                                int64_t padding_row, InBatch&& in_batch,
+                                const BagMarkers& markers, InBatch&& in_batch,
                                 Add&& add, const Cancellation& cancel) {
   PeriodicCancelCheck check(cancel);
   for (size_t i = 0; i < max_indices.size(); ++i) {
     if (check.Cancelled()) return check.status();
     const int64_t index = max_indices[i];
-    if (index == -1 || index == padding_row) continue;
+    if (index == markers.no_row || index == markers.padding) continue;
     if (!in_batch(index)) return internal::MaxIndexNotInBatchError(i, index);
     add(i, index);
   }

@@ -52,7 +52,7 @@ float RoundTrip(float value, v1::DType dtype) {
 // MAX: each element's gradient goes to the row that won it, summed per row
 // in element order (as the server's AddElement does).
 absl::StatusOr<IndexGradient> MaxGradientToRows(
-    const ValidatedBagBatch& batch, int64_t dim, int64_t padding_row,
+    const ValidatedBagBatch& batch, int64_t dim, const BagMarkers& markers,
     absl::Span<const float> grad, absl::Span<const int64_t> max_indices) {
   EMBEDDING_RETURN_IF_ERROR(
       CheckMaxIndicesSize(batch, dim, max_indices.size()));
@@ -61,7 +61,7 @@ absl::StatusOr<IndexGradient> MaxGradientToRows(
   IndexGradient result;
   absl::flat_hash_map<int64_t, size_t> slot_of;
   EMBEDDING_RETURN_IF_ERROR(ForEachMaxGradient(
-      max_indices, padding_row,
+      max_indices, markers,
       [&](int64_t index) { return in_batch.contains(index); },
       [&](size_t element, int64_t index) {
         const auto [it, inserted] = slot_of.try_emplace(index, slot_of.size());
@@ -81,14 +81,14 @@ absl::StatusOr<IndexGradient> MaxGradientToRows(
 // one float that leaves every sum as it is, bit for bit (+0.0 + -0.0 is
 // +0.0).
 void AddUnpooledOccurrences(const ValidatedBagBatch& batch, int64_t dim,
-                            int64_t padding_row, IndexGradient& result) {
+                            const BagMarkers& markers, IndexGradient& result) {
   const absl::Span<const int64_t> trailing =
       batch.indices().subspan(batch.BagsEnd());
   if (trailing.empty()) return;
   const absl::flat_hash_set<int64_t> with_gradient(result.indices.begin(),
                                                    result.indices.end());
   for (const int64_t index : trailing) {
-    if (index == padding_row || !with_gradient.contains(index)) continue;
+    if (index == markers.padding || !with_gradient.contains(index)) continue;
     result.indices.push_back(index);
     result.grad.insert(result.grad.end(), dim, -0.0f);
   }
@@ -100,7 +100,7 @@ absl::Status ValidateBags(const Bags& bags) {
   return CheckedBags(bags).status();
 }
 
-std::vector<int64_t> PooledRows(const Bags& bags, int64_t padding_row) {
+std::vector<int64_t> PooledRows(const Bags& bags, const BagMarkers& markers) {
   std::vector<int64_t> rows;
   absl::flat_hash_set<int64_t> seen;
   const int64_t end = bags.offsets.empty()
@@ -109,7 +109,7 @@ std::vector<int64_t> PooledRows(const Bags& bags, int64_t padding_row) {
                                                       : bags.indices.size());
   for (int64_t position = 0; position < end; ++position) {
     const int64_t index = bags.indices[position];
-    if (index != padding_row && seen.insert(index).second) {
+    if (index != markers.padding && seen.insert(index).second) {
       rows.push_back(index);
     }
   }
@@ -117,7 +117,7 @@ std::vector<int64_t> PooledRows(const Bags& bags, int64_t padding_row) {
 }
 
 absl::StatusOr<BagLookupResult> PoolBags(
-    const Bags& bags, int64_t dim, int64_t padding_row,
+    const Bags& bags, int64_t dim, const BagMarkers& markers,
     absl::FunctionRef<const float*(int64_t)> row_of, v1::DType dtype) {
   EMBEDDING_ASSIGN_OR_RETURN(const ValidatedBagBatch batch, CheckedBags(bags));
   BagLookupResult result;
@@ -127,7 +127,7 @@ absl::StatusOr<BagLookupResult> PoolBags(
     result.max_indices.resize(batch.bags() * dim);
   }
   EMBEDDING_RETURN_IF_ERROR(PoolBagRows(
-      batch, dim, padding_row,
+      batch, dim, markers,
       [&](int64_t index, const auto& use) { use(row_of(index)); },
       result.max_indices.empty() ? nullptr : result.max_indices.data(),
       [&](int64_t bag, const float* pooled) {
@@ -139,22 +139,22 @@ absl::StatusOr<BagLookupResult> PoolBags(
 }
 
 absl::StatusOr<IndexGradient> BagGradientToRows(
-    const Bags& bags, int64_t dim, int64_t padding_row,
+    const Bags& bags, int64_t dim, const BagMarkers& markers,
     absl::Span<const float> grad, absl::Span<const int64_t> max_indices) {
   EMBEDDING_ASSIGN_OR_RETURN(const ValidatedBagBatch batch, CheckedBags(bags));
   if (batch.mode() == BagMode::kMax) {
-    return MaxGradientToRows(batch, dim, padding_row, grad, max_indices);
+    return MaxGradientToRows(batch, dim, markers, grad, max_indices);
   }
   IndexGradient result;
   EMBEDDING_RETURN_IF_ERROR(ForEachBagGradient(
-      batch, padding_row, [&](int64_t bag, int64_t index, float scale) {
+      batch, markers, [&](int64_t bag, int64_t index, float scale) {
         result.indices.push_back(index);
         for (int64_t d = 0; d < dim; ++d) {
           // The server adds 1.0f * this, which is exactly this.
           result.grad.push_back(scale * grad[bag * dim + d]);
         }
       }));
-  AddUnpooledOccurrences(batch, dim, padding_row, result);
+  AddUnpooledOccurrences(batch, dim, markers, result);
   return result;
 }
 

@@ -8,10 +8,15 @@
 // gradient rows of a PushGradients.
 //
 //   EMBEDDING_RETURN_IF_ERROR(internal::ValidateBags(bags));
-//   std::vector<int64_t> rows = internal::PooledRows(bags, padding_row);
+//   const BagMarkers markers = BagMarkers::ForTable(dynamic, padding);
+//   std::vector<int64_t> rows = internal::PooledRows(bags, markers);
 //   ... look the rows up ...
 //   absl::StatusOr<BagLookupResult> pooled =
-//       internal::PoolBags(bags, dim, padding_row, row_of, dtype);
+//       internal::PoolBags(bags, dim, markers, row_of, dtype);
+//
+// `markers` (common/bag_math.h) name the padding row to skip and what marks
+// an empty bag in max_indices: -1 in a dense table, INT64_MIN in a dynamic
+// one.
 //
 // Thread-safe: pure functions.
 #ifndef CLIENT_CPP_BAG_POOLING_H_
@@ -25,6 +30,7 @@
 #include "absl/status/statusor.h"
 #include "absl/types/span.h"
 #include "client/cpp/embedding_client.h"
+#include "common/bag_math.h"
 #include "common/row_checks.h"
 
 namespace embedding::internal {
@@ -38,16 +44,16 @@ absl::Status ValidateBags(const Bags& bags);
 // The server's check of a gradient or of rows to write (common/row_checks.h).
 using ::embedding::CheckRowsShape;
 
-// The distinct rows the bags pool (the padding row left out), in the order
+// The distinct rows the bags pool (markers.padding left out), in the order
 // they first occur.
-std::vector<int64_t> PooledRows(const Bags& bags, int64_t padding_row);
+std::vector<int64_t> PooledRows(const Bags& bags, const BagMarkers& markers);
 
 // Pools `bags` as the server does: [bags, dim] rows rounded through `dtype`
 // as the server's reply would be, plus max_indices in MAX mode.
 // `row_of(index)` gives the floats of a row of PooledRows. INVALID_ARGUMENT
 // as ValidateBags.
 absl::StatusOr<BagLookupResult> PoolBags(
-    const Bags& bags, int64_t dim, int64_t padding_row,
+    const Bags& bags, int64_t dim, const BagMarkers& markers,
     absl::FunctionRef<const float*(int64_t)> row_of, v1::DType dtype);
 
 // The gradient of a PushBagGradients as the rows and gradient rows of a
@@ -65,7 +71,7 @@ struct IndexGradient {
   std::vector<float> grad;
 };
 absl::StatusOr<IndexGradient> BagGradientToRows(
-    const Bags& bags, int64_t dim, int64_t padding_row,
+    const Bags& bags, int64_t dim, const BagMarkers& markers,
     absl::Span<const float> grad, absl::Span<const int64_t> max_indices);
 
 }  // namespace embedding::internal

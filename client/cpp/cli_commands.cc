@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -84,10 +85,16 @@ Checkpoints and NumPy files
                                 full|incremental, PATH" per table
   export NAME FILE.npy          writes the table as float32 [num_embeddings,
                                 embedding_dim] for numpy.load, in chunks
-                                (not a dynamic table's, yet)
+  export NAME FILE.npz          writes the rows the table holds with their
+                                ids (a dynamic table's): ids int64 [n],
+                                weights float32 [n, embedding_dim]
   import NAME FILE.npy          overwrites every row of an existing table of
                                 that shape from a float32 C-order .npy file
                                 (as numpy.save writes it), in chunks
+  import NAME FILE.npz          writes the rows of an export .npz (or of
+                                numpy.savez(f, ids=..., weights=...)) at
+                                their ids; a dynamic table admits the ids it
+                                does not hold, with fresh optimizer state
 
 Bags (nn.EmbeddingBag)
   lookup-bag NAME --indices=... --offsets=0,2 [--mode=sum|mean|max]
@@ -420,11 +427,16 @@ absl::Status Checkpoint(const Context<Client>& ctx) {
   return absl::OkStatus();
 }
 
+// A .npz file carries ids with the rows; any other a .npy matrix.
+bool IsNpz(absl::string_view file) { return absl::EndsWith(file, ".npz"); }
+
 template <typename Client>
 absl::Status Export(const Context<Client>& ctx) {
   const std::string& file = ctx.operands[1];
   EMBEDDING_ASSIGN_OR_RETURN(const NpyTransfer exported,
-                             ExportNpy(ctx.client, ctx.table, file));
+                             IsNpz(file)
+                                 ? ExportNpz(ctx.client, ctx.table, file)
+                                 : ExportNpy(ctx.client, ctx.table, file));
   ctx.out << "exported " << ctx.table << ": " << exported.rows << " rows x "
           << exported.dim << " to " << file << " (" << exported.file_bytes
           << " bytes)\n";
@@ -435,7 +447,9 @@ template <typename Client>
 absl::Status Import(const Context<Client>& ctx) {
   const std::string& file = ctx.operands[1];
   EMBEDDING_ASSIGN_OR_RETURN(const NpyTransfer imported,
-                             ImportNpy(ctx.client, ctx.table, file));
+                             IsNpz(file)
+                                 ? ImportNpz(ctx.client, ctx.table, file)
+                                 : ImportNpy(ctx.client, ctx.table, file));
   ctx.out << "imported " << ctx.table << ": " << imported.rows << " rows x "
           << imported.dim << " from " << file << ", version "
           << imported.version << "\n";

@@ -1,5 +1,6 @@
 #include "client/cpp/npy_format.h"
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <vector>
@@ -176,12 +177,13 @@ uint32_t LittleEndian(absl::string_view bytes) {
   return value;
 }
 
-}  // namespace
-
-std::string NpyHeader(int64_t rows, int64_t cols) {
+// The header of a C-order array of `descr` and `shape` ("(3, 4)"), whose
+// first dimension is `rows`.
+std::string HeaderOf(absl::string_view descr, absl::string_view shape,
+                     int64_t rows) {
   std::string dict =
-      absl::StrCat("{'descr': '<f4', 'fortran_order': False, 'shape': (", rows,
-                   ", ", cols, "), }");
+      absl::StrCat("{'descr': '", descr,
+                   "', 'fortran_order': False, 'shape': ", shape, ", }");
   const int64_t row_digits = absl::StrCat(rows).size();
   if (row_digits < kGrowthDigits) dict.append(kGrowthDigits - row_digits, ' ');
   // As numpy: 1 to 64 spaces, so the data starts 64-byte aligned.
@@ -196,8 +198,22 @@ std::string NpyHeader(int64_t rows, int64_t cols) {
   return header + dict;
 }
 
-absl::StatusOr<NpyMatrix> ParseNpyHeader(absl::string_view bytes,
-                                         absl::string_view path) {
+// What ParseHeader accepts: a dtype and a number of dimensions.
+struct ArrayKind {
+  absl::string_view descr;      // "<f4"
+  absl::string_view dtype;      // "little-endian float32 (<f4)"
+  size_t dims;                  // 2
+  absl::string_view dims_text;  // "2-D (num_embeddings, dim)"
+  int64_t element_bytes;        // 4
+};
+
+constexpr ArrayKind kMatrix{"<f4", "little-endian float32 (<f4)", 2,
+                            "2-D (num_embeddings, dim)", 4};
+constexpr ArrayKind kIds{"<i8", "little-endian int64 (<i8)", 1, "1-D (ids)", 8};
+
+absl::StatusOr<NpyMatrix> ParseHeader(absl::string_view bytes,
+                                      absl::string_view path,
+                                      const ArrayKind& kind) {
   if (bytes.size() < kMagic.size() ||
       bytes.substr(0, kMagic.size()) != kMagic) {
     return Invalid(path, "not a .npy file (it does not start with \\x93NUMPY)");
@@ -241,9 +257,9 @@ absl::StatusOr<NpyMatrix> ParseNpyHeader(absl::string_view bytes,
     }
   }
   const Literal& descr = fields["descr"];
-  if (descr.kind != Literal::Kind::kString || descr.text != "<f4") {
-    return Invalid(path, absl::StrCat("dtype ", descr.text,
-                                      " is not little-endian float32 (<f4)"));
+  if (descr.kind != Literal::Kind::kString || descr.text != kind.descr) {
+    return Invalid(path,
+                   absl::StrCat("dtype ", descr.text, " is not ", kind.dtype));
   }
   const Literal& fortran = fields["fortran_order"];
   if (fortran.kind != Literal::Kind::kBool) {
@@ -256,21 +272,45 @@ absl::StatusOr<NpyMatrix> ParseNpyHeader(absl::string_view bytes,
                    "C order (numpy.ascontiguousarray)");
   }
   const Literal& shape = fields["shape"];
-  if (shape.kind != Literal::Kind::kIntTuple || shape.ints.size() != 2 ||
-      shape.ints[0] < 0 || shape.ints[1] < 0) {
-    return Invalid(path, absl::StrCat("shape ", shape.text,
-                                      " is not 2-D (num_embeddings, dim)"));
+  if (shape.kind != Literal::Kind::kIntTuple ||
+      shape.ints.size() != kind.dims ||
+      std::any_of(shape.ints.begin(), shape.ints.end(),
+                  [](int64_t n) { return n < 0; })) {
+    return Invalid(
+        path, absl::StrCat("shape ", shape.text, " is not ", kind.dims_text));
   }
-  NpyMatrix matrix{
-      .rows = shape.ints[0], .cols = shape.ints[1], .data_offset = data_offset};
+  NpyMatrix matrix{.rows = shape.ints[0],
+                   .cols = kind.dims == 2 ? shape.ints[1] : 1,
+                   .data_offset = data_offset};
   const std::optional<int64_t> elements = CheckedMul(matrix.rows, matrix.cols);
   const std::optional<int64_t> data_bytes =
-      elements.has_value() ? CheckedMul(*elements, int64_t{4}) : std::nullopt;
+      elements.has_value() ? CheckedMul(*elements, kind.element_bytes)
+                           : std::nullopt;
   if (!data_bytes.has_value()) {
     return Invalid(path, absl::StrCat("shape ", shape.text, " is too large"));
   }
   matrix.data_bytes = *data_bytes;
   return matrix;
+}
+
+}  // namespace
+
+std::string NpyHeader(int64_t rows, int64_t cols) {
+  return HeaderOf("<f4", absl::StrCat("(", rows, ", ", cols, ")"), rows);
+}
+
+std::string NpyIdsHeader(int64_t count) {
+  return HeaderOf("<i8", absl::StrCat("(", count, ",)"), count);
+}
+
+absl::StatusOr<NpyMatrix> ParseNpyHeader(absl::string_view bytes,
+                                         absl::string_view path) {
+  return ParseHeader(bytes, path, kMatrix);
+}
+
+absl::StatusOr<NpyMatrix> ParseNpyIdsHeader(absl::string_view bytes,
+                                            absl::string_view path) {
+  return ParseHeader(bytes, path, kIds);
 }
 
 }  // namespace embedding

@@ -37,6 +37,9 @@ struct NpyMatrix {
 // The header of a [rows, cols] '<f4' C-order array, format version 1.0.
 std::string NpyHeader(int64_t rows, int64_t cols);
 
+// The header of a [count] '<i8' array (a .npz file's ids), version 1.0.
+std::string NpyIdsHeader(int64_t count);
+
 // Parses the header at the start of `bytes` (the file's first bytes, at
 // least the whole header when the file has one). INVALID_ARGUMENT naming
 // `path` and what is wrong: no .npy magic, an unknown format version, a
@@ -44,6 +47,10 @@ std::string NpyHeader(int64_t rows, int64_t cols);
 // Fortran order, or a shape that is not 2-D.
 absl::StatusOr<NpyMatrix> ParseNpyHeader(absl::string_view bytes,
                                          absl::string_view path);
+// As ParseNpyHeader, for a 1-D little-endian int64 array (ids): `rows`
+// ids, `cols` 1.
+absl::StatusOr<NpyMatrix> ParseNpyIdsHeader(absl::string_view bytes,
+                                            absl::string_view path);
 
 }  // namespace embedding
 

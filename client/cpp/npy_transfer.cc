@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <utility>
@@ -13,8 +14,11 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "client/cpp/dynamic_table.h"
 #include "client/cpp/npy_format.h"
+#include "client/cpp/npz_archive.h"
+#include "common/quote.h"
 #include "common/status_macros.h"
 
 namespace embedding {
@@ -110,6 +114,29 @@ absl::StatusOr<NpyMatrix> OpenNpy(const std::string& path, InputFile* file) {
   return matrix;
 }
 
+// FAILED_PRECONDITION for a dynamic table: a .npy file has no ids.
+absl::Status NpyNeedsDense(const v1::TableSpec& spec) {
+  if (!spec.has_dynamic()) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      "table ", QuoteForMessage(spec.name()),
+      " is dynamic: a .npy file holds rows [0, num_embeddings), and a "
+      "dynamic table has none; use a .npz file, which carries the ids"));
+}
+
+// FAILED_PRECONDITION when `info` is of one shard of a dense table split
+// over several servers: a cluster's merged info holds every row.
+absl::Status CheckWholeTable(const v1::TableInfo& info,
+                             absl::string_view table) {
+  const v1::TableSpec& spec = info.spec();
+  if (spec.has_dynamic() || info.local_rows() >= spec.num_embeddings()) {
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("table ", table, " is split over ", spec.shard_count(),
+                   " servers and this one holds shard ", spec.shard_index(),
+                   " only; an export needs the whole table"));
+}
+
 // One server's client or a cluster's: the same methods.
 template <typename Client>
 absl::StatusOr<NpyTransfer> Export(const Client& client,
@@ -119,14 +146,8 @@ absl::StatusOr<NpyTransfer> Export(const Client& client,
   EMBEDDING_ASSIGN_OR_RETURN(const v1::TableInfo info,
                              client.GetTable(table, call));
   const v1::TableSpec& spec = info.spec();
-  EMBEDDING_RETURN_IF_ERROR(DenseOnly(spec, "export the rows"));
-  // A cluster's merged info holds every row; one shard's does not.
-  if (info.local_rows() < spec.num_embeddings()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("table ", table, " is split over ", spec.shard_count(),
-                     " servers and this one holds shard ", spec.shard_index(),
-                     " only; an export needs the whole table"));
-  }
+  EMBEDDING_RETURN_IF_ERROR(NpyNeedsDense(spec));
+  EMBEDDING_RETURN_IF_ERROR(CheckWholeTable(info, table));
   const int64_t rows = spec.num_embeddings();
   const int64_t dim = spec.embedding_dim();
   EMBEDDING_ASSIGN_OR_RETURN(std::unique_ptr<OutputFile> out,
@@ -168,7 +189,7 @@ absl::StatusOr<NpyTransfer> Import(const Client& client,
   EMBEDDING_ASSIGN_OR_RETURN(const NpyMatrix matrix, OpenNpy(path, &file));
   EMBEDDING_ASSIGN_OR_RETURN(const v1::TableInfo info,
                              client.GetTable(table, call));
-  EMBEDDING_RETURN_IF_ERROR(DenseOnly(info.spec(), "import the rows"));
+  EMBEDDING_RETURN_IF_ERROR(NpyNeedsDense(info.spec()));
   const int64_t rows = info.spec().num_embeddings();
   const int64_t dim = info.spec().embedding_dim();
   if (matrix.rows != rows || matrix.cols != dim) {
@@ -199,7 +220,238 @@ absl::StatusOr<NpyTransfer> Import(const Client& client,
   return result;
 }
 
+absl::string_view BytesOf(const void* data, size_t bytes) {
+  return absl::string_view(static_cast<const char*>(data), bytes);
+}
+
+template <typename Client>
+absl::StatusOr<NpyTransfer> ExportIds(const Client& client,
+                                      absl::string_view table,
+                                      const std::string& path,
+                                      const CallOptions& call) {
+  EMBEDDING_ASSIGN_OR_RETURN(const v1::TableInfo info,
+                             client.GetTable(table, call));
+  EMBEDDING_RETURN_IF_ERROR(CheckWholeTable(info, table));
+  // A dense table's range [0, end) with its ids, a dynamic one's held rows.
+  EMBEDDING_ASSIGN_OR_RETURN(const ReadRowsResult rows,
+                             info.spec().has_dynamic()
+                                 ? ReadHeldRows(client, table, call)
+                                 : client.ReadRowRange(table, 0, 0, call));
+  const int64_t count = static_cast<int64_t>(rows.indices.size());
+  const int64_t dim = info.spec().embedding_dim();
+  if (static_cast<int64_t>(rows.values.data.size()) != count * dim) {
+    return absl::InternalError(
+        absl::StrCat("server sent ", rows.values.data.size(), " values for ",
+                     count, " rows of dim ", dim, " of table ", table));
+  }
+  const std::string ids_header = NpyIdsHeader(count);
+  const std::string weights_header = NpyHeader(count, dim);
+  const ZipMember members[] = {
+      {.name = "ids.npy",
+       .pieces = {ids_header,
+                  BytesOf(rows.indices.data(), count * sizeof(int64_t))}},
+      {.name = "weights.npy",
+       .pieces = {weights_header,
+                  BytesOf(rows.values.data.data(),
+                          rows.values.data.size() * sizeof(float))}}};
+  EMBEDDING_ASSIGN_OR_RETURN(std::unique_ptr<OutputFile> out,
+                             OutputFile::Create(path));
+  EMBEDDING_RETURN_IF_ERROR(
+      WriteStoredZip(members, [&](absl::string_view bytes) {
+        return out->Write(bytes.data(), bytes.size());
+      }));
+  const int64_t bytes = out->bytes();
+  EMBEDDING_RETURN_IF_ERROR(out->Commit());
+  return NpyTransfer{.rows = count, .dim = dim, .file_bytes = bytes};
+}
+
+// A .npz file opened for reading, its members found.
+class NpzInput {
+ public:
+  static absl::StatusOr<NpzInput> Open(const std::string& path) {
+    NpzInput input(path);
+    input.file_.reset(std::fopen(path.c_str(), "rb"));
+    if (input.file_ == nullptr) return OsError("cannot open", path);
+    struct stat status;
+    if (fstat(fileno(input.file_.get()), &status) != 0) {
+      return OsError("cannot read", path);
+    }
+    input.size_ = status.st_size;
+    EMBEDDING_ASSIGN_OR_RETURN(
+        input.entries_,
+        ReadZipDirectory(
+            [&input](int64_t offset, int64_t bytes, std::string* out) {
+              return input.ReadAt(offset, bytes, out);
+            },
+            input.size_, path));
+    return input;
+  }
+
+  int64_t size() const { return size_; }
+
+  // The stored member `name`. INVALID_ARGUMENT naming the file when there
+  // is none, or it is compressed.
+  absl::StatusOr<ZipEntry> Member(absl::string_view name) const {
+    std::vector<std::string> names;
+    for (const ZipEntry& entry : entries_) {
+      if (entry.name != name) {
+        names.push_back(entry.name);
+        continue;
+      }
+      if (entry.method != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            path_, ": ", name, " is compressed (zip method ", entry.method,
+            "); save it with numpy.savez, not numpy.savez_compressed"));
+      }
+      return entry;
+    }
+    return absl::InvalidArgumentError(absl::StrCat(
+        path_, ": no ", name, " (it holds ", absl::StrJoin(names, ", "),
+        "); expected ids.npy int64 [n] and weights.npy float32 [n, dim]"));
+  }
+
+  absl::Status ReadAt(int64_t offset, int64_t bytes, std::string* out) const {
+    if (offset < 0 || bytes < 0 || offset > size_ || bytes > size_ - offset) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(path_, ": truncated (", bytes, " bytes at ", offset,
+                       " are past its ", size_, " bytes)"));
+    }
+    out->resize(bytes);
+    if (pread(fileno(file_.get()), out->data(), bytes, offset) != bytes) {
+      return OsError("cannot read", path_);
+    }
+    return absl::OkStatus();
+  }
+
+  // INVALID_ARGUMENT unless `entry`'s contents have its CRC-32; read a
+  // chunk at a time.
+  absl::Status CheckCrc(const ZipEntry& entry) const {
+    constexpr int64_t kChunk = 1 << 20;
+    uint32_t crc = 0;
+    std::string chunk;
+    for (int64_t done = 0; done < entry.size; done += kChunk) {
+      EMBEDDING_RETURN_IF_ERROR(ReadAt(
+          entry.offset + done, std::min(kChunk, entry.size - done), &chunk));
+      crc = ZipCrc32(crc, chunk);
+    }
+    if (crc == entry.crc32) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(
+        path_, ": ", entry.name, " is corrupt (its CRC-32 does not match)"));
+  }
+
+  // The header of a member holding a .npy array, parsed by `parse`, its
+  // size checked against the member's.
+  absl::StatusOr<NpyMatrix> NpyOf(
+      const ZipEntry& entry,
+      absl::StatusOr<NpyMatrix> (*parse)(absl::string_view,
+                                         absl::string_view)) const {
+    std::string prefix;
+    EMBEDDING_RETURN_IF_ERROR(ReadAt(
+        entry.offset, std::min(entry.size, kMaxNpyHeaderBytes + 16), &prefix));
+    const std::string where = absl::StrCat(path_, " (", entry.name, ")");
+    EMBEDDING_ASSIGN_OR_RETURN(const NpyMatrix matrix, parse(prefix, where));
+    if (entry.size - matrix.data_offset != matrix.data_bytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": its header says ", matrix.data_bytes,
+                       " bytes of data, but ", entry.size - matrix.data_offset,
+                       " bytes follow it"));
+    }
+    return matrix;
+  }
+
+ private:
+  explicit NpzInput(std::string path) : path_(std::move(path)) {}
+
+  std::string path_;
+  InputFile file_;
+  int64_t size_ = 0;
+  std::vector<ZipEntry> entries_;
+};
+
+template <typename Client>
+absl::StatusOr<NpyTransfer> ImportIds(const Client& client,
+                                      absl::string_view table,
+                                      const std::string& path,
+                                      const CallOptions& call) {
+  EMBEDDING_ASSIGN_OR_RETURN(const NpzInput input, NpzInput::Open(path));
+  EMBEDDING_ASSIGN_OR_RETURN(const ZipEntry ids_entry, input.Member("ids.npy"));
+  EMBEDDING_ASSIGN_OR_RETURN(const ZipEntry weights_entry,
+                             input.Member("weights.npy"));
+  EMBEDDING_ASSIGN_OR_RETURN(const NpyMatrix ids_array,
+                             input.NpyOf(ids_entry, ParseNpyIdsHeader));
+  EMBEDDING_ASSIGN_OR_RETURN(const NpyMatrix weights,
+                             input.NpyOf(weights_entry, ParseNpyHeader));
+  if (ids_array.rows != weights.rows) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", ids_array.rows,
+                                                   " ids for ", weights.rows,
+                                                   " rows of weights"));
+  }
+  EMBEDDING_ASSIGN_OR_RETURN(const v1::TableInfo info,
+                             client.GetTable(table, call));
+  const int64_t dim = info.spec().embedding_dim();
+  if (weights.cols != dim) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": weights have ", weights.cols, " columns; table ",
+                     table, " has embedding_dim ", dim));
+  }
+  // Everything checked before the first write.
+  EMBEDDING_RETURN_IF_ERROR(input.CheckCrc(ids_entry));
+  EMBEDDING_RETURN_IF_ERROR(input.CheckCrc(weights_entry));
+  std::string bytes;
+  EMBEDDING_RETURN_IF_ERROR(input.ReadAt(
+      ids_entry.offset + ids_array.data_offset, ids_array.data_bytes, &bytes));
+  std::vector<int64_t> ids(ids_array.rows);
+  std::memcpy(ids.data(), bytes.data(), bytes.size());
+  NpyTransfer result{
+      .rows = weights.rows, .dim = dim, .file_bytes = input.size()};
+  const int64_t step = client.BulkRows(dim, /*with_indices=*/true);
+  std::vector<float> values;
+  for (int64_t start = 0; start < weights.rows; start += step) {
+    const int64_t count = std::min(step, weights.rows - start);
+    EMBEDDING_RETURN_IF_ERROR(
+        input.ReadAt(weights_entry.offset + weights.data_offset +
+                         start * dim * int64_t{sizeof(float)},
+                     count * dim * int64_t{sizeof(float)}, &bytes));
+    values.resize(count * dim);
+    std::memcpy(values.data(), bytes.data(), bytes.size());
+    EMBEDDING_ASSIGN_OR_RETURN(
+        const WriteResult written,
+        client.WriteRows(table, absl::MakeConstSpan(ids).subspan(start, count),
+                         values, call));
+    result.version = written.version;
+  }
+  return result;
+}
+
 }  // namespace
+
+absl::StatusOr<NpyTransfer> ExportNpz(const EmbeddingClient& client,
+                                      absl::string_view table,
+                                      const std::string& path,
+                                      const CallOptions& call) {
+  return ExportIds(client, table, path, call);
+}
+
+absl::StatusOr<NpyTransfer> ExportNpz(const ShardedEmbeddingClient& client,
+                                      absl::string_view table,
+                                      const std::string& path,
+                                      const CallOptions& call) {
+  return ExportIds(client, table, path, call);
+}
+
+absl::StatusOr<NpyTransfer> ImportNpz(const EmbeddingClient& client,
+                                      absl::string_view table,
+                                      const std::string& path,
+                                      const CallOptions& call) {
+  return ImportIds(client, table, path, call);
+}
+
+absl::StatusOr<NpyTransfer> ImportNpz(const ShardedEmbeddingClient& client,
+                                      absl::string_view table,
+                                      const std::string& path,
+                                      const CallOptions& call) {
+  return ImportIds(client, table, path, call);
+}
 
 absl::StatusOr<NpyTransfer> ExportNpy(const EmbeddingClient& client,
                                       absl::string_view table,

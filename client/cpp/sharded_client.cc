@@ -624,12 +624,21 @@ absl::Status ShardedEmbeddingClient::LookupInto(
   return absl::OkStatus();
 }
 
+namespace {
+
+// The server's BagMarkers of the table (EmbeddingTable::CheckBagMode).
+BagMarkers BagMarkersOf(const v1::TableSpec& spec) {
+  return BagMarkers::ForTable(spec.has_dynamic(),
+                              spec.has_padding_idx()
+                                  ? std::optional<int64_t>(spec.padding_idx())
+                                  : std::nullopt);
+}
+
+}  // namespace
+
 // Checks a bag call as the server does, in its order.
 absl::Status ShardedEmbeddingClient::CheckBagCall(const CheckedTable& table,
                                                   const Bags& bags) const {
-  // The pooling marks "no padding row" and MAX's empty bags with -1, a real
-  // id of a dynamic table.
-  EMBEDDING_RETURN_IF_ERROR(DenseOnly(table.spec, "pool bags"));
   EMBEDDING_RETURN_IF_ERROR(internal::ValidateBags(bags));
   if (bags.mode == v1::BAG_MODE_MAX && table.spec.scale_grad_by_freq()) {
     return absl::InvalidArgumentError(
@@ -651,9 +660,9 @@ absl::StatusOr<BagLookupResult> ShardedEmbeddingClient::LookupBag(
   }
   EMBEDDING_RETURN_IF_ERROR(CheckBagCall(*checked, bags));
   const int64_t dim = checked->spec.embedding_dim();
-  const int64_t padding_row = PaddingRow(checked->spec);
+  const BagMarkers markers = BagMarkersOf(checked->spec);
   // Each distinct row once, as float32: the pooling rounds to `dtype` last.
-  const std::vector<int64_t> rows = internal::PooledRows(bags, padding_row);
+  const std::vector<int64_t> rows = internal::PooledRows(bags, markers);
   std::vector<float> values;
   if (!rows.empty()) {
     EMBEDDING_RETURN_IF_ERROR(
@@ -662,7 +671,7 @@ absl::StatusOr<BagLookupResult> ShardedEmbeddingClient::LookupBag(
   absl::flat_hash_map<int64_t, const float*> row_of;
   for (size_t i = 0; i < rows.size(); ++i) row_of[rows[i]] = &values[i * dim];
   return internal::PoolBags(
-      bags, dim, padding_row, [&](int64_t index) { return row_of.at(index); },
+      bags, dim, markers, [&](int64_t index) { return row_of.at(index); },
       dtype);
 }
 
@@ -749,7 +758,7 @@ absl::StatusOr<PushGradientsResult> ShardedEmbeddingClient::PushBagGradients(
       grad, static_cast<int64_t>(internal::BagCount(bags)), dim, "grad"));
   EMBEDDING_ASSIGN_OR_RETURN(
       const internal::IndexGradient gradient,
-      internal::BagGradientToRows(bags, dim, PaddingRow(checked->spec), grad,
+      internal::BagGradientToRows(bags, dim, BagMarkersOf(checked->spec), grad,
                                   max_indices));
   return ShardedPush(*checked, table, gradient.indices, gradient.grad, push,
                      call);

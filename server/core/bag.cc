@@ -8,7 +8,7 @@ namespace {
 
 // Backward of MAX: each element's gradient goes to the row that won it.
 absl::Status ScatterMaxGradients(const ValidatedBagBatch& batch, int64_t dim,
-                                 int64_t padding_row,
+                                 const BagMarkers& markers,
                                  absl::Span<const float> grad,
                                  absl::Span<const int64_t> max_indices,
                                  GradientAccumulator& gradient,
@@ -26,7 +26,7 @@ absl::Status ScatterMaxGradients(const ValidatedBagBatch& batch, int64_t dim,
     in_batch.FindOrInsert(indices[i], static_cast<uint32_t>(i), index_at);
   }
   return ForEachMaxGradient(
-      max_indices, padding_row,
+      max_indices, markers,
       [&](int64_t index) { return in_batch.Contains(index, index_at); },
       [&](size_t element, int64_t index) {
         gradient.AddElement(index, static_cast<int64_t>(element) % dim,
@@ -38,17 +38,17 @@ absl::Status ScatterMaxGradients(const ValidatedBagBatch& batch, int64_t dim,
 }  // namespace
 
 absl::Status ScatterBagGradients(const ValidatedBagBatch& batch, int64_t dim,
-                                 int64_t padding_row,
+                                 const BagMarkers& markers,
                                  absl::Span<const float> grad,
                                  absl::Span<const int64_t> max_indices,
                                  GradientAccumulator& gradient,
                                  const Cancellation& cancel) {
   if (batch.mode() == BagMode::kMax) {
-    return ScatterMaxGradients(batch, dim, padding_row, grad, max_indices,
-                               gradient, cancel);
+    return ScatterMaxGradients(batch, dim, markers, grad, max_indices, gradient,
+                               cancel);
   }
   return ForEachBagGradient(
-      batch, padding_row,
+      batch, markers,
       [&](int64_t bag, int64_t index, float scale) {
         gradient.Add(index, &grad[bag * dim], scale);
       },

@@ -7,11 +7,15 @@
 //   absl::StatusOr<ValidatedBagBatch> batch =
 //       ValidateBagBatch({indices, offsets, BagMode::kMean});
 //   if (!batch.ok()) return batch.status();
-//   absl::Status pooled = PoolBags(*batch, dim, padding_row, read_row,
+//   absl::Status pooled = PoolBags(*batch, dim, markers, read_row,
 //                                  DType::kFloat32, out,
 //                                  /*max_indices=*/nullptr);
-//   absl::Status s = ScatterBagGradients(*batch, dim, padding_row, grad,
+//   absl::Status s = ScatterBagGradients(*batch, dim, markers, grad,
 //                                        /*max_indices=*/{}, gradient);
+//
+// `markers` (common/bag_math.h): the padding row to skip and what marks an
+// empty bag in max_indices; a dense table's padding row (-1: none) converts
+// to its markers.
 //
 // Thread-compatible: plain values and functions; PoolBags reads rows only
 // through `read_row`, which the table makes safe.
@@ -30,22 +34,22 @@
 namespace embedding {
 
 // F.embedding_bag's forward (PoolBagRows): writes [bags, dim] pooled rows to
-// `out` as `dtype`. Entries equal to `padding_row` (-1: none) are skipped. In
-// MAX mode, `max_indices` (bags * dim) receives the winning row per element
-// (-1 for empty bags); it may be null otherwise. `read_row(index, use)` calls
-// `use(const float* row)` with the floats of global row `index`, read as of
-// one update (a consistent copy, see EmbeddingTable). REQUIRES:
+// `out` as `dtype`. Entries equal to markers.padding are skipped. In MAX
+// mode, `max_indices` (bags * dim) receives the winning row per element
+// (markers.no_row for empty bags); it may be null otherwise. `read_row(index,
+// use)` calls `use(const float* row)` with the floats of global row `index`,
+// read as of one update (a consistent copy, see EmbeddingTable). REQUIRES:
 // `read_row` can read every index of the batch. Asks `cancel` every
 // kRowsBetweenCancelChecks rows and returns cancel.Status() when it says so
 // (`out` then partly written).
 template <typename ReadRow>
 absl::Status PoolBags(const ValidatedBagBatch& batch, int64_t dim,
-                      int64_t padding_row, ReadRow&& read_row, DType dtype,
-                      void* out, int64_t* max_indices,
+                      const BagMarkers& markers, ReadRow&& read_row,
+                      DType dtype, void* out, int64_t* max_indices,
                       const Cancellation& cancel = NeverCancelled()) {
   const size_t row_bytes = dim * ElementSize(dtype);
   return PoolBagRows(
-      batch, dim, padding_row, read_row, max_indices,
+      batch, dim, markers, read_row, max_indices,
       [&](int64_t bag, const float* pooled) {
         ConvertFloats(pooled, dim, dtype,
                       static_cast<char*>(out) + bag * row_bytes);
@@ -62,7 +66,7 @@ absl::Status PoolBags(const ValidatedBagBatch& batch, int64_t dim,
 // batch's rows, PositionIndex::BytesBound(indices) bytes. REQUIRES:
 // grad.size() == bags * dim.
 absl::Status ScatterBagGradients(const ValidatedBagBatch& batch, int64_t dim,
-                                 int64_t padding_row,
+                                 const BagMarkers& markers,
                                  absl::Span<const float> grad,
                                  absl::Span<const int64_t> max_indices,
                                  GradientAccumulator& gradient,

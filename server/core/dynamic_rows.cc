@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/hash64.h"
 #include "common/status_macros.h"
+#include "server/core/huge_pages.h"
 
 namespace embedding {
 namespace {
@@ -29,9 +30,17 @@ Shape ShapeOf(const DynamicSpec& spec) {
   return {stripes, (spec.capacity + stripes - 1) / stripes};
 }
 
+// Zeroed `count` T when `wanted`, on huge pages where the kernel has them:
+// like the rows, these are read and written at random (a push reads its
+// rows' last push), and with 4 KiB pages each access would also miss the
+// TLB.
 template <typename T>
-std::unique_ptr<T[]> AllocateIf(bool wanted, int64_t count) {
-  return wanted ? std::unique_ptr<T[]>(new (std::nothrow) T[count]()) : nullptr;
+std::unique_ptr<T[], internal::FreeDeleter> AllocateIf(bool wanted,
+                                                       int64_t count) {
+  if (!wanted) return nullptr;
+  T* data = internal::AllocateZeroed<T>(count);
+  if (data != nullptr) AdviseHugePages(data, count * int64_t{sizeof(T)});
+  return std::unique_ptr<T[], internal::FreeDeleter>(data);
 }
 
 }  // namespace
@@ -79,7 +88,6 @@ DynamicRows::DynamicRows(const DynamicSpec& spec,
       lfu_(spec.eviction == DynamicSpec::Eviction::kLfu),
       ttl_pushes_(spec.ttl_pushes),
       sketch_width_(kSketchWidthPerRow * rows_per_stripe_),
-      // Zero-filled: pages are touched as rows are admitted.
       touches_(AllocateIf<uint64_t>(true, stripes() * rows_per_stripe_)),
       push_counts_(AllocateIf<uint32_t>(lfu_, stripes() * rows_per_stripe_)),
       sketch_(AllocateIf<uint8_t>(admit_after_ > 1,
@@ -93,8 +101,17 @@ bool DynamicRows::Allocated() const {
 
 void DynamicRows::Touch(int64_t slot, uint64_t touch) {
   const int64_t meta = MetaOf(slot);
-  std::atomic_ref<uint64_t>(touches_[meta])
-      .store(touch, std::memory_order_relaxed);
+  // Pushes run concurrently and take their steps as they begin, so a push
+  // may reach a row after a later step did. Under a TTL the row keeps the
+  // latest, or a row pushed by every push could look idle and expire (the
+  // push has just loaded the touch to judge expiry). Otherwise only the
+  // eviction order reads it, and steps in flight together are close, so a
+  // store does (a load here would wait on memory: 10-15% of a push).
+  std::atomic_ref<uint64_t> last(touches_[meta]);
+  if (!ttl_pushes_.has_value() ||
+      touch > last.load(std::memory_order_relaxed)) {
+    last.store(touch, std::memory_order_relaxed);
+  }
   if (lfu_ && push_counts_[meta] != UINT32_MAX) ++push_counts_[meta];
 }
 
@@ -137,14 +154,18 @@ bool DynamicRows::Admits(const Place& place, int64_t id) {
   return false;
 }
 
-uint32_t DynamicRows::Victim(uint32_t stripe, int64_t pushes) const {
+template <typename Kept>
+uint32_t DynamicRows::Victim(uint32_t stripe, int64_t pushes,
+                             const Kept& kept) const {
   const int64_t base = int64_t{stripe} * rows_per_stripe_;
   const int64_t rows = index_->StripeCapacity(stripe);
+  int64_t first = 0;
+  while (kept(first)) ++first;
   // The least recent row is the first to have expired: under LRU it is the
   // victim either way.
-  int64_t least_recent = 0;
-  for (int64_t j = 1; j < rows; ++j) {
-    if (LoadTouch(base + j) < LoadTouch(base + least_recent)) {
+  int64_t least_recent = first;
+  for (int64_t j = first + 1; j < rows; ++j) {
+    if (!kept(j) && LoadTouch(base + j) < LoadTouch(base + least_recent)) {
       least_recent = j;
     }
   }
@@ -152,8 +173,9 @@ uint32_t DynamicRows::Victim(uint32_t stripe, int64_t pushes) const {
       ttl_pushes_.has_value() &&
       pushes - LastPush(LoadTouch(base + least_recent)) >= *ttl_pushes_;
   if (!lfu_ || expired) return static_cast<uint32_t>(least_recent);
-  int64_t victim = 0;
-  for (int64_t j = 1; j < rows; ++j) {
+  int64_t victim = first;
+  for (int64_t j = first + 1; j < rows; ++j) {
+    if (kept(j)) continue;
     const uint32_t count = push_counts_[base + j];
     const uint32_t victim_count = push_counts_[base + victim];
     if (count < victim_count ||
@@ -165,13 +187,29 @@ uint32_t DynamicRows::Victim(uint32_t stripe, int64_t pushes) const {
   return static_cast<uint32_t>(victim);
 }
 
-int64_t DynamicRows::AdmissionSlot(const Place& place, int64_t id,
-                                   int64_t pushes) const {
+template <typename Kept>
+int64_t DynamicRows::AdmissionSlotKeeping(const Place& place, int64_t id,
+                                          int64_t pushes,
+                                          const Kept& kept) const {
   if (const int64_t own = Find(place, id); own >= 0) return own;  // Expired.
   const uint32_t stripe = place.stripe;
-  const uint32_t j = index_->Full(stripe) ? Victim(stripe, pushes)
+  const uint32_t j = index_->Full(stripe) ? Victim(stripe, pushes, kept)
                                           : index_->LowestFreeRow(stripe);
   return index_->Slot(stripe, j);
+}
+
+int64_t DynamicRows::AdmissionSlot(const Place& place, int64_t id,
+                                   int64_t pushes) const {
+  return AdmissionSlotKeeping(place, id, pushes,
+                              [](int64_t /*j*/) { return false; });
+}
+
+int64_t DynamicRows::AdmissionSlot(
+    const Place& place, int64_t id, int64_t pushes,
+    const absl::flat_hash_set<int64_t>& kept) const {
+  return AdmissionSlotKeeping(place, id, pushes, [&](int64_t j) {
+    return kept.contains(index_->Slot(place.stripe, static_cast<uint32_t>(j)));
+  });
 }
 
 DynamicRows::Replaced DynamicRows::Occupy(const Place& place, int64_t id,

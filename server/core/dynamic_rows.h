@@ -41,6 +41,7 @@
 #include <optional>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "server/core/row_index.h"
 #include "server/core/table_spec.h"
@@ -109,6 +110,9 @@ class DynamicRows {
 
   int32_t stripes() const { return index_->stripes(); }
   int64_t capacity() const { return index_->capacity(); }
+  int64_t StripeCapacity(uint32_t stripe) const {
+    return index_->StripeCapacity(stripe);
+  }
 
   Place PlaceOf(int64_t id) const {
     const uint64_t hash = RowIndex::Hash(id);
@@ -117,6 +121,13 @@ class DynamicRows {
   // Starts loading the index entry of `id` into the cache.
   void Prefetch(const Place& place, int64_t id) const {
     index_->Prefetch(place.stripe, id, place.hash);
+  }
+  // Starts loading what a push of the row of `slot` reads and updates (its
+  // last push, and under LFU its count).
+  void PrefetchUsage(int64_t slot) const {
+    const int64_t meta = MetaOf(slot);
+    __builtin_prefetch(&touches_[meta], 1);
+    if (lfu_) __builtin_prefetch(&push_counts_[meta], 1);
   }
 
   // Readers: inside a seqlock window of the stripe (the answers count only
@@ -135,7 +146,8 @@ class DynamicRows {
   }
 
   // Writers (the stripe's writer lock, its counter odd):
-  // Records a push of the row of `slot`.
+  // Records a push of the row of `slot` (under a TTL a touch older than
+  // the one it has is ignored: pushes may reach a row out of step order).
   void Touch(int64_t slot, uint64_t touch);
   // Counts a push of `id`, which holds no row (or an expired one): true when
   // it is admitted now (always with admit_after 1); otherwise its gradient
@@ -144,6 +156,11 @@ class DynamicRows {
   // The slot an admission of `id` takes: its own expired row, a free row of
   // its stripe, or the stripe's victim. Changes nothing.
   int64_t AdmissionSlot(const Place& place, int64_t id, int64_t pushes) const;
+  // AdmissionSlot for a write of several ids: the victim is none of the
+  // `kept` slots (the write's own rows). REQUIRES: a row of the stripe is
+  // not kept.
+  int64_t AdmissionSlot(const Place& place, int64_t id, int64_t pushes,
+                        const absl::flat_hash_set<int64_t>& kept) const;
   // Gives `id` the slot AdmissionSlot chose (the caller writes its values
   // and optimizer state), and counts what it replaced.
   Replaced Occupy(const Place& place, int64_t id, int64_t slot, uint64_t touch,
@@ -224,8 +241,14 @@ class DynamicRows {
         .load(std::memory_order_relaxed);
   }
   // The row of `stripe` to replace: the first expired one, else the policy's
-  // victim. REQUIRES: the stripe is full.
-  uint32_t Victim(uint32_t stripe, int64_t pushes) const;
+  // victim, among the rows j that are not kept(j). REQUIRES: the stripe is
+  // full, and not every row kept.
+  template <typename Kept>
+  uint32_t Victim(uint32_t stripe, int64_t pushes, const Kept& kept) const;
+  // Both AdmissionSlot overloads.
+  template <typename Kept>
+  int64_t AdmissionSlotKeeping(const Place& place, int64_t id, int64_t pushes,
+                               const Kept& kept) const;
   // The sketch counter of `id` in sketch row `k` of its stripe.
   uint8_t& SketchCounter(const Place& place, int64_t id, int k) const;
 
@@ -238,12 +261,12 @@ class DynamicRows {
   const int64_t sketch_width_;  // Counters per sketch row: 4 * R.
   // Per row (stripe-major), guarded by the row's stripe lock: the touch of
   // its last push, and (LFU) its pushes since admission.
-  const std::unique_ptr<uint64_t[]> touches_;
-  const std::unique_ptr<uint32_t[]> push_counts_;
+  const std::unique_ptr<uint64_t[], internal::FreeDeleter> touches_;
+  const std::unique_ptr<uint32_t[], internal::FreeDeleter> push_counts_;
   // Per stripe (admit_after > 1), guarded by its lock: kSketchRows rows of
   // sketch_width_ counters, and the counts since the last halving.
-  const std::unique_ptr<uint8_t[]> sketch_;
-  const std::unique_ptr<int64_t[]> sketch_counts_;
+  const std::unique_ptr<uint8_t[], internal::FreeDeleter> sketch_;
+  const std::unique_ptr<int64_t[], internal::FreeDeleter> sketch_counts_;
 
   std::atomic<int64_t> rows_held_{0};
   std::atomic<int64_t> admissions_{0};

@@ -383,29 +383,39 @@ absl::Status EmbeddingTable::Gather(absl::Span<const int64_t> indices,
   return absl::OkStatus();
 }
 
-absl::Status EmbeddingTable::CheckBagMode(BagMode mode) const {
+absl::StatusOr<BagMarkers> EmbeddingTable::CheckBagMode(BagMode mode) const {
   if (mode == BagMode::kMax && scale_grad_by_freq_) {
     return absl::InvalidArgumentError(
         "mode MAX does not support scale_grad_by_freq (torch refuses it too)");
   }
-  return absl::OkStatus();
+  static_assert(BagMarkers::kDynamicNoRow == kReservedId);
+  return BagMarkers::ForTable(dynamic_ != nullptr,
+                              has_padding_
+                                  ? std::optional<int64_t>(padding_global_row_)
+                                  : std::nullopt);
 }
 
 absl::Status EmbeddingTable::LookupBag(const ValidatedBagBatch& batch,
                                        DType dtype, void* out,
                                        int64_t* max_indices,
                                        const Cancellation& cancel) {
-  EMBEDDING_RETURN_IF_ERROR(DenseOnly("pool bags"));
-  EMBEDDING_RETURN_IF_ERROR(CheckBagMode(batch.mode()));
+  EMBEDDING_ASSIGN_OR_RETURN(const BagMarkers markers,
+                             CheckBagMode(batch.mode()));
   EMBEDDING_RETURN_IF_ERROR(ValidateIndices(batch.indices(), "index"));
   std::vector<float> row(dim_);
+  int64_t absent = 0;  // A dynamic table's ids without a row.
   EMBEDDING_RETURN_IF_ERROR(PoolBags(
-      batch, dim_, padding_global_row_,
+      batch, dim_, markers,
       [&](int64_t index, const auto& use) {
-        ReadRow(LocalRow(index), /*renorm=*/true, row.data());
+        if (dynamic_ == nullptr) {
+          ReadRow(LocalRow(index), /*renorm=*/true, row.data());
+        } else if (!ReadDynamicRow(index, /*renorm=*/true, row.data())) {
+          ++absent;  // The padding id is never read.
+        }
         use(row.data());
       },
       dtype, out, max_indices, cancel));
+  if (dynamic_ != nullptr) dynamic_->CountAbsentLookups(absent);
   counters_.AddLookup(static_cast<int64_t>(batch.indices().size()));
   return absl::OkStatus();
 }
@@ -433,14 +443,16 @@ absl::StatusOr<PushResult> EmbeddingTable::PushBagGradients(
     const ValidatedBagBatch& batch, absl::Span<const float> grad,
     absl::Span<const int64_t> max_indices, const PushOptions& options,
     const Cancellation& cancel) {
-  EMBEDDING_RETURN_IF_ERROR(DenseOnly("pool bags"));
-  EMBEDDING_RETURN_IF_ERROR(CheckBagMode(batch.mode()));
+  EMBEDDING_ASSIGN_OR_RETURN(const BagMarkers markers,
+                             CheckBagMode(batch.mode()));
   EMBEDDING_RETURN_IF_ERROR(ValidateIndices(batch.indices(), "index"));
   EMBEDDING_RETURN_IF_ERROR(CheckRowsShape(grad, batch.bags(), dim_, "grad"));
+  // A dynamic table's ids with a gradient count toward their admission in
+  // Push, as PushGradients' do.
   return Push(batch.indices(), options, cancel,
               [&](GradientAccumulator& gradient) {
-                return ScatterBagGradients(batch, dim_, padding_global_row_,
-                                           grad, max_indices, gradient, cancel);
+                return ScatterBagGradients(batch, dim_, markers, grad,
+                                           max_indices, gradient, cancel);
               });
 }
 
@@ -621,7 +633,6 @@ void EmbeddingTable::UnlockStripes(const GradientAccumulator& gradient,
 absl::StatusOr<int64_t> EmbeddingTable::WriteRows(
     absl::Span<const int64_t> indices, absl::Span<const float> values,
     const Cancellation& cancel) {
-  EMBEDDING_RETURN_IF_ERROR(DenseOnly("write rows"));
   EMBEDDING_RETURN_IF_ERROR(ValidateIndices(indices, "index"));
   EMBEDDING_RETURN_IF_ERROR(CheckRowsShape(
       values, static_cast<int64_t>(indices.size()), dim_, "values"));
@@ -642,6 +653,7 @@ absl::StatusOr<int64_t> EmbeddingTable::WriteRows(
       }
     }
   }
+  if (dynamic_ != nullptr) return WriteDynamicRows(indices, values, cancel);
   if (cancel.IsCancelled()) return cancel.Status();
   ReaderLock barrier(&mutation_barrier_);
   const MutationContext mutation = CurrentMutation();

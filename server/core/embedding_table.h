@@ -167,7 +167,9 @@ class EmbeddingTable {
 
   // F.embedding_bag (see PoolBags): writes [bags, dim] pooled rows to `out`
   // as `dtype`. In MAX mode, `max_indices` (bags * dim) receives the winning
-  // row per element (-1 for empty bags); it may be null otherwise.
+  // row per element (for empty bags -1, or INT64_MIN in a dynamic table,
+  // where -1 is an id: BagMarkers); it may be null otherwise. A dynamic
+  // table's absent ids read as in Lookup.
   // INVALID_ARGUMENT for an index as Lookup, or MAX on a scale_grad_by_freq
   // table. The batch itself was checked when it was validated.
   absl::Status LookupBag(const ValidatedBagBatch& batch, DType dtype, void* out,
@@ -196,7 +198,13 @@ class EmbeddingTable {
       const Cancellation& cancel = NeverCancelled());
 
   // Overwrites rows: `values` is [indices.size(), dim]. Each index may appear
-  // once. Returns the new version. Cancelled, it changes nothing.
+  // once. Returns the new version. Cancelled, it changes nothing. On a
+  // dynamic table a held id's row is overwritten (its optimizer state
+  // kept), and an id without a row is admitted (admit_after aside) with
+  // fresh state, evicting as a push's admission would but never a row of
+  // this write: RESOURCE_EXHAUSTED, before any change, when more of its ids
+  // fall in one stripe than the stripe holds. A written row counts as
+  // pushed now for eviction and expiry.
   absl::StatusOr<int64_t> WriteRows(
       absl::Span<const int64_t> indices, absl::Span<const float> values,
       const Cancellation& cancel = NeverCancelled());
@@ -334,8 +342,9 @@ class EmbeddingTable {
   // Ends the open snapshot and frees its pre-images.
   void EndSnapshot();
 
-  // INVALID_ARGUMENT for MAX mode on a scale_grad_by_freq table, as torch.
-  absl::Status CheckBagMode(BagMode mode) const;
+  // This table's BagMarkers; INVALID_ARGUMENT for MAX mode on a
+  // scale_grad_by_freq table, as torch.
+  absl::StatusOr<BagMarkers> CheckBagMode(BagMode mode) const;
 
   // INVALID_ARGUMENT naming the first index not held by this shard.
   absl::Status ValidateIndices(absl::Span<const int64_t> indices,
@@ -412,6 +421,25 @@ class EmbeddingTable {
                               const OptimizerSpec& optimizer,
                               const StepParams& params, int64_t step,
                               const MutationContext& mutation);
+  // WriteRows of a dynamic table, its request validated (ids, values, no
+  // id twice): RESOURCE_EXHAUSTED when more of its ids fall in one stripe
+  // than the stripe holds; otherwise overwrites the rows held (optimizer
+  // state kept) and admits the other ids, which may evict rows but none of
+  // the write's (embedding_table_dynamic_write.cc).
+  absl::StatusOr<int64_t> WriteDynamicRows(absl::Span<const int64_t> ids,
+                                           absl::Span<const float> values,
+                                           const Cancellation& cancel);
+  // Gives `id` (holding no row, or an expired one) the slot AdmissionSlot
+  // chose: saves what the slot held for an open snapshot, occupies it with
+  // `touch`, stores `values` and fresh optimizer state. Returns what it
+  // replaced. REQUIRES: the stripe's writer lock, its counter odd.
+  DynamicRows::Replaced AdmitRow(Stripe& stripe,
+                                 const DynamicRows::Place& place, int64_t id,
+                                 int64_t slot, uint64_t touch, int64_t pushes,
+                                 const float* values,
+                                 const OptimizerSpec& optimizer,
+                                 const MutationContext& mutation)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(stripe.mu);
   // PrefetchRow (with state) of the held rows of order[begin, end).
   void PrefetchDynamicRows(const GradientAccumulator& gradient,
                            absl::Span<const uint32_t> order, size_t begin,

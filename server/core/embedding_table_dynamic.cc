@@ -195,16 +195,30 @@ PushResult EmbeddingTable::ApplyDynamicPush(GradientAccumulator& gradient,
     }
     return end;
   };
+  // A pipeline of chunks: while one steps, the next one's rows and the
+  // one after's index lines load (a row's address is known only once its
+  // index line is in).
+  // (A lambda, not a function: GCC drops calls to a function whose only
+  // effect is a prefetch.)
+  const auto prefetch_index = [&](size_t begin, size_t end) {
+    for (size_t k = begin; k < end; ++k) {
+      const int64_t id = gradient.row(order[k]);
+      dynamic_->Prefetch(dynamic_->PlaceOf(id), id);
+    }
+  };
   size_t end = chunk_end(0);
+  size_t next_end = chunk_end(end);
+  prefetch_index(0, next_end);
   PrefetchDynamicRows(gradient, order, 0, end);
   for (size_t begin = 0; begin < order.size();) {
-    // The next chunk's rows load while this one steps.
-    const size_t next_end = chunk_end(end);
+    const size_t after_next_end = chunk_end(next_end);
+    prefetch_index(next_end, after_next_end);
     PrefetchDynamicRows(gradient, order, end, next_end);
     ApplyDynamicChunk(gradient, order, begin, end, optimizer, params, mutation,
                       change, result);
     begin = end;
     end = next_end;
+    next_end = after_next_end;
   }
   dynamic_->Count(result.rows_admitted, result.rows_evicted, change.expirations,
                   result.rows_dropped);
@@ -219,7 +233,10 @@ void EmbeddingTable::PrefetchDynamicRows(const GradientAccumulator& gradient,
     // Without the lock: a probe racing a change only prefetches another
     // row of the stripe.
     const int64_t slot = dynamic_->Find(dynamic_->PlaceOf(id), id);
-    if (slot >= 0) PrefetchRow(slot, /*state=*/true);
+    if (slot >= 0) {
+      dynamic_->PrefetchUsage(slot);
+      PrefetchRow(slot, /*state=*/true);
+    }
   }
 }
 
@@ -266,23 +283,20 @@ void EmbeddingTable::ApplyDynamicChunk(
       }
       const int64_t slot =
           dynamic_->AdmissionSlot(place, id, change.pushes_before);
-      BeforeRowChange(stripe, slot, mutation);
+      // The row as the forward pass read it (renormed under max_norm).
+      FillAbsentRow(id, fresh.data());
+      if (max_norm_.has_value()) {
+        RenormRow(fresh.data(), dim_, *max_norm_, norm_type_);
+      }
       const DynamicRows::Replaced replaced =
-          dynamic_->Occupy(place, id, slot, next_touch(), change.pushes_before);
+          AdmitRow(stripe, place, id, slot, next_touch(), change.pushes_before,
+                   fresh.data(), optimizer, mutation);
       ++result.rows_admitted;
       if (replaced.expired) {
         ++change.expirations;
       } else if (replaced.id != kReservedId) {
         ++result.rows_evicted;
       }
-      // The row as the forward pass read it (renormed under max_norm), with
-      // fresh optimizer state: an evicted or expired id starts over.
-      FillAbsentRow(id, fresh.data());
-      if (max_norm_.has_value()) {
-        RenormRow(fresh.data(), dim_, *max_norm_, norm_type_);
-      }
-      StoreFloatsRelaxed(fresh.data(), dim_, RowData(slot));
-      InitializeOptimizerState(optimizer, dim_, StateData(slot));
       StepRow(optimizer, params, gradient.sum(order[k]), slot);
     }
     stripe.seq.WriteEnd();

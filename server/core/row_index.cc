@@ -125,7 +125,7 @@ absl::Status StripedSlots::CheckSlots(
 }  // namespace internal
 
 int64_t OpenAddressingRowIndex::MemoryBytes(int64_t capacity, int32_t stripes) {
-  return SlotsMemoryBytes(capacity, stripes) +
+  return SlotsMemoryBytes(capacity, stripes) + kLineBytes +
          int64_t{stripes} * BucketsPerStripe(capacity, stripes) *
              int64_t{sizeof(Bucket)};
 }
@@ -134,10 +134,12 @@ OpenAddressingRowIndex::OpenAddressingRowIndex(int64_t capacity,
                                                int32_t stripes)
     : StripedSlots(capacity, stripes),
       buckets_per_stripe_(BucketsPerStripe(capacity, stripes)),
-      buckets_(internal::AllocateZeroed<Bucket>(int64_t{stripes} *
-                                                buckets_per_stripe_)) {
-  *allocated_bytes_counter() +=
-      int64_t{stripes} * buckets_per_stripe_ * int64_t{sizeof(Bucket)};
+      bucket_memory_(
+          internal::AllocateZeroed<char>(BucketBytes() + kLineBytes)),
+      buckets_(reinterpret_cast<Bucket*>(
+          (reinterpret_cast<uintptr_t>(bucket_memory_.get()) + kLineBytes - 1) &
+          ~uintptr_t{kLineBytes - 1})) {
+  *allocated_bytes_counter() += BucketBytes() + kLineBytes;
 }
 
 absl::StatusOr<std::unique_ptr<OpenAddressingRowIndex>>
@@ -147,15 +149,13 @@ OpenAddressingRowIndex::Create(int64_t capacity, int32_t stripes) {
   }
   std::unique_ptr<OpenAddressingRowIndex> index(
       new (std::nothrow) OpenAddressingRowIndex(capacity, stripes));
-  if (index == nullptr || !index->ok() || index->buckets_ == nullptr) {
+  if (index == nullptr || !index->ok() || index->bucket_memory_ == nullptr) {
     return absl::ResourceExhaustedError(
         absl::StrCat("cannot allocate the row index of ", capacity, " rows (",
                      MemoryBytes(capacity, stripes), " bytes)"));
   }
   // Probed at random, like the rows.
-  AdviseHugePages(
-      index->buckets_.get(),
-      int64_t{stripes} * index->buckets_per_stripe_ * int64_t{sizeof(Bucket)});
+  AdviseHugePages(index->buckets_, index->BucketBytes());
   return index;
 }
 

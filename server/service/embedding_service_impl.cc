@@ -383,6 +383,11 @@ absl::Status EmbeddingServiceImpl::DoWriteRows(
   EMBEDDING_ASSIGN_OR_RETURN(std::shared_ptr<EmbeddingTable> table,
                              registry_->Get(request.table()));
   int64_t rows = request.indices_size();
+  if (rows == 0 && table->Stats().spec.dynamic.has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("table ", QuoteForMessage(request.table()),
+                     " is dynamic: it has no row range; write rows by ids"));
+  }
   if (rows == 0) {
     // A range write: the values' leading dimension says how many rows.
     const auto& shape = request.values().shape();

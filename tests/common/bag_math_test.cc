@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <tuple>
 #include <utility>
 #include <vector>
@@ -35,11 +36,12 @@ constexpr auto kReadTestRow = [](int64_t index, const auto& use) {
 };
 
 // The floats PoolBagRows emits, bag after bag.
-std::vector<float> Pool(const ValidatedBagBatch& batch, int64_t padding_row,
+std::vector<float> Pool(const ValidatedBagBatch& batch,
+                        const BagMarkers& markers,
                         int64_t* max_indices = nullptr) {
   std::vector<float> out;
   const absl::Status status =
-      PoolBagRows(batch, kDim, padding_row, kReadTestRow, max_indices,
+      PoolBagRows(batch, kDim, markers, kReadTestRow, max_indices,
                   [&](int64_t bag, const float* pooled) {
                     EXPECT_EQ(bag * kDim, static_cast<int64_t>(out.size()));
                     out.insert(out.end(), pooled, pooled + kDim);
@@ -50,10 +52,10 @@ std::vector<float> Pool(const ValidatedBagBatch& batch, int64_t padding_row,
 
 // The (bag, index, scale) calls of ForEachBagGradient, in order.
 std::vector<std::tuple<int64_t, int64_t, float>> GradientCalls(
-    const ValidatedBagBatch& batch, int64_t padding_row) {
+    const ValidatedBagBatch& batch, const BagMarkers& markers) {
   std::vector<std::tuple<int64_t, int64_t, float>> calls;
   const absl::Status status = ForEachBagGradient(
-      batch, padding_row, [&](int64_t bag, int64_t index, float scale) {
+      batch, markers, [&](int64_t bag, int64_t index, float scale) {
         calls.emplace_back(bag, index, scale);
       });
   EXPECT_TRUE(status.ok()) << status;
@@ -166,6 +168,41 @@ TEST(BagMathTest, MaxGradientGoesToEachNamedRowInElementOrder) {
   ASSERT_TRUE(status.ok()) << status;
   EXPECT_THAT(calls, ElementsAre(std::pair<size_t, int64_t>{0, 4},
                                  std::pair<size_t, int64_t>{3, 1}));
+}
+
+// A dynamic table's ids are any int64 but INT64_MIN: -1 is a row like any
+// other, INT64_MIN marks empty bags and "no padding".
+TEST(BagMathTest, DynamicMarkersLeaveMinusOneARow) {
+  constexpr int64_t kNoRow = std::numeric_limits<int64_t>::min();
+  const BagMarkers none = BagMarkers::ForTable(/*dynamic=*/true, std::nullopt);
+  EXPECT_EQ(none.padding, kNoRow);
+  EXPECT_EQ(none.no_row, kNoRow);
+  const BagMarkers dense = BagMarkers::ForTable(/*dynamic=*/false, 3);
+  EXPECT_EQ(dense.padding, 3);
+  EXPECT_EQ(dense.no_row, -1);
+  const std::vector<int64_t> indices = {-1, 2, 2}, offsets = {0, 0, 2};
+  const ValidatedBagBatch max =
+      *ValidateBagBatch({indices, offsets, BagMode::kMax});
+  std::vector<int64_t> winners(3 * kDim);
+  EXPECT_THAT(Pool(max, none, winners.data()), ElementsAre(0, 0, 2, 11, 2, 8));
+  EXPECT_THAT(winners, ElementsAre(kNoRow, kNoRow, 2, -1, 2, 2));
+  std::vector<std::pair<size_t, int64_t>> calls;
+  ASSERT_TRUE(ForEachMaxGradient(
+                  winners, none, [](int64_t) { return true; },
+                  [&](size_t element, int64_t index) {
+                    calls.emplace_back(element, index);
+                  })
+                  .ok());
+  EXPECT_THAT(calls, ElementsAre(std::pair<size_t, int64_t>{2, 2},
+                                 std::pair<size_t, int64_t>{3, -1},
+                                 std::pair<size_t, int64_t>{4, 2},
+                                 std::pair<size_t, int64_t>{5, 2}));
+  // With padding id -1: skipped, and left out of MEAN's count.
+  const BagMarkers padding = BagMarkers::ForTable(/*dynamic=*/true, -1);
+  const ValidatedBagBatch mean =
+      *ValidateBagBatch({indices, offsets, BagMode::kMean});
+  EXPECT_THAT(GradientCalls(mean, padding),
+              ElementsAre(FieldsAre(1, 2, 1.0f), FieldsAre(2, 2, 1.0f)));
 }
 
 TEST(BagMathTest, BadMaxIndicesAreInvalidArgument) {

@@ -1,13 +1,18 @@
 """LookupBag / PushBagGradients (issue 3) against F.embedding_bag and a
 torch optimizer step: random offsets with empty bags, include_last_offset,
 SUM / MEAN / MAX, per_sample_weights, padding_idx, max_norm and
-scale_grad_by_freq."""
+scale_grad_by_freq.
+
+The first two tests run on a dense table and on a dynamic one (issue 15;
+more in test_bags_dynamic.py): with admit_after 1 and a capacity above NUM,
+bags of ids [0, NUM) equal nn.EmbeddingBag over the same initial rows."""
 
 import numpy as np
 import pytest
 import torch
 
 from embedding.v1 import embedding_service_pb2 as pb
+from embedding_client.options import RESERVED_ID
 
 from .oracle import (Opt, TorchTable, assert_close, check_bag_step,
                      lookup_bag, random_bags)
@@ -25,6 +30,30 @@ CASES = [
     and not (mode != "sum" and variant.startswith("weighted"))
 ]
 
+
+
+class DynamicTorchTable(TorchTable):
+    """A TorchTable of a dynamic table (see oracle.TorchTable): its MAX
+    winners mark empty bags with RESERVED_ID, as the server does (-1 is an
+    id there), and no row gets their gradient."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, dynamic_capacity=2 * NUM, **kwargs)
+
+    def _max_winners(self, idx, off, include_last_offset):
+        winners = super()._max_winners(idx, off, include_last_offset)
+        winners[winners == -1] = RESERVED_ID
+        return winners
+
+    def _step(self, rows, learning_rate):
+        super()._step(rows - {RESERVED_ID}, learning_rate)
+
+    def push_bag(self, *args, **kwargs):
+        return super().push_bag(*args, **kwargs) - {RESERVED_ID}
+
+
+KINDS = {"dense": TorchTable, "dynamic": DynamicTorchTable}
+
 TABLE_FLAGS = {
     "padding": dict(padding_idx=-3),
     "max_norm": dict(max_norm=1.5, norm_type=2.0, padding_idx=1),
@@ -33,10 +62,12 @@ TABLE_FLAGS = {
 }
 
 
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("mode,variant", CASES)
-def test_bag_lookup_and_sgd_push_match_torch(stub, table, mode, variant):
-    ref = TorchTable(NUM, DIM, optimizer=Opt("sgd", lr=0.5), seed=31,
-                     **TABLE_FLAGS.get(variant, {}))
+def test_bag_lookup_and_sgd_push_match_torch(stub, table, mode, variant,
+                                             kind):
+    ref = KINDS[kind](NUM, DIM, optimizer=Opt("sgd", lr=0.5), seed=31,
+                      **TABLE_FLAGS.get(variant, {}))
     ref.create_on(stub, table)
     rng = np.random.default_rng(32)
     for step in range(STEPS):
@@ -65,9 +96,11 @@ OPTIMIZERS = {
     ("max", dict(padding_idx=-1, max_norm=2.0)),
 ], ids=["sum", "mean_scale_grad_by_freq", "max"])
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
-def test_bag_optimizer_steps_match_torch(stub, table, optimizer, mode, flags):
-    ref = TorchTable(NUM, DIM, optimizer=OPTIMIZERS[optimizer], seed=33,
-                     **flags)
+@pytest.mark.parametrize("kind", KINDS)
+def test_bag_optimizer_steps_match_torch(stub, table, optimizer, mode, flags,
+                                         kind):
+    ref = KINDS[kind](NUM, DIM, optimizer=OPTIMIZERS[optimizer], seed=33,
+                      **flags)
     ref.create_on(stub, table)
     rng = np.random.default_rng(34)
     for step in range(6):

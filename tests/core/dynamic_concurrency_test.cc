@@ -9,7 +9,9 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -59,10 +61,23 @@ std::vector<int64_t> IdsInStripes(const DynamicRows& rows, uint32_t first,
   return ids;
 }
 
+// The admission and eviction options the churn test runs under.
+struct ChurnPolicy {
+  const char* name;
+  uint32_t admit_after;
+  DynamicSpec::Eviction eviction;
+  std::optional<int64_t> ttl_pushes;
+};
+
+class DynamicChurnTest : public ::testing::TestWithParam<ChurnPolicy> {};
+
 // Capacity 4096 is 8 stripes of 512 rows. Stripes 0-3 hold a hot set and
 // a few other ids (never full: nothing is evicted there, while admissions
-// run); stripes 4-7 churn (admissions and evictions all the time).
-TEST(DynamicConcurrencyTest, HeldRowsKeepEveryUpdateUnderChurn) {
+// run); stripes 4-7 churn (admissions and evictions all the time, and
+// under a TTL expirations). The held ids are admitted first (by pushes of
+// zeros) and pushed by every push, so they never expire.
+TEST_P(DynamicChurnTest, HeldRowsKeepEveryUpdateUnderChurn) {
+  const ChurnPolicy& policy = GetParam();
   constexpr int64_t kCapacity = 4096;
   constexpr int64_t kDim = 16;
 #ifdef ABSL_HAVE_THREAD_SANITIZER
@@ -70,20 +85,30 @@ TEST(DynamicConcurrencyTest, HeldRowsKeepEveryUpdateUnderChurn) {
 #else
   constexpr int kRounds = 400;
 #endif
-  const TableSpec spec = ZeroSgdSpec(kCapacity, kDim);
+  TableSpec spec = ZeroSgdSpec(kCapacity, kDim);
+  spec.dynamic->admit_after = policy.admit_after;
+  spec.dynamic->eviction = policy.eviction;
+  spec.dynamic->ttl_pushes = policy.ttl_pushes;
   auto table = MakeTable(spec);
   const std::unique_ptr<DynamicRows> layout =
       *DynamicRows::Create(*spec.dynamic);
   ASSERT_EQ(layout->stripes(), 8);
-  const std::vector<int64_t> hot =
-      IdsInStripes(*layout, 0, 4, 8, 1000000000000);
-  const std::vector<int64_t> warm = IdsInStripes(*layout, 0, 4, 100, -500000);
+  std::vector<int64_t> held = IdsInStripes(*layout, 0, 4, 8, 1000000000000);
+  for (int64_t id : IdsInStripes(*layout, 0, 4, 100, -500000)) {
+    held.push_back(id);
+  }
   const std::vector<int64_t> churn = IdsInStripes(*layout, 4, 8, 3000, 0);
+  const std::vector<float> zeros(held.size() * kDim, 0.0f);
+  for (uint32_t push = 0; push < policy.admit_after; ++push) {
+    ASSERT_TRUE(table->PushGradients(held, zeros, {}).ok());
+  }
+  ASSERT_EQ(table->Stats().dynamic->rows_held,
+            static_cast<int64_t>(held.size()));
 
   std::atomic<bool> stop{false};
   std::atomic<int64_t> torn{0}, over_capacity{0}, reads{0};
   std::thread reader([&] {
-    std::vector<int64_t> ids = hot;
+    std::vector<int64_t> ids(held.begin(), held.begin() + 32);
     ids.insert(ids.end(), churn.begin(), churn.begin() + 2000);
     std::vector<float> out(ids.size() * kDim);
     while (!stop.load()) {
@@ -95,13 +120,12 @@ TEST(DynamicConcurrencyTest, HeldRowsKeepEveryUpdateUnderChurn) {
       ++reads;
     }
   });
-  // Two pushers of the hot and warm ids (in opposite orders), one of
-  // random churn ids.
+  // Two pushers of the held ids (in opposite orders), one of the held ids
+  // and random churn ids.
   std::vector<std::thread> pushers;
   for (int p = 0; p < 2; ++p) {
     pushers.emplace_back([&, p] {
-      std::vector<int64_t> ids = hot;
-      ids.insert(ids.end(), warm.begin(), warm.end());
+      std::vector<int64_t> ids = held;
       if (p == 1) std::reverse(ids.begin(), ids.end());
       const std::vector<float> grad(ids.size() * kDim, -1.0f);
       for (int round = 0; round < kRounds; ++round) {
@@ -113,10 +137,15 @@ TEST(DynamicConcurrencyTest, HeldRowsKeepEveryUpdateUnderChurn) {
     std::mt19937_64 random(3);
     std::uniform_int_distribution<size_t> pick(0, churn.size() - 1);
     std::vector<int64_t> ids(256);
+    ids.insert(ids.end(), held.begin(), held.end());
     const std::vector<float> grad(ids.size() * kDim, -1.0f);
+    // Each draw pushed admit_after times: admitted, or (early, by the
+    // sketch) not dropped.
     for (int round = 0; round < 2 * kRounds; ++round) {
-      for (int64_t& id : ids) id = churn[pick(random)];
-      ASSERT_TRUE(table->PushGradients(ids, grad, {}).ok());
+      for (size_t i = 0; i < 256; ++i) ids[i] = churn[pick(random)];
+      for (uint32_t push = 0; push < policy.admit_after; ++push) {
+        ASSERT_TRUE(table->PushGradients(ids, grad, {}).ok());
+      }
     }
   });
   for (auto& t : pushers) t.join();
@@ -125,20 +154,38 @@ TEST(DynamicConcurrencyTest, HeldRowsKeepEveryUpdateUnderChurn) {
 
   EXPECT_EQ(torn.load(), 0) << "of " << reads.load() << " lookups";
   EXPECT_EQ(over_capacity.load(), 0);
-  std::vector<int64_t> held = hot;
-  held.insert(held.end(), warm.begin(), warm.end());
   std::vector<float> out(held.size() * kDim);
   ASSERT_TRUE(table->ReadRows(held, out.data()).ok());
   for (size_t i = 0; i < held.size(); ++i) {
     for (int64_t d = 0; d < kDim; ++d) {
-      ASSERT_EQ(out[i * kDim + d], 2.0f * kRounds) << "id " << held[i];
+      ASSERT_EQ(out[i * kDim + d], 2.0f * kRounds * (1 + policy.admit_after))
+          << "id " << held[i];
     }
   }
   const DynamicCounts counts = *table->Stats().dynamic;
-  EXPECT_GT(counts.evictions, 0);
-  EXPECT_EQ(counts.rows_held, counts.admissions - counts.evictions);
+  EXPECT_GT(counts.evictions + counts.expirations, 0);
+  if (policy.ttl_pushes.has_value()) {
+    EXPECT_GT(counts.expirations, 0);
+  }
+  if (policy.admit_after > 1) {
+    EXPECT_GT(counts.dropped_rows, 0);
+  }
+  EXPECT_EQ(counts.rows_held,
+            counts.admissions - counts.evictions - counts.expirations);
   EXPECT_LE(counts.rows_held, kCapacity);
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Policies, DynamicChurnTest,
+    ::testing::Values(
+        ChurnPolicy{"Lru", 1, DynamicSpec::Eviction::kLru, std::nullopt},
+        ChurnPolicy{"Lfu", 1, DynamicSpec::Eviction::kLfu, std::nullopt},
+        ChurnPolicy{"AdmitAfter3", 3, DynamicSpec::Eviction::kLru,
+                    std::nullopt},
+        ChurnPolicy{"Ttl", 1, DynamicSpec::Eviction::kLru, 16}),
+    [](const ::testing::TestParamInfo<ChurnPolicy>& info) {
+      return std::string(info.param.name);
+    });
 
 // Rows wide enough (4 KiB) that a copy overlapping a write would catch it
 // half done, in a table of 64 rows (one stripe) that 96 ids take turns to

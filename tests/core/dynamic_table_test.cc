@@ -14,6 +14,7 @@
 #include "common/shard_layout.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "server/core/dtype.h"
 #include "server/core/embedding_table.h"
 #include "server/core/initializer.h"
 #include "server/core/renorm.h"
@@ -201,6 +202,24 @@ TEST(DynamicTableTest, ReservedIdIsInvalidArgumentAndChangesNothing) {
   EXPECT_EQ(table->Stats().version, 0);
 }
 
+// Half-precision replies are the float32 rows converted, for held rows,
+// absent ids and the padding id alike.
+TEST(DynamicTableTest, HalfPrecisionLookupsConvertTheFloatRows) {
+  TableSpec spec = DynamicTableSpec(8);
+  spec.padding_idx = int64_t{1} << 50;
+  auto table = MakeTable(spec);
+  Push(*table, {int64_t{1} << 45, -3});
+  const std::vector<int64_t> ids = {int64_t{1} << 45, -3, 77, int64_t{1} << 50};
+  const std::vector<float> rows = Lookup(*table, ids);
+  for (const DType dtype : {DType::kFloat16, DType::kBFloat16}) {
+    std::vector<uint16_t> expected(rows.size()), got(rows.size());
+    ConvertFloats(rows.data(), rows.size(), dtype, expected.data());
+    ASSERT_TRUE(table->Lookup(ids, dtype, got.data()).ok());
+    EXPECT_EQ(got, expected);
+  }
+  EXPECT_EQ(Counts(*table).rows_held, 2);
+}
+
 // Shards hold the ids whose SplitMix64(id) % shards is theirs.
 TEST(DynamicTableTest, ShardsHoldIdsByHash) {
   const ShardLayout layout =
@@ -236,10 +255,7 @@ TEST(DynamicTableTest, InitialWeightsAreInvalidArgument) {
 // What a dynamic table cannot do yet is refused, never half done.
 TEST(DynamicTableTest, DenseOnlyOperationsAreUnimplemented) {
   auto table = MakeTable(DynamicTableSpec(4));
-  const std::vector<int64_t> ids = {1};
   const std::vector<float> values(kDim, 1.0f);
-  EXPECT_EQ(table->WriteRows(ids, values).status().code(),
-            absl::StatusCode::kUnimplemented);
   EXPECT_EQ(table->WriteRowRange(0, values).status().code(),
             absl::StatusCode::kUnimplemented);
   EXPECT_EQ(table->HeldRows(0, 1, 1).status().code(),

@@ -56,12 +56,13 @@ class RowIndexTest : public ::testing::Test {
   }
 };
 
-// The first bucket for `id` in a one-stripe index of `buckets`
-// buckets: the formula the header documents.
+// The first bucket for `id` in a one-stripe index of `buckets` buckets:
+// the formula the header documents (the first of its group of four).
 uint32_t HomeBucket(int64_t id, uint32_t buckets) {
   const uint64_t hash = Index::Hash(id);
   return static_cast<uint32_t>(
-      (uint64_t{static_cast<uint32_t>(hash)} * buckets) >> 32);
+             (uint64_t{static_cast<uint32_t>(hash)} * (buckets / 4)) >> 32) *
+         4;
 }
 
 // The buckets per stripe at this geometry.
@@ -173,9 +174,10 @@ TEST_F(RowIndexTest, InsertFindErase) {
 TEST_F(RowIndexTest, BackwardShiftAcrossTheEndOfTheBuckets) {
   constexpr int64_t kCapacity = 48;
   const uint32_t buckets = BucketsOf(kCapacity, 1);
-  // A run that starts two buckets before the end and wraps to bucket 3.
-  std::vector<int64_t> ids = IdsWithHome(buckets - 2, buckets, 1, 0);
-  for (int64_t id : IdsWithHome(buckets - 1, buckets, 3, 0)) ids.push_back(id);
+  // A run that fills the last group, wraps to bucket 0 and goes on to
+  // bucket 2 with the keys of the first group.
+  ASSERT_EQ(buckets % 4, 0u);
+  std::vector<int64_t> ids = IdsWithHome(buckets - 4, buckets, 5, 0);
   for (int64_t id : IdsWithHome(0, buckets, 2, 0)) ids.push_back(id);
   std::vector<int> order(ids.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int>(i);
@@ -200,7 +202,7 @@ TEST_F(RowIndexTest, BackwardShiftAcrossTheEndOfTheBuckets) {
 TEST_F(RowIndexTest, ManyKeysInOneBucket) {
   constexpr int64_t kCapacity = 48;
   const uint32_t buckets = BucketsOf(kCapacity, 1);
-  const std::vector<int64_t> ids = IdsWithHome(buckets - 5, buckets, 40, -5000);
+  const std::vector<int64_t> ids = IdsWithHome(buckets - 8, buckets, 40, -5000);
   auto index = Make(kCapacity, 1);
   ASSERT_NE(index, nullptr);
   for (size_t i = 0; i < ids.size(); ++i) {

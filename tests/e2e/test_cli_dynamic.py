@@ -1,9 +1,12 @@
 """Dynamic tables (any int64 id) through embedding_cli against real
 embedding_server processes: create-table --capacity, lookups and pushes of
-raw ids, describe's counters, the flags' errors, and a 3-shard cluster
-whose lookups equal one server's."""
+raw ids, describe's counters, the flags' errors, a 3-shard cluster whose
+lookups equal one server's, and export / import of .npz files (ids and
+rows) that numpy.load reads."""
 
 import re
+
+import numpy as np
 
 import pytest
 
@@ -91,14 +94,15 @@ def test_evictions_show_in_describe(cli):
             fields["evictions"]) == ("1", "3", "2")
 
 
-def test_what_the_server_cannot_do_yet_is_unimplemented(cli, tmp_path):
+def test_npy_files_are_refused_and_reserved_ids_too(cli, tmp_path):
     cli.ok("create-table", "t", *DYNAMIC)
     # A whole read streams the rows held: none yet.
     assert cli.ok("read-rows", "t").startswith("shape [0, 2]")
     err = cli.fails("export", "t", str(tmp_path / "t.npy"),
-                    code="UNIMPLEMENTED")
-    assert err == ('table "t" is dynamic: this client cannot export the rows '
-                   "of a dynamic table yet")
+                    code="FAILED_PRECONDITION")
+    assert err == ('table "t" is dynamic: a .npy file holds rows [0, '
+                   "num_embeddings), and a dynamic table has none; use a "
+                   ".npz file, which carries the ids")
     assert not (tmp_path / "t.npy").exists()
     err = cli.fails("lookup", "t", f"--indices=1,{RESERVED}",
                     code="INVALID_ARGUMENT")
@@ -177,3 +181,86 @@ def test_a_cluster_equals_one_server(cluster, server):
                         "--grad=1,1,1,1,1,1", code="INVALID_ARGUMENT")
     assert err == (f"index {RESERVED} at position 1 is reserved: no id of a "
                    "dynamic table")
+
+
+def _held(cli, name):
+    """{id: row} of every row the table holds (read-rows of the whole)."""
+    _, rows = parse_rows(cli.ok("read-rows", name))
+    return {int(id_): values for id_, values in rows}
+
+
+@pytest.mark.parametrize("where", ["one_server", "cluster"])
+def test_export_npz_then_import(where, cluster, server, tmp_path):
+    cli = Cli(server.address if where == "one_server" else
+              ",".join(cluster.addresses))
+    cli.ok("create-table", "src", *DYNAMIC)
+    ids = [BIG, -3, 0, 2**62, -2**62 + 1]
+    cli.ok("push", "src", "--indices=" + ",".join(map(str, ids)),
+           "--grad=" + ",".join(str(0.25 * i) for i in range(10)))
+    path = tmp_path / "src.npz"
+    out = cli.ok("export", "src", str(path))
+    assert out == f"exported src: 5 rows x 2 to {path} " \
+        f"({path.stat().st_size} bytes)\n"
+    assert not (tmp_path / "src.npz.partial").exists()
+    with np.load(path) as archive:
+        assert sorted(archive.files) == ["ids", "weights"]
+        got_ids, weights = archive["ids"], archive["weights"]
+    assert got_ids.dtype == np.int64 and weights.dtype == np.float32
+    assert sorted(got_ids.tolist()) == sorted(ids)
+    # SGD lr 1 from the constant 0.5: row of ids[k] is 0.5 - grad[k].
+    for id_, row in zip(got_ids.tolist(), weights):
+        k = ids.index(id_)
+        np.testing.assert_array_equal(row, [0.5 - 0.5 * k, 0.25 - 0.5 * k])
+    # admit_after does not apply to an import: every id gets a row.
+    cli.ok("create-table", "copy", *DYNAMIC, "--admit_after=9")
+    out = cli.ok("import", "copy", str(path))
+    assert re.fullmatch(rf"imported copy: 5 rows x 2 from {path}, "
+                        r"version \d+\n", out), out
+    indices = "--indices=" + ",".join(map(str, ids + [99]))
+    assert parse_rows(cli.ok("lookup", "copy", indices)) == \
+        parse_rows(cli.ok("lookup", "src", indices))
+    fields = parse_fields(cli.ok("describe", "copy"))
+    assert (fields["rows_held"], fields["admissions"]) == ("5", "5")
+
+
+def test_import_npz_of_numpy_and_bad_files(cli, tmp_path):
+    cli.ok("create-table", "t", *DYNAMIC)
+    good = tmp_path / "good.npz"
+    np.savez(good, ids=np.array([BIG, 7], np.int64),
+             weights=np.array([[1, 2], [3, 4]], np.float32))
+    cli.ok("import", "t", str(good))
+    assert _held(cli, "t") == {BIG: [1.0, 2.0], 7: [3.0, 4.0]}
+    compressed = tmp_path / "compressed.npz"
+    np.savez_compressed(compressed, ids=np.array([1], np.int64),
+                        weights=np.ones((1, 2), np.float32))
+    err = cli.fails("import", "t", str(compressed), code="INVALID_ARGUMENT")
+    assert "is compressed" in err and "numpy.savez" in err
+    for name, arrays, message in [
+        ("dim.npz", {"ids": np.array([1], np.int64),
+                     "weights": np.ones((1, 3), np.float32)},
+         ": weights have 3 columns; table t has embedding_dim 2"),
+        ("ids.npz", {"ids": np.array([1], np.int32),
+                     "weights": np.ones((1, 2), np.float32)},
+         " (ids.npy): dtype <i4 is not little-endian int64 (<i8)"),
+        ("no_ids.npz", {"weights": np.ones((1, 2), np.float32)},
+         ": no ids.npy (it holds weights.npy); expected ids.npy int64 [n] "
+         "and weights.npy float32 [n, dim]"),
+    ]:
+        np.savez(tmp_path / name, **arrays)
+        err = cli.fails("import", "t", str(tmp_path / name),
+                        code="INVALID_ARGUMENT")
+        assert err == f"{tmp_path / name}{message}"
+    corrupt = tmp_path / "corrupt.npz"
+    data = bytearray(good.read_bytes())
+    data[data.rindex(np.float32(4).tobytes())] ^= 1  # A weight's byte.
+    corrupt.write_bytes(bytes(data))
+    err = cli.fails("import", "t", str(corrupt), code="INVALID_ARGUMENT")
+    assert err == f"{corrupt}: weights.npy is corrupt (its CRC-32 does not " \
+        "match)"
+    text = tmp_path / "text.npz"
+    text.write_text("not a zip")
+    err = cli.fails("import", "t", str(text), code="INVALID_ARGUMENT")
+    assert err == (f"{text}: not a .npz file (no zip end of central "
+                   "directory record)")
+    # Nothing of the refused files was written.
+    assert _held(cli, "t") == {BIG: [1.0, 2.0], 7: [3.0, 4.0]}

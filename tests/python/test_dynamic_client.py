@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from embedding_client import (SGD, Adagrad, EmbeddingClient, EmbeddingError,
+from embedding_client import (SGD, Adagrad, EmbeddingClient,
                               FailedPreconditionError, InvalidArgumentError,
                               NotFoundError, RemoteEmbedding, Uniform)
 from embedding_client._stubs import pb
@@ -253,8 +253,6 @@ def test_sharded_reserved_id_refused_locally(clients, table):
 def test_sharded_refuses_what_servers_do_not_serve(clients, table):
     sharded, _ = clients
     sharded.create_table(table, None, DIM, dynamic=Dynamic(8))
-    with pytest.raises(EmbeddingError, match="not served yet"):
-        sharded.lookup_bag(table, [[1, 2]])
     with pytest.raises(InvalidArgumentError, match="no row range"):
         sharded.write_rows(table, np.zeros((2, DIM), np.float32))
 

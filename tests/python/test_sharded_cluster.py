@@ -87,14 +87,15 @@ def test_a_list_of_addresses_is_a_sharded_embedding_client(cluster):
 
 def test_sharded_client_overrides_every_server_method():
     # An EmbeddingClient method that ShardedClient inherits would talk to
-    # no server: every public one must be its own (import_npy excepted: it
-    # is built on get_table and write_rows).
+    # no server: every public one must be its own (the file transfers
+    # excepted: they are built on get_table, read_rows and write_rows).
     inherited = {name for name in dir(EmbeddingClient)
                  if not name.startswith("_") and callable(
                      getattr(EmbeddingClient, name))
                  and getattr(ShardedClient, name) is getattr(EmbeddingClient,
                                                              name)}
-    assert inherited == {"import_npy", "export_npy"}
+    assert inherited == {"import_npy", "export_npy", "import_npz",
+                         "export_npz"}
 
 
 @pytest.mark.parametrize("shape", [(7,), (3, 4), (2, 3, 2)])

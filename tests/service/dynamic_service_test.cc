@@ -179,27 +179,50 @@ TEST_F(DynamicServiceTest, ReservedIdIsRefusedAndChangesNothing) {
   EXPECT_EQ(after.dynamic_stats().rows_held(), 0);
 }
 
-TEST_F(DynamicServiceTest, WhatDynamicTablesCannotDoYetIsUnimplemented) {
+// Bags pool a dynamic table's rows (an absent id its initial values);
+// WriteRows by id admits rows (an import), while a range write is refused:
+// a dynamic table has no row range.
+TEST_F(DynamicServiceTest, BagsAndWritesByIdServeDynamicTables) {
   v1::TableInfo info;
   ASSERT_TRUE(Create(CreateRequest("d", 10), &info).ok());
+  const int64_t id = int64_t{1} << 45;
+  std::vector<float> initial;
+  ASSERT_TRUE(Lookup("d", {id}, &initial).ok());
   v1::LookupBagRequest bag;
   bag.set_table("d");
-  bag.add_indices(1);
+  bag.add_indices(id);
   bag.add_offsets(0);
+  bag.set_mode(v1::BAG_MODE_SUM);
   v1::LookupBagResponse pooled;
   grpc::ClientContext context;
-  ExpectError(stub_->LookupBag(&context, bag, &pooled),
-              grpc::StatusCode::UNIMPLEMENTED, "dynamic");
+  ASSERT_TRUE(stub_->LookupBag(&context, bag, &pooled).ok());
+  std::vector<float> sum(kDim);
+  ASSERT_EQ(pooled.embeddings().data().size(), kDim * sizeof(float));
+  std::memcpy(sum.data(), pooled.embeddings().data().data(),
+              kDim * sizeof(float));
+  EXPECT_EQ(sum, initial);
+
+  const std::vector<float> values = {1.5f, -2.0f, 0.25f, 8.0f};
   v1::WriteRowsRequest write;
   write.set_table("d");
-  write.add_indices(1);
+  write.add_indices(id);
   write.mutable_values()->add_shape(1);
   write.mutable_values()->add_shape(kDim);
-  write.mutable_values()->set_data(std::string(kDim * 4, '\0'));
+  write.mutable_values()->set_data(std::string(
+      reinterpret_cast<const char*>(values.data()), kDim * sizeof(float)));
   v1::WriteRowsResponse written;
   grpc::ClientContext write_context;
-  ExpectError(stub_->WriteRows(&write_context, write, &written),
-              grpc::StatusCode::UNIMPLEMENTED, "dynamic");
+  ASSERT_TRUE(stub_->WriteRows(&write_context, write, &written).ok());
+  std::vector<float> row;
+  ASSERT_TRUE(Lookup("d", {id}, &row).ok());
+  EXPECT_EQ(row, values);
+  EXPECT_EQ(Get("d").dynamic_stats().rows_held(), 1);
+
+  write.clear_indices();
+  grpc::ClientContext range_context;
+  ExpectError(stub_->WriteRows(&range_context, write, &written),
+              grpc::StatusCode::INVALID_ARGUMENT, "no row range");
+  EXPECT_EQ(Get("d").dynamic_stats().rows_held(), 1);
 }
 
 }  // namespace

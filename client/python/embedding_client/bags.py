@@ -9,13 +9,16 @@ C++ client's arithmetic) bit for bit:
 - entries equal to the padding row are skipped and left out of MEAN's count;
   MEAN divides each element by the float count; empty bags give zeros;
 - MAX keeps the first strictly greater value (ties stay with the earlier
-  position) and names the winning global row per element, -1 when empty;
+  position) and names the winning global row per element, or for an empty
+  bag the table's marker (empty_bag_marker: -1, or in a dynamic table
+  RESERVED_ID, since -1 is an id there);
 - scale_grad_by_freq counts a row over all of `indices`, past the last bag
   too (include_last_offset), as the server counts it.
 The checks (ValidateBagBatch, CheckBagMode, ScatterMaxGradients) raise the
 server's messages, so a bad batch is refused before anything is sent.
 
-    batch = BagBatch(indices, offsets, "sum", weights, False, padding_row)
+    batch = BagBatch(indices, offsets, "sum", weights, False, padding_row,
+                     empty_bag_marker(dynamic))
     pooled, max_indices = batch.pool(rows_at_kept_positions)
     rows, grads = batch.scatter(grad, max_indices, dim)  # to push per row
 
@@ -26,6 +29,14 @@ bag's size), never once per index.
 import numpy as np
 
 from embedding_client.errors import InvalidArgumentError
+from embedding_client.options import RESERVED_ID
+
+
+def empty_bag_marker(dynamic):
+    """What max_indices hold where no row won (an empty bag), as the
+    server's BagMarkers: -1 in a dense table, RESERVED_ID in a dynamic one,
+    whose ids may be -1."""
+    return RESERVED_ID if dynamic else -1
 
 
 def _check_offsets(offsets, size, include_last_offset):
@@ -69,11 +80,12 @@ class BagBatch:
     """A checked batch of bags over flat global `indices`.
 
     mode: "sum", "mean" or "max". weights: float32 per index or None.
-    padding_row: the table's padding row (non-negative) or None.
+    padding_row: the table's padding row (or a dynamic table's padding id)
+    or None. no_row: empty_bag_marker of the table.
     """
 
     def __init__(self, indices, offsets, mode, weights, include_last_offset,
-                 padding_row):
+                 padding_row, no_row=-1):
         _check_offsets(offsets, len(indices), include_last_offset)
         if weights is not None:
             weights = np.ascontiguousarray(weights, np.float32).ravel()
@@ -82,6 +94,7 @@ class BagBatch:
         self.mode = mode
         self.weights = weights
         self.padding_row = padding_row
+        self.no_row = no_row
         bags = len(offsets) - 1 if include_last_offset else len(offsets)
         ends = np.append(offsets[1:], len(indices))[:bags]
         self.bags = bags
@@ -110,7 +123,7 @@ class BagBatch:
         max_indices int64 [bags, dim] in MAX mode, else None). rows: the
         float32 row of each kept position, in order."""
         pooled = np.zeros((self.bags, rows.shape[1]), np.float32)
-        winners = (np.full(pooled.shape, -1, np.int64)
+        winners = (np.full(pooled.shape, self.no_row, np.int64)
                    if self.mode == "max" else None)
         kept_indices = self.indices[self.kept]
         for k, at, bags in self._by_rank():
@@ -171,7 +184,7 @@ class BagBatch:
             raise InvalidArgumentError(
                 f"max_indices has {len(winners)} entries, expected bags x "
                 f"embedding_dim = {expected} (as LookupBag returned them)")
-        used = (winners != -1)
+        used = winners != self.no_row
         if self.padding_row is not None:
             used &= winners != self.padding_row
         foreign = np.flatnonzero(used & ~np.isin(winners, self.indices))

@@ -18,7 +18,9 @@ the server's --max_message_bytes.
 
 Checkpoints: `save_checkpoint` saves tables to the server's
 --checkpoint_dir. NumPy files: `export_npy` / `import_npy` move a whole
-table to or from a float32 .npy file, one bulk message at a time.
+table to or from a float32 .npy file, one bulk message at a time;
+`export_npz` / `import_npz` move the rows a table holds with their ids (a
+dynamic table's, or any table's) to or from a .npz file.
 
 An EmbeddingClient is thread-safe; share one per process.
 
@@ -683,35 +685,25 @@ class EmbeddingClient:
         and OSError when the file cannot be written.
         """
         info = self.get_table(table, timeout=timeout)
-        _refuse_dynamic(info, "an export")
+        _refuse_dynamic(info, "export_npy")
         rows, dim = info.num_embeddings, info.embedding_dim
         chunks = self._table_chunks(info, timeout)
-        path = os.fspath(path)
-        partial = f"{path}.partial"
-        try:
-            with open(partial, "wb") as file:
-                npy.write_header(file, rows, dim)
-                next_row = 0
-                for ids, values in chunks:
-                    # Rows go to the file by position: they must be in order.
-                    if ids[0] != next_row or ids[-1] != next_row + len(ids) - 1:
-                        raise InternalError(
-                            f"server sent rows [{ids[0]}, {ids[-1]}] where "
-                            f"row {next_row} was due")
-                    file.write(values.data)
-                    next_row += len(ids)
-                    # Let go of this chunk before the next one arrives.
-                    del ids, values
-                if next_row != rows:
-                    raise InternalError(f"server sent {next_row} of {rows} "
-                                        f"rows of table {table}")
-            os.replace(partial, path)
-        except BaseException:
-            try:
-                os.remove(partial)
-            except OSError:
-                pass
-            raise
+        with npy.partial_file(os.fspath(path)) as file:
+            npy.write_header(file, rows, dim)
+            next_row = 0
+            for ids, values in chunks:
+                # Rows go to the file by position: they must be in order.
+                if ids[0] != next_row or ids[-1] != next_row + len(ids) - 1:
+                    raise InternalError(
+                        f"server sent rows [{ids[0]}, {ids[-1]}] where "
+                        f"row {next_row} was due")
+                file.write(values.data)
+                next_row += len(ids)
+                # Let go of this chunk before the next one arrives.
+                del ids, values
+            if next_row != rows:
+                raise InternalError(f"server sent {next_row} of {rows} "
+                                    f"rows of table {table}")
         return rows
 
     def _table_chunks(self, info, timeout):
@@ -741,7 +733,7 @@ class EmbeddingClient:
         path = os.fspath(path)
         rows, dim = npy.check_file(path)
         info = self.get_table(table, timeout=timeout)
-        _refuse_dynamic(info, "an import")
+        _refuse_dynamic(info, "import_npy")
         if (rows, dim) != (info.num_embeddings, info.embedding_dim):
             raise InvalidArgumentError(
                 f"{path}: shape ({rows}, {dim}) does not match table {table} "
@@ -755,6 +747,60 @@ class EmbeddingClient:
             written += self.write_rows(table, weights[begin:begin + step],
                                        start_row=begin, timeout=timeout)
         return written
+
+
+    def export_npz(self, table, path, *, timeout=None):
+        """Writes the rows `table` holds, with their ids, to the .npz file
+        `path`: `ids` int64 [n] and `weights` float32 [n, embedding_dim],
+        as numpy.savez writes them (numpy.load reads it). A dynamic table's
+        rows are those it holds (admitted, not expired), in no particular
+        order; a dense table's are rows [0, num_embeddings).
+
+        Read whole into memory, then written as `path`.partial and renamed.
+        Rows read while pushes go on are each as of one update, not all as
+        of one instant (a checkpoint is a cut). Returns the rows written.
+        Raises as read_rows, FailedPreconditionError for a table split over
+        several servers (this one holds only some rows), and OSError when
+        the file cannot be written.
+        """
+        info = self.get_table(table, timeout=timeout)
+        ids, weights = self._held_rows(info, timeout)
+        npy.save_npz(os.fspath(path), ids, weights)
+        return len(ids)
+
+    def _held_rows(self, info, timeout):
+        """(ids, rows) of every row the table holds (export_npz). Raises
+        FailedPreconditionError when this server holds one shard."""
+        if info.shard_count > 1:
+            raise FailedPreconditionError(
+                f"table {info.name} is split over {info.shard_count} servers "
+                f"and this one holds shard {info.shard_index} only; an "
+                "export needs the whole table")
+        return self.read_rows(info.name, return_indices=True, timeout=timeout)
+
+    def import_npz(self, table, path, *, timeout=None):
+        """Writes the rows of the .npz file `path` (`ids` int64 [n],
+        `weights` float32 [n, embedding_dim], as export_npz writes them) to
+        the existing `table` at their ids, as write_rows: a dynamic table
+        admits the ids it does not hold (evicting by its policy when full)
+        with fresh optimizer state; a held row keeps its state.
+
+        Returns the rows written. Not retried. Raises InvalidArgumentError
+        naming the file when it is not such a file or its dim is not the
+        table's, before anything is written; OSError when it cannot be
+        read; and as write_rows (a failure part way leaves the earlier
+        chunks written).
+        """
+        path = os.fspath(path)
+        ids, weights = npy.load_npz(path)
+        info = self.get_table(table, timeout=timeout)
+        if weights.shape[1] != info.embedding_dim:
+            raise InvalidArgumentError(
+                f"{path}: weights have {weights.shape[1]} columns; table "
+                f"{table} has embedding_dim {info.embedding_dim}")
+        if not len(ids):
+            return 0
+        return self.write_rows(table, weights, indices=ids, timeout=timeout)
 
 
 def _rows_of_spec(num_embeddings, dynamic, weights):
@@ -778,14 +824,13 @@ def _rows_of_spec(num_embeddings, dynamic, weights):
 
 
 def _refuse_dynamic(info, what):
-    """FailedPreconditionError for a whole-table transfer of a dynamic
-    table: its rows are only those held, and they cannot be read all at
-    once yet."""
+    """FailedPreconditionError for a .npy transfer of a dynamic table: its
+    rows have ids, which a .npy file does not carry."""
     if info.dynamic is not None:
         raise FailedPreconditionError(
-            f"table {info.name} is dynamic: {what} of a whole table needs "
-            "rows [0, num_embeddings), and a dynamic table has none (reading "
-            "every row it holds is not served yet)")
+            f"table {info.name} is dynamic: {what} needs a .npy file of "
+            "rows [0, num_embeddings), and a dynamic table has none; use a "
+            ".npz file (export_npz, import_npz), which carries the ids")
 
 
 def _pickle_recipe(address, token, metadata, credentials, **options):

@@ -1,4 +1,5 @@
-"""The .npy files of export_npy and import_npy: float32 [rows, dim] in C order.
+"""The files of export_npy and import_npy: float32 [rows, dim] in C order;
+and those of export_npz and import_npz: ids int64 [n], weights [n, dim].
 
 Headers are numpy's own (numpy.lib.format), so an export is byte for byte
 what numpy.save writes for the same array, and import takes what numpy.save
@@ -10,6 +11,7 @@ the same messages.
     rows, dim = check_file(path)        # InvalidArgumentError if unfit
 """
 
+import contextlib
 import os
 
 import numpy as np
@@ -77,3 +79,64 @@ def check_file(path):
                 f"says ({shape[0]}, {shape[1]}) float32, {expected} bytes of "
                 f"data, but {found} bytes follow the header"))
     return shape
+
+
+# The .npz files of export_npz and import_npz: a zip of ids.npy (int64 [n])
+# and weights.npy (float32 [n, dim]), as numpy.savez writes them.
+_INT64 = np.dtype("<i8")
+
+
+@contextlib.contextmanager
+def partial_file(path):
+    """Yields `path`.partial open for writing, renamed to `path` when the
+    block ends, removed if it raises."""
+    partial = f"{path}.partial"
+    try:
+        with open(partial, "wb") as file:
+            yield file
+        os.replace(partial, path)
+    except BaseException:
+        try:
+            os.remove(partial)
+        except OSError:
+            pass
+        raise
+
+
+def save_npz(path, ids, weights):
+    """Writes `ids` and `weights` to the .npz file `path` (stored, not
+    compressed), as path.partial renamed when complete."""
+    # A file object: savez would otherwise append ".npz" to the name.
+    with partial_file(path) as file:
+        np.savez(file, ids=np.asarray(ids, _INT64),
+                 weights=np.asarray(weights, _FLOAT32))
+
+
+def load_npz(path):
+    """Returns (ids, weights) of a .npz file holding `ids` (int64 [n]) and
+    `weights` (float32 [n, dim]). Raises InvalidArgumentError naming the
+    file otherwise, and OSError when it cannot be read."""
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except ValueError as error:
+        raise _invalid(path, f"not a .npz file: {error}") from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise _invalid(path, "not a .npz file (a zip of .npy arrays)")
+    with archive:
+        missing = {"ids", "weights"} - set(archive.files)
+        if missing:
+            raise _invalid(path, f"no {' or '.join(sorted(missing))} array "
+                           f"(it holds {sorted(archive.files)}); expected "
+                           "ids int64 [n] and weights float32 [n, dim]")
+        ids, weights = archive["ids"], archive["weights"]
+    if ids.dtype != _INT64 or ids.ndim != 1:
+        raise _invalid(path, f"ids is {ids.dtype.str} of shape "
+                       f"{list(ids.shape)}, expected int64 (<i8) [n]")
+    if weights.dtype != _FLOAT32 or weights.ndim != 2:
+        raise _invalid(path, f"weights is {weights.dtype.str} of shape "
+                       f"{list(weights.shape)}, expected float32 (<f4) "
+                       "[n, dim]")
+    if len(ids) != len(weights):
+        raise _invalid(path, f"{len(ids)} ids for {len(weights)} rows of "
+                       "weights")
+    return ids, weights

@@ -37,7 +37,6 @@ import queue
 import secrets
 import threading
 
-import grpc
 import numpy as np
 
 from embedding_client import bags, routing, security, tensors
@@ -103,15 +102,6 @@ def _check_indices(info, indices):
         raise InvalidArgumentError(
             f"index {RESERVED_ID} at position {position} is reserved: no id "
             "of a dynamic table")
-
-
-def _not_served_for_dynamic(info, what):
-    """UNIMPLEMENTED, as a server answers, for what it does not serve on a
-    dynamic table yet."""
-    if info.dynamic is not None:
-        raise EmbeddingError(
-            f"table {info.name!r} is dynamic: {what} of a dynamic table are "
-            "not served yet", grpc.StatusCode.UNIMPLEMENTED)
 
 
 def _finite_check(values, what):
@@ -500,14 +490,14 @@ class ShardedClient(EmbeddingClient):
         bag_mode(mode)
         indices, offsets = bag_inputs(indices, offsets)
         info = self._spec(table, timeout)
-        _not_served_for_dynamic(info, "bags")
         batch = bags.BagBatch(indices, offsets, mode, per_sample_weights,
-                              include_last_offset, info.padding_idx)
+                              include_last_offset, info.padding_idx,
+                              bags.empty_bag_marker(info.dynamic is not None))
         if mode == "max" and info.scale_grad_by_freq:
             raise InvalidArgumentError(
                 "mode MAX does not support scale_grad_by_freq (torch "
                 "refuses it too)")
-        routing.check_indices(indices, info.num_embeddings)
+        _check_indices(info, indices)
         return batch, info
 
     def lookup_bag(self, table, indices, offsets=None, *,
@@ -699,6 +689,10 @@ class ShardedClient(EmbeddingClient):
             yield (np.arange(start, end),
                    self._read_range(info.name, info.embedding_dim, start,
                                     end, timeout))
+
+    def _held_rows(self, info, timeout):
+        """(ids, rows) of every row of every shard (export_npz)."""
+        return self.read_rows(info.name, return_indices=True, timeout=timeout)
 
     # ---- checkpoints --------------------------------------------------------
 
