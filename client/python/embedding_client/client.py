@@ -748,7 +748,6 @@ class EmbeddingClient:
                                        start_row=begin, timeout=timeout)
         return written
 
-
     def export_npz(self, table, path, *, timeout=None):
         """Writes the rows `table` holds, with their ids, to the .npz file
         `path`: `ids` int64 [n] and `weights` float32 [n, embedding_dim],
