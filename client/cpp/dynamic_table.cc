@@ -72,6 +72,10 @@ absl::StatusOr<ReadRowsResult> ReadHeldRows(
   for (int k = 0; k < client.shard_count(); ++k) {
     EMBEDDING_ASSIGN_OR_RETURN(ReadRowsResult rows,
                                client.shard(k).ReadRowRange(table, 0, 0, call));
+    if (k == 0) {
+      all = std::move(rows);
+      continue;
+    }
     all.indices.insert(all.indices.end(), rows.indices.begin(),
                        rows.indices.end());
     all.values.data.insert(all.values.data.end(), rows.values.data.begin(),

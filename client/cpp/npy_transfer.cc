@@ -311,14 +311,28 @@ class NpzInput {
   }
 
   absl::Status ReadAt(int64_t offset, int64_t bytes, std::string* out) const {
+    out->resize(bytes < 0 ? 0 : bytes);
+    return ReadAt(offset, bytes, out->data());
+  }
+
+  // Reads `bytes` at `offset` into `out`. pread may return less than asked
+  // (at most 2 GiB per call on Linux), so it is called until all is read.
+  absl::Status ReadAt(int64_t offset, int64_t bytes, char* out) const {
     if (offset < 0 || bytes < 0 || offset > size_ || bytes > size_ - offset) {
       return absl::InvalidArgumentError(
           absl::StrCat(path_, ": truncated (", bytes, " bytes at ", offset,
                        " are past its ", size_, " bytes)"));
     }
-    out->resize(bytes);
-    if (pread(fileno(file_.get()), out->data(), bytes, offset) != bytes) {
-      return OsError("cannot read", path_);
+    for (int64_t done = 0; done < bytes;) {
+      const ssize_t got =
+          pread(fileno(file_.get()), out + done, bytes - done, offset + done);
+      if (got < 0) return OsError("cannot read", path_);
+      // Checked against the size up front: the file changed under us.
+      if (got == 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path_, ": truncated while read"));
+      }
+      done += got;
     }
     return absl::OkStatus();
   }
@@ -397,23 +411,25 @@ absl::StatusOr<NpyTransfer> ImportIds(const Client& client,
   // Everything checked before the first write.
   EMBEDDING_RETURN_IF_ERROR(input.CheckCrc(ids_entry));
   EMBEDDING_RETURN_IF_ERROR(input.CheckCrc(weights_entry));
-  std::string bytes;
-  EMBEDDING_RETURN_IF_ERROR(input.ReadAt(
-      ids_entry.offset + ids_array.data_offset, ids_array.data_bytes, &bytes));
   std::vector<int64_t> ids(ids_array.rows);
-  std::memcpy(ids.data(), bytes.data(), bytes.size());
+  EMBEDDING_RETURN_IF_ERROR(
+      input.ReadAt(ids_entry.offset + ids_array.data_offset,
+                   ids_array.data_bytes, reinterpret_cast<char*>(ids.data())));
+  if (info.spec().has_dynamic()) {
+    EMBEDDING_RETURN_IF_ERROR(CheckDynamicIds(ids));
+  }
   NpyTransfer result{
       .rows = weights.rows, .dim = dim, .file_bytes = input.size()};
   const int64_t step = client.BulkRows(dim, /*with_indices=*/true);
   std::vector<float> values;
   for (int64_t start = 0; start < weights.rows; start += step) {
     const int64_t count = std::min(step, weights.rows - start);
+    values.resize(count * dim);
     EMBEDDING_RETURN_IF_ERROR(
         input.ReadAt(weights_entry.offset + weights.data_offset +
                          start * dim * int64_t{sizeof(float)},
-                     count * dim * int64_t{sizeof(float)}, &bytes));
-    values.resize(count * dim);
-    std::memcpy(values.data(), bytes.data(), bytes.size());
+                     count * dim * int64_t{sizeof(float)},
+                     reinterpret_cast<char*>(values.data())));
     EMBEDDING_ASSIGN_OR_RETURN(
         const WriteResult written,
         client.WriteRows(table, absl::MakeConstSpan(ids).subspan(start, count),

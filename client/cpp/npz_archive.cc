@@ -186,6 +186,7 @@ absl::StatusOr<std::vector<ZipEntry>> ReadZipDirectory(ReadAt read_at,
     EMBEDDING_RETURN_IF_ERROR(read_at(locator, kZip64LocatorBytes, &bytes));
     const uint64_t record = Get(bytes, 8, 8);
     if (Get(bytes, 0, 4) != kZip64Locator ||
+        file_size < kZip64EndOfDirectoryBytes ||
         record > static_cast<uint64_t>(file_size - kZip64EndOfDirectoryBytes)) {
       return Invalid(path, "malformed ZIP64 end of central directory locator");
     }

@@ -253,16 +253,14 @@ DynamicRows::Usage DynamicRows::UsageAt(int64_t slot) const {
 DynamicRows::Admission DynamicRows::ExportAdmission() const {
   Admission admission;
   if (admit_after_ <= 1) return admission;
-  const int64_t counters = stripes() * kSketchRows * sketch_width_;
-  admission.counters.assign(sketch_.get(), sketch_.get() + counters);
+  admission.counters.assign(sketch_.get(), sketch_.get() + SketchCounters());
   admission.counts.assign(sketch_counts_.get(),
                           sketch_counts_.get() + stripes());
   return admission;
 }
 
 absl::Status DynamicRows::ImportAdmission(const Admission& admission) {
-  const int64_t counters =
-      admit_after_ <= 1 ? 0 : stripes() * kSketchRows * sketch_width_;
+  const int64_t counters = SketchCounters();
   const int64_t counts = admit_after_ <= 1 ? 0 : stripes();
   if (static_cast<int64_t>(admission.counters.size()) != counters ||
       static_cast<int64_t>(admission.counts.size()) != counts) {
@@ -317,6 +315,10 @@ void DynamicRows::Restore(int64_t slot, int64_t id, const Usage& usage) {
       index_->InsertAt(stripe, id, place.hash, j);
     }
   }
+  SetUsage(slot, usage);
+}
+
+void DynamicRows::SetUsage(int64_t slot, const Usage& usage) {
   const int64_t meta = MetaOf(slot);
   touches_[meta] = usage.touch;
   if (lfu_) push_counts_[meta] = usage.push_count;
@@ -337,9 +339,7 @@ absl::StatusOr<int64_t> DynamicRows::RestoreById(int64_t id,
     index_->InsertAt(place.stripe, id, place.hash, j);
     slot = index_->Slot(place.stripe, j);
   }
-  const int64_t meta = MetaOf(slot);
-  touches_[meta] = usage.touch;
-  if (lfu_) push_counts_[meta] = usage.push_count;
+  SetUsage(slot, usage);
   return slot;
 }
 

@@ -234,6 +234,12 @@ class DynamicRows {
   static int64_t LastPush(uint64_t touch) {
     return static_cast<int64_t>(touch >> kRankBits);
   }
+  // Counters of the admission sketch (0 when admit_after is 1).
+  int64_t SketchCounters() const {
+    return admit_after_ <= 1 ? 0 : stripes() * kSketchRows * sketch_width_;
+  }
+  // A restore's usage of `slot`. REQUIRES: no other thread uses the table.
+  void SetUsage(int64_t slot, const Usage& usage);
   // Touches are read by lookups (expiry) while pushes change them: relaxed
   // atomics, inside the stripe's seqlock window.
   uint64_t LoadTouch(int64_t meta) const {

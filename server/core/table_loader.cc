@@ -49,7 +49,9 @@ absl::Status TableLoader::Put(absl::Span<const int64_t> global_rows,
   for (size_t i = 0; i < global_rows.size(); ++i) {
     local_rows[i] = table_->LocalRow(global_rows[i]);
   }
-  return PutRows(global_rows, local_rows, weights, state);
+  EMBEDDING_RETURN_IF_ERROR(CheckRows(global_rows, weights, state));
+  StoreRows(local_rows, weights, state);
+  return absl::OkStatus();
 }
 
 absl::Status TableLoader::PutDynamic(absl::Span<const int64_t> slots,
@@ -73,7 +75,8 @@ absl::Status TableLoader::PutDynamic(absl::Span<const int64_t> slots,
   for (size_t i = 0; i < slots.size(); ++i) {
     EMBEDDING_RETURN_IF_ERROR(dynamic->CheckRestore(slots[i], keys[i].id));
   }
-  EMBEDDING_RETURN_IF_ERROR(PutRows(slots, slots, weights, state));
+  EMBEDDING_RETURN_IF_ERROR(CheckRows(slots, weights, state));
+  StoreRows(slots, weights, state);
   for (size_t i = 0; i < slots.size(); ++i) {
     dynamic->Restore(slots[i], keys[i].id, keys[i].usage);
   }
@@ -90,24 +93,15 @@ absl::Status TableLoader::PutDynamicIds(absl::Span<const DynamicKey> keys,
   std::vector<int64_t> ids(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) ids[i] = keys[i].id;
   EMBEDDING_RETURN_IF_ERROR(table_->ValidateIndices(ids, "id"));
-  const int64_t dim = table_->dim_;
-  const int64_t state_width = table_->state_width_;
-  if (weights.size() != keys.size() * dim ||
-      state.size() != keys.size() * state_width) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "ids: ", keys.size(), ", weights: ", weights.size(),
-        " values, state: ", state.size(), " values; expected [", keys.size(),
-        ", ", dim, "] and [", keys.size(), ", ", state_width, "]"));
-  }
-  EMBEDDING_RETURN_IF_ERROR(CheckFinite(weights, dim, ids, "weights"));
-  EMBEDDING_RETURN_IF_ERROR(
-      CheckFinite(state, state_width, ids, "optimizer state"));
+  // Checked before RestoreById gives the ids rows.
+  EMBEDDING_RETURN_IF_ERROR(CheckRows(ids, weights, state));
   std::vector<int64_t> slots(keys.size());
   for (size_t i = 0; i < keys.size(); ++i) {
     EMBEDDING_ASSIGN_OR_RETURN(slots[i],
                                dynamic->RestoreById(ids[i], keys[i].usage));
   }
-  return PutRows(ids, slots, weights, state);
+  StoreRows(slots, weights, state);
+  return absl::OkStatus();
 }
 
 absl::Status TableLoader::MergeAdmission(
@@ -134,11 +128,10 @@ absl::Status TableLoader::MergeAdmission(
   return absl::OkStatus();
 }
 
-absl::Status TableLoader::PutRows(absl::Span<const int64_t> names,
-                                  absl::Span<const int64_t> local_rows,
-                                  absl::Span<const float> weights,
-                                  absl::Span<const float> state) {
-  const int64_t n = static_cast<int64_t>(local_rows.size());
+absl::Status TableLoader::CheckRows(absl::Span<const int64_t> names,
+                                    absl::Span<const float> weights,
+                                    absl::Span<const float> state) const {
+  const int64_t n = static_cast<int64_t>(names.size());
   const int64_t dim = table_->dim_;
   const int64_t state_width = table_->state_width_;
   const std::optional<int64_t> weight_floats = CheckedMul(n, dim);
@@ -151,10 +144,16 @@ absl::Status TableLoader::PutRows(absl::Span<const int64_t> names,
                      ", ", dim, "] and [", n, ", ", state_width, "]"));
   }
   EMBEDDING_RETURN_IF_ERROR(CheckFinite(weights, dim, names, "weights"));
-  EMBEDDING_RETURN_IF_ERROR(
-      CheckFinite(state, state_width, names, "optimizer state"));
+  return CheckFinite(state, state_width, names, "optimizer state");
+}
+
+void TableLoader::StoreRows(absl::Span<const int64_t> local_rows,
+                            absl::Span<const float> weights,
+                            absl::Span<const float> state) {
+  const int64_t dim = table_->dim_;
+  const int64_t state_width = table_->state_width_;
   // Nobody else sees the table yet: no locks needed.
-  for (int64_t i = 0; i < n; ++i) {
+  for (int64_t i = 0; i < static_cast<int64_t>(local_rows.size()); ++i) {
     const int64_t local = local_rows[i];
     // Pointers, not [] (hardened, and `state` is empty for SGD).
     std::copy_n(weights.data() + i * dim, dim, table_->RowData(local));
@@ -165,7 +164,6 @@ absl::Status TableLoader::PutRows(absl::Span<const int64_t> names,
       ++rows_put_;
     }
   }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<EmbeddingTable>> TableLoader::Finish(

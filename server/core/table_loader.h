@@ -94,12 +94,16 @@ class TableLoader {
  private:
   explicit TableLoader(std::unique_ptr<EmbeddingTable> table);
 
-  // Put's copy of rows into local rows `local_rows` (checked already);
-  // `names` name them in errors.
-  absl::Status PutRows(absl::Span<const int64_t> names,
-                       absl::Span<const int64_t> local_rows,
-                       absl::Span<const float> weights,
-                       absl::Span<const float> state);
+  // INVALID_ARGUMENT unless `weights` and `state` are [names.size(), dim]
+  // and [names.size(), state width] finite floats; `names` name the rows
+  // in errors.
+  absl::Status CheckRows(absl::Span<const int64_t> names,
+                         absl::Span<const float> weights,
+                         absl::Span<const float> state) const;
+  // Copies checked rows into local rows `local_rows` (valid ones).
+  void StoreRows(absl::Span<const int64_t> local_rows,
+                 absl::Span<const float> weights,
+                 absl::Span<const float> state);
 
   std::unique_ptr<EmbeddingTable> table_;
   std::vector<bool> put_;  // By local row.

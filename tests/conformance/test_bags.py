@@ -31,7 +31,6 @@ CASES = [
 ]
 
 
-
 class DynamicTorchTable(TorchTable):
     """A TorchTable of a dynamic table (see oracle.TorchTable): its MAX
     winners mark empty bags with RESERVED_ID, as the server does (-1 is an

@@ -96,12 +96,6 @@ def load_checkpoint(path, mmap_mode=None):
             for name in ARRAYS if (path / f"{name}.npy").exists()}
 
 
-def read_metadata_header(path):
-    """(magic, version, reserved, length, checksum) of a checkpoint."""
-    data = (pathlib.Path(path) / METADATA).read_bytes()
-    return _HEADER.unpack_from(data)
-
-
 def metadata_checksum(data):
     """The checksum a metadata file's header should carry."""
     return xxh3_64(data[_CHECKSUMMED] + data[_HEADER.size:])

@@ -13,6 +13,7 @@ the same messages.
 
 import contextlib
 import os
+import zipfile
 
 import numpy as np
 
@@ -113,30 +114,63 @@ def save_npz(path, ids, weights):
 
 
 def load_npz(path):
-    """Returns (ids, weights) of a .npz file holding `ids` (int64 [n]) and
-    `weights` (float32 [n, dim]). Raises InvalidArgumentError naming the
-    file otherwise, and OSError when it cannot be read."""
+    """Returns (ids, weights) of a .npz file holding `ids` (int64 [n], each
+    once) and `weights` (float32 [n, dim]), stored as numpy.savez writes
+    them. Raises InvalidArgumentError naming the file otherwise (each
+    member's header is checked against its size before its data is read,
+    and its CRC-32 as it is read), and OSError when it cannot be read."""
     try:
-        archive = np.load(path, allow_pickle=False)
-    except ValueError as error:
-        raise _invalid(path, f"not a .npz file: {error}") from None
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise _invalid(path, "not a .npz file (a zip of .npy arrays)")
+        archive = zipfile.ZipFile(path)
+    except zipfile.BadZipFile:
+        raise _invalid(path, "not a .npz file (a zip of .npy arrays)"
+                       ) from None
     with archive:
-        missing = {"ids", "weights"} - set(archive.files)
+        members = {info.filename: info for info in archive.infolist()}
+        names = {name[:-len(".npy")] for name in members
+                 if name.endswith(".npy")}
+        missing = {"ids", "weights"} - names
         if missing:
             raise _invalid(path, f"no {' or '.join(sorted(missing))} array "
-                           f"(it holds {sorted(archive.files)}); expected "
+                           f"(it holds {sorted(names)}); expected "
                            "ids int64 [n] and weights float32 [n, dim]")
-        ids, weights = archive["ids"], archive["weights"]
-    if ids.dtype != _INT64 or ids.ndim != 1:
-        raise _invalid(path, f"ids is {ids.dtype.str} of shape "
-                       f"{list(ids.shape)}, expected int64 (<i8) [n]")
-    if weights.dtype != _FLOAT32 or weights.ndim != 2:
-        raise _invalid(path, f"weights is {weights.dtype.str} of shape "
-                       f"{list(weights.shape)}, expected float32 (<f4) "
-                       "[n, dim]")
+        ids = _load_member(archive, members["ids.npy"], path, "ids",
+                           _INT64, "int64 (<i8) [n]", 1)
+        weights = _load_member(archive, members["weights.npy"], path,
+                               "weights", _FLOAT32,
+                               "float32 (<f4) [n, dim]", 2)
     if len(ids) != len(weights):
         raise _invalid(path, f"{len(ids)} ids for {len(weights)} rows of "
                        "weights")
+    # Refused before any write, however many requests the rows take.
+    unique, first = np.unique(ids, return_index=True)
+    if len(unique) != len(ids):
+        repeated = np.setdiff1d(np.arange(len(ids)), first)[0]
+        raise _invalid(path, f"id {ids[repeated]} at position {repeated} is "
+                       "written twice")
     return ids, weights
+
+
+def _load_member(archive, info, path, name, dtype, expected, ndim):
+    """The array of member `info`, of `dtype` and `ndim` dimensions in C
+    order, its size checked against its header before it is read."""
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise _invalid(path, f"{info.filename} is compressed; write the file "
+                       "with numpy.savez, not savez_compressed")
+    try:
+        with archive.open(info) as member:
+            shape, fortran_order, found = _read_header(
+                member, f"{path} ({info.filename})")
+            if found != dtype or len(shape) != ndim or fortran_order:
+                raise _invalid(path, f"{name} is {found.str} of shape "
+                               f"{list(shape)}, expected {expected}")
+            data_bytes = int(np.prod(shape)) * dtype.itemsize
+            follows = info.file_size - member.tell()
+            if follows != data_bytes:
+                raise _invalid(path, f"{info.filename}: its header says "
+                               f"{data_bytes} bytes of data, but {follows} "
+                               "bytes follow it")
+            # Reading to the member's end checks its CRC-32.
+            data = member.read(data_bytes)
+    except zipfile.BadZipFile as error:
+        raise _invalid(path, f"{info.filename}: {error}") from None
+    return np.frombuffer(data, dtype).reshape(shape)

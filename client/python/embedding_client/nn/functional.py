@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from embedding_client.bags import empty_bag_marker
 from embedding_client.client import DEFAULT_BAG_MODE, DEFAULT_LOOKUP_DTYPE
 
 PUSH_ON_BACKWARD = "backward"
@@ -111,13 +110,12 @@ def _weight_grad(remote, indices, output_of, grad_output):
 
 def _max_bag_weight_grad(remote, max_indices, grad_output):
     """The weight gradient of mode="max" bags: each bag's gradient goes, per
-    column, to the row that held the maximum (max_indices, the table's
-    empty_bag_marker for an empty bag), as torch routes it."""
+    column, to the row that held the maximum (max_indices, -1 for an empty
+    bag), as torch routes it. Only push="step" needs it, which dynamic
+    tables (empty bags marked INT64_MIN) do not take."""
     max_indices = _index_tensor(max_indices)
     grad = grad_output.detach().to("cpu", torch.float32)
-    # A dynamic table's ids may be negative: only its marker is no row.
-    hit = max_indices != empty_bag_marker(
-        getattr(remote, "dynamic", None) is not None)
+    hit = max_indices >= 0
     distinct, local = torch.unique(max_indices[hit], return_inverse=True)
     columns = torch.arange(remote.embedding_dim).expand_as(max_indices)[hit]
     values = torch.zeros(len(distinct), remote.embedding_dim)
